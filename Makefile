@@ -1,0 +1,28 @@
+# 빠른 시작: `make book` (사이트 빌드), `make test` (모든 검사). 둘 다 필요한 설치를 스스로 한다.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ddpm_ko-installed
+export MPLBACKEND ?= Agg
+export PYTHONHASHSEED ?= 0
+
+.PHONY: book test setup unit notebooks browser clean
+
+$(STAMP): requirements.txt constraints-cpu.txt pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	@touch $@
+
+setup: $(STAMP)
+
+## 사이트를 _build/html 에 빌드한다. 노트북은 독자 설정으로 실행되고, 경고나 실패한 셀이 있으면 빌드가 실패한다.
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+## 단위 검사 → 노트북(빠른 모드, nbval) → 책 빌드 → 브라우저 검사
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+	DDPM_KO_FAST=1 $(PY) -m pytest -q --nbval-lax notebooks/
+	$(MAKE) book
+	$(PY) -m pytest -q tests_site
+
+clean:
+	rm -rf _build

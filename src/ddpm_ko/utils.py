@@ -1,0 +1,94 @@
+"""작은 공용 도구: 장치 선택, 시드, 빠른 모드, CPU 성능 설정, 실행 환경 기록."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import random
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["pick_device", "seed_everything", "fast_mode", "tune_cpu", "environment_info"]
+
+FAST_ENV = "DDPM_KO_FAST"
+
+
+def pick_device(preferred: str | None = None) -> torch.device:
+    """쓸 장치를 고른다: ``preferred`` 가 있으면 그것, 없으면 cuda → mps → cpu 순서."""
+    if preferred not in (None, "", "auto"):
+        dev = torch.device(preferred)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("CUDA 를 쓸 수 없다 / CUDA is not available: use --device cpu")
+        if dev.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("MPS 를 쓸 수 없다 / MPS is not available: use --device cpu")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Python, NumPy, PyTorch(CPU·CUDA)의 난수 시드를 모두 정하고 CPU 생성기를 돌려준다."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def fast_mode() -> bool:
+    """환경 변수 ``DDPM_KO_FAST=1`` 이면 ``True``. CI 가 노트북을 짧게 돌릴 때 쓴다."""
+    return os.environ.get(FAST_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+_TUNED = False
+
+
+def tune_cpu(num_threads: int | None = None) -> None:
+    """CPU 학습 속도를 높이는 설정을 한 번 적용한다.
+
+    - glibc ``malloc`` 이 큰 버퍼를 매 단계 ``mmap``/``munmap`` 하지 않도록 문턱값을 올린다
+      (2코어 기계에서 학습이 약 1.3배 빨라진다). glibc 가 아니면 아무것도 하지 않는다.
+    - ``num_threads`` 가 주어지면 PyTorch 연산 스레드 수를 정한다.
+    """
+    global _TUNED
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    if _TUNED or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)  # 64비트 glibc 가 허용하는 최댓값
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+        libc.mallopt(M_TOP_PAD, 256 << 20)
+    except (OSError, AttributeError):
+        pass
+    _TUNED = True
+
+
+def environment_info(device: torch.device | str | None = None) -> dict[str, Any]:
+    """체크포인트 옆 JSON 에 남길 실행 환경(버전, 장치, CPU)을 모은다."""
+    import ddpm_ko
+
+    dev = torch.device(device) if device is not None else pick_device()
+    info: dict[str, Any] = {
+        "ddpm_ko": ddpm_ko.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(dev),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+    return info
