@@ -18,18 +18,24 @@ FAST_ENV = "DDPM_KO_FAST"
 
 
 def pick_device(preferred: str | None = None) -> torch.device:
-    """쓸 장치를 고른다: ``preferred`` 가 있으면 그것, 없으면 cuda → mps → cpu 순서."""
+    """쓸 장치를 고른다: ``preferred`` 가 있으면 그것, 없으면 cuda → mps → cpu 순서.
+
+    CPU 를 고르면 ``tune_cpu()`` 도 적용한다 (작은 모델의 CPU 추론·학습이 몇 배 빨라진다).
+    """
     if preferred not in (None, "", "auto"):
         dev = torch.device(preferred)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("CUDA 를 쓸 수 없다 / CUDA is not available: use --device cpu")
         if dev.type == "mps" and not torch.backends.mps.is_available():
             raise ValueError("MPS 를 쓸 수 없다 / MPS is not available: use --device cpu")
+        if dev.type == "cpu":
+            tune_cpu()
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
+    tune_cpu()
     return torch.device("cpu")
 
 

@@ -1,0 +1,210 @@
+"""체크포인트: safetensors 가중치 + JSON 사이드카, 원자적 저장, 안전한 불러오기.
+
+한 체크포인트는 두 파일이다.
+- ``NAME.safetensors``: 텐서 (``model.*``, ``ema.*``, ``optim.*``, ``rng.*``) 와, 헤더 메타데이터의
+  ``ddpm_ko`` 항목에 든 JSON (설정, 단계, 손실 기록 …). 이 파일 하나로 완결된다.
+- ``NAME.json``: 같은 메타데이터를 사람이 읽기 좋게 쓴 사본.
+
+safetensors 는 피클(pickle)을 쓰지 않으므로 남이 준 파일을 열어도 코드가 실행되지 않는다.
+저장은 임시 파일 → fsync → ``os.replace`` 순서라서 어느 순간에 프로세스가 죽어도 이전
+체크포인트는 온전히 남는다.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+__all__ = ["FORMAT", "atomic_write_bytes", "save_checkpoint", "read_checkpoint", "load_model_from_checkpoint",
+           "build_from_meta", "optimizer_state_to_tensors", "optimizer_state_from_tensors", "export_ema"]
+
+FORMAT = "ddpm_ko/1"
+META_KEY = "ddpm_ko"
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """``data`` 를 같은 디렉터리의 임시 파일에 쓰고 fsync 한 뒤 ``path`` 로 바꿔치기한다."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix == ".json":
+        p = p.with_suffix(".safetensors")
+    elif p.suffix != ".safetensors":
+        p = p.with_name(p.name + ".safetensors") if p.suffix == "" else p
+    return p, p.with_suffix(".json")
+
+
+def optimizer_state_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """옵티마이저 상태를 (텐서 사전, JSON 으로 쓸 수 있는 나머지) 로 나눈다 (피클 없이 저장하려고)."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_state_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """``optimizer_state_to_tensors`` 의 역: ``optimizer.load_state_dict`` 에 넣을 사전."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if not key.startswith("optim."):
+            continue
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = v
+    for pid, st in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(st)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """텐서와 메타데이터를 원자적으로 저장하고 ``.safetensors`` 경로를 돌려준다.
+
+    safetensors 를 먼저 바꿔치기하고 JSON 사본을 그다음에 쓴다. 그 사이에 죽더라도
+    불러오기는 safetensors 안의 메타데이터만 믿으므로 문제가 없다.
+    """
+    from safetensors.torch import save
+
+    st_path, json_path = _paths(path)
+    meta = {"format": FORMAT, **meta}
+    text = json.dumps(meta, ensure_ascii=False)
+    clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(st_path, save(clean, metadata={META_KEY: text}))
+    atomic_write_bytes(json_path, json.dumps(meta, ensure_ascii=False, indent=1).encode("utf-8"))
+    return st_path
+
+
+def read_checkpoint(path: str | os.PathLike, prefixes: tuple[str, ...] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """체크포인트를 읽어 ``(텐서 사전, 메타데이터)`` 를 돌려준다.
+
+    파일이 없거나, safetensors 가 아니거나, 잘렸거나, ddpm_ko 가 쓴 것이 아니면
+    무엇을 해야 하는지 말하는 ``CheckpointError`` 를 낸다. ``prefixes`` 를 주면 그 접두사로
+    시작하는 텐서만 읽는다.
+    """
+    from safetensors import safe_open
+
+    st_path, _ = _paths(path)
+    if not st_path.is_file():
+        raise CheckpointError(
+            f"체크포인트 파일이 없다 / checkpoint not found: {st_path} — "
+            "`ddpm-ko train` 으로 만들거나 경로를 확인하라 (train one with `ddpm-ko train` or check the path)"
+        )
+    try:
+        with safe_open(str(st_path), framework="pt") as f:
+            header = f.metadata() or {}
+            keys = [k for k in f.keys() if prefixes is None or k.startswith(prefixes)]
+            tensors = {k: f.get_tensor(k) for k in keys}
+    except Exception as e:  # SafetensorError, OSError, UnicodeError …
+        raise CheckpointError(
+            f"체크포인트가 손상되었거나 safetensors 파일이 아니다 / corrupt or not a safetensors file: {st_path} "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}) — 다시 받거나 이전 체크포인트를 써라"
+        ) from e
+    if META_KEY not in header:
+        raise CheckpointError(
+            f"ddpm_ko 체크포인트가 아니다 (메타데이터 없음) / not a ddpm_ko checkpoint (no metadata): {st_path}"
+        )
+    try:
+        meta = json.loads(header[META_KEY])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"체크포인트 메타데이터가 손상되었다 / corrupt checkpoint metadata: {st_path}") from e
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"지원하지 않는 체크포인트 형식 / unsupported checkpoint format {meta.get('format')!r} in {st_path}")
+    return tensors, meta
+
+
+def _sub_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` 의 긴 오류를 한 줄짜리 ``CheckpointError`` 로 바꾼다."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()
+        detail = " ".join(line.strip() for line in first[:3])[:300]
+        raise CheckpointError(
+            f"체크포인트 가중치가 모델 설정과 맞지 않는다 / checkpoint weights do not match the model config ({source}): {detail}"
+        ) from e
+
+
+def build_from_meta(meta: dict[str, Any]):
+    """메타데이터의 설정으로 ``(Unet, GaussianDiffusion)`` 을 만든다 (가중치는 아직 없다)."""
+    from .diffusion import GaussianDiffusion
+    from .unet import Unet, UnetConfig
+
+    try:
+        unet_cfg = UnetConfig.from_dict(meta["unet"])
+        dcfg = meta["diffusion"]
+        diffusion = GaussianDiffusion.from_schedule(
+            dcfg["schedule"], int(dcfg["timesteps"]),
+            prediction_type=dcfg.get("prediction_type", "eps"), loss_type=dcfg.get("loss_type", "l2"),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"체크포인트의 설정이 잘못되었다 / invalid config in checkpoint: {e}") from e
+    return Unet(unet_cfg), diffusion
+
+
+def load_model_from_checkpoint(path: str | os.PathLike, use_ema: bool = True, device: torch.device | str = "cpu"):
+    """체크포인트에서 ``(model, diffusion, meta)`` 를 만든다. 기본은 EMA 가중치 (없으면 학습 가중치)."""
+    tensors, meta = read_checkpoint(path, prefixes=("model.", "ema."))
+    model, diffusion = build_from_meta(meta)
+    ema_state = _sub_state(tensors, "ema.model")
+    state = ema_state if (use_ema and ema_state) else _sub_state(tensors, "model")
+    if not state:
+        raise CheckpointError(f"체크포인트에 모델 가중치가 없다 / no model weights in checkpoint: {path}")
+    load_state_checked(model, state, str(path))
+    return model.to(device).eval(), diffusion.to(device), meta
+
+
+def export_ema(src: str | os.PathLike, dst: str | os.PathLike, extra_meta: dict[str, Any] | None = None) -> Path:
+    """학습 체크포인트에서 EMA 가중치와 메타데이터만 남긴 작은 배포용 체크포인트를 만든다."""
+    tensors, meta = read_checkpoint(src, prefixes=("ema.",))
+    if not tensors:
+        raise CheckpointError(f"EMA 가중치가 없다 / no EMA weights in {src}")
+    meta = {k: v for k, v in meta.items() if k not in ("optimizer", "format")}
+    meta.update(extra_meta or {})
+    return save_checkpoint(dst, tensors, meta)

@@ -1,0 +1,87 @@
+"""체크포인트에서 이미지를 생성하는 고수준 함수 (배치 나누기, GPU 메모리 부족 시 재시도)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from .checkpoint import load_model_from_checkpoint
+from .diffusion import GaussianDiffusion
+from .utils import pick_device
+
+__all__ = ["sample_images", "sample_with_oom_retry"]
+
+
+def _is_oom(e: BaseException) -> bool:
+    oom_types = tuple(t for t in (getattr(torch.cuda, "OutOfMemoryError", None), getattr(torch, "OutOfMemoryError", None)) if t)
+    return isinstance(e, oom_types) or "out of memory" in str(e).lower()
+
+
+def sample_with_oom_retry(diffusion: GaussianDiffusion, model: torch.nn.Module, num: int, shape: tuple[int, int, int],
+                          batch_size: int, generator: torch.Generator, device: torch.device, trajectory: bool = False,
+                          min_batch: int = 1, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``num`` 장을 ``batch_size`` 씩 나눠 생성한다. 메모리가 모자라면 배치를 절반으로 줄여 다시 한다.
+
+    초기 노이즈는 배치 크기와 상관없이 한꺼번에 뽑으므로, 배치를 줄여 다시 해도 결정적 샘플러(DDIM η=0)의 결과는 같다.
+    궤적은 첫 배치의 처음 64장까지만 모은다.
+    """
+    x_T = torch.randn((num, *shape), generator=generator)
+    n_steps = kwargs.get("steps") or diffusion.num_timesteps
+    outputs: list[torch.Tensor] = []
+    traj: torch.Tensor | None = None
+    start = 0
+    bs = max(1, batch_size)
+    while start < num:
+        end = min(num, start + bs)
+        want_traj = trajectory and traj is None
+        try:
+            result = diffusion.sample(model, (end - start, *shape), generator=generator, device=device,
+                                      x_T=x_T[start:end], return_trajectory=want_traj,
+                                      trajectory_stride=max(1, n_steps // 100), **kwargs)
+        except RuntimeError as e:
+            if not _is_oom(e) or bs <= min_batch:
+                raise
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            bs = max(min_batch, bs // 2)
+            print(f"[ddpm-ko] GPU 메모리 부족: 배치를 {bs} 로 줄여 다시 한다 / out of memory, retrying with batch {bs}")
+            continue
+        if want_traj:
+            x, traj = result
+            traj = traj[:, :64]
+        else:
+            x = result
+        outputs.append(x.cpu())
+        start = end
+    return torch.cat(outputs), traj
+
+
+def sample_images(checkpoint: str | os.PathLike, num: int, sampler: str = "ddpm", steps: int | None = None,
+                  eta: float = 0.0, seed: int = 0, clip_x0: bool = True, use_ema: bool = True,
+                  device: str | torch.device | None = None, batch_size: int = 256, trajectory: bool = False,
+                  progress: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+    """체크포인트(``"pretrained"`` 이면 책의 사전 학습 모델)로 ``num`` 장을 만든다.
+
+    ``(images [−1, 1] (N, C, H, W), 궤적 또는 None, 메타데이터)`` 를 돌려준다.
+    """
+    if num < 1:
+        raise ValueError(f"num 은 1 이상 / num must be >= 1, got {num}")
+    dev = pick_device(str(device) if device is not None else None)
+    if str(checkpoint) == "pretrained":
+        from .pretrained import pretrained_path
+
+        checkpoint = pretrained_path()
+    model, diffusion, meta = load_model_from_checkpoint(checkpoint, use_ema=use_ema, device=dev)
+    if sampler == "ddim" and steps is not None and steps > diffusion.num_timesteps:
+        raise ValueError(f"DDIM steps({steps}) 가 T({diffusion.num_timesteps}) 보다 크다 / DDIM steps cannot exceed T")
+    if sampler == "ddpm" and steps not in (None, diffusion.num_timesteps):
+        raise ValueError(f"DDPM 은 항상 T={diffusion.num_timesteps} 단계다; 단계를 바꾸려면 --sampler ddim / "
+                         "the DDPM sampler always runs T steps: use --sampler ddim with --steps")
+    c = model.config
+    g = torch.Generator().manual_seed(seed)
+    images, traj = sample_with_oom_retry(diffusion, model, num, (c.channels, c.image_size, c.image_size), batch_size, g,
+                                         dev, trajectory=trajectory, sampler=sampler, steps=steps, eta=eta,
+                                         clip_x0=clip_x0, progress=progress)
+    return images, traj, meta

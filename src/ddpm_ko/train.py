@@ -1,0 +1,395 @@
+"""학습 루프: AdamW, 학습률 워밍업, EMA, 그래디언트 클리핑, 체크포인트와 이어 학습, 분산 학습.
+
+한 단계는 DDPM 알고리즘 1 그대로다: 데이터에서 x_0, 무작위 t, ε ~ N(0, I) 를 뽑아
+x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε 을 **한 번에** 만들고, ‖ε − ε_θ(x_t, t)‖² 를 줄인다.
+역방향 사슬(t = T → 0)은 학습 중에 한 번도 돌리지 않는다.
+
+이어 학습이 원래 학습과 같은 손실 곡선을 그리도록, 체크포인트에 옵티마이저·EMA·난수
+생성기 상태와 데이터 순서(에폭, 에폭 안의 배치 번호)를 모두 저장한다.
+``torchrun --nproc_per_node N`` 아래에서는 DistributedDataParallel 로 돈다.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .checkpoint import (_sub_state, load_state_checked, optimizer_state_from_tensors,
+                         optimizer_state_to_tensors, read_checkpoint, save_checkpoint)
+from .data import ImageBatches, fashion_mnist_arrays
+from .diffusion import LOSS_TYPES, PREDICTION_TYPES, GaussianDiffusion
+from .ema import EMA
+from .errors import CheckpointError, TrainingDivergedError
+from .schedules import SCHEDULES
+from .unet import Unet, UnetConfig
+from .utils import environment_info, pick_device, tune_cpu
+
+__all__ = ["TrainConfig", "train", "Trainer"]
+
+
+@dataclass
+class TrainConfig:
+    """학습 설정. 기본값은 2코어 CPU 에서 짧은 시간에 좋은 샘플에 이르도록 고른 값이다.
+
+    ``batch_size`` 와 ``lr`` 은 **전역** 값이다: 분산 학습이면 프로세스마다 ``batch_size / N``
+    장을 처리하고, 그래디언트를 평균해 한 프로세스에서 전역 배치로 학습한 것과 같게 한다.
+    """
+
+    out_dir: str = "runs/default"
+    data_dir: str | None = None
+    epochs: float | None = None
+    max_steps: int | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.99)
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    schedule: str = "linear"
+    timesteps: int = 1000
+    prediction_type: str = "eps"
+    loss_type: str = "l2"
+    seed: int = 0
+    checkpoint_every: int = 500
+    sample_every: int = 0
+    sample_count: int = 64
+    sample_steps: int = 50
+    log_every: int = 50
+    flip: bool = True
+    subset: int | None = None
+    device: str | None = None
+    num_threads: int | None = None
+    channels_last: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
+        self.validate()
+
+    def validate(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(msg)
+
+        need(self.schedule in SCHEDULES, f"알 수 없는 스케줄 '{self.schedule}' / unknown schedule: choose one of {list(SCHEDULES)}")
+        need(self.prediction_type in PREDICTION_TYPES, f"알 수 없는 예측 대상 '{self.prediction_type}' / unknown prediction type: {PREDICTION_TYPES}")
+        need(self.loss_type in LOSS_TYPES, f"알 수 없는 손실 '{self.loss_type}' / unknown loss: choose one of {LOSS_TYPES}")
+        need(self.timesteps >= 2, f"timesteps 는 2 이상 / timesteps must be >= 2, got {self.timesteps}")
+        need(self.batch_size >= 1, f"batch_size 는 1 이상 / batch_size must be >= 1, got {self.batch_size}")
+        need(self.lr > 0, f"lr 은 양수 / lr must be > 0, got {self.lr}")
+        need(self.max_steps is None or self.max_steps >= 1, f"max_steps 는 1 이상 / max_steps must be >= 1, got {self.max_steps}")
+        need(self.epochs is None or self.epochs > 0, f"epochs 는 양수 / epochs must be > 0, got {self.epochs}")
+        need(self.checkpoint_every >= 1, f"checkpoint_every 는 1 이상 / checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        need(self.sample_every >= 0, "sample_every 는 0 이상 / sample_every must be >= 0")
+        need(self.sample_count >= 1 and self.sample_steps >= 1, "sample_count, sample_steps 는 1 이상 / must be >= 1")
+        need(self.sample_steps <= self.timesteps, f"sample_steps({self.sample_steps}) 는 T({self.timesteps}) 이하 / cannot exceed timesteps")
+        need(self.log_every >= 1, "log_every 는 1 이상 / log_every must be >= 1")
+        need(self.subset is None or self.subset >= 1, "subset 은 1 이상 / subset must be >= 1")
+        need(0.0 <= self.ema_decay < 1.0, f"ema_decay 는 [0, 1) / ema_decay must be in [0, 1), got {self.ema_decay}")
+        need(self.warmup_steps >= 0, "warmup_steps 는 0 이상 / warmup_steps must be >= 0")
+        need(self.grad_clip >= 0, "grad_clip 은 0 이상 / grad_clip must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["adam_betas"] = list(self.adam_betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def diffusion_dict(self) -> dict[str, Any]:
+        return {"schedule": self.schedule, "timesteps": self.timesteps,
+                "prediction_type": self.prediction_type, "loss_type": self.loss_type}
+
+
+def _dist_info() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank). torchrun 이 정한 환경 변수를 읽는다."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return rank, world, local
+
+
+class Trainer:
+    """한 번의 학습 실행. ``Trainer(...).run()`` 또는 함수 ``train(...)`` 으로 쓴다."""
+
+    def __init__(self, unet_config: UnetConfig | None = None, config: TrainConfig | None = None,
+                 resume: str | os.PathLike | None = None, images=None, log: Callable[[str], None] | None = None) -> None:
+        self.cfg = config or TrainConfig()
+        self.rank, self.world, local_rank = _dist_info()
+        self.is_main = self.rank == 0
+        self._log = log or print
+        resume_tensors: dict[str, torch.Tensor] | None = None
+        resume_meta: dict[str, Any] | None = None
+        if resume is not None:
+            resume_tensors, resume_meta = read_checkpoint(resume)
+            if "train_state" not in resume_meta or not any(k.startswith("optim.") for k in resume_tensors):
+                raise CheckpointError(
+                    f"이어 학습할 수 없는 체크포인트다 (EMA 만 든 배포용 파일) / {resume} has no optimizer state: "
+                    "resume from a training checkpoint (runs/.../checkpoint.safetensors)"
+                )
+            unet_config = UnetConfig.from_dict(resume_meta["unet"])
+            saved = resume_meta["train"]
+            for key in ("schedule", "timesteps", "prediction_type", "loss_type"):
+                if getattr(self.cfg, key) != saved[key]:
+                    self._info(f"이어 학습: {key} 는 체크포인트 값 {saved[key]!r} 을 쓴다 / using checkpoint's {key}")
+                    setattr(self.cfg, key, saved[key])
+        self.unet_config = unet_config or UnetConfig()
+        cfg = self.cfg
+
+        if self.world > 1:
+            if cfg.batch_size % self.world:
+                raise ValueError(f"전역 batch_size {cfg.batch_size} 가 프로세스 수 {self.world} 로 나누어지지 않는다 / "
+                                 "global batch size must be divisible by the number of processes")
+            if not dist.is_initialized():
+                backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
+                dist.init_process_group(backend)
+            if torch.cuda.is_available() and cfg.device != "cpu":
+                torch.cuda.set_device(local_rank)
+                cfg.device = f"cuda:{local_rank}"
+        self.device = pick_device(cfg.device)
+        if self.device.type == "cpu":
+            tune_cpu(cfg.num_threads)
+
+        torch.manual_seed(cfg.seed)
+        self.model = Unet(self.unet_config).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.diffusion = GaussianDiffusion.from_schedule(cfg.schedule, cfg.timesteps, prediction_type=cfg.prediction_type,
+                                                         loss_type=cfg.loss_type).to(self.device)
+        self.ema = EMA(self.model, cfg.ema_decay)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas,
+                                           weight_decay=cfg.weight_decay)
+        # 노이즈와 시각 t 를 뽑는 전용 생성기 (CPU). 모든 프로세스가 같은 전역 노이즈를 만든다.
+        self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
+
+        if images is None:
+            images, _ = fashion_mnist_arrays("train", cfg.data_dir)
+        if cfg.subset:
+            images = images[: cfg.subset]
+        self.batches = ImageBatches(images, cfg.batch_size, seed=cfg.seed, flip=cfg.flip)
+        self.step = 0
+        self.epoch = 0
+        self.batch_index = 0
+        self.history: list[list[float]] = []
+        self.wall_time = 0.0
+        self.env = environment_info(self.device)
+        if resume_tensors is not None and resume_meta is not None:
+            self._restore(resume_tensors, resume_meta, str(resume))
+
+        self.ddp: nn.Module = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    # ------------------------------------------------------------------ 기록
+    def _info(self, msg: str) -> None:
+        if self.is_main:
+            self._log(msg)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.cfg.out_dir)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoint.safetensors"
+
+    def total_steps(self) -> int:
+        cfg = self.cfg
+        if cfg.max_steps is not None:
+            return cfg.max_steps
+        epochs = cfg.epochs if cfg.epochs is not None else 1
+        return max(1, int(math.ceil(epochs * self.batches.batches_per_epoch)))
+
+    def lr_at(self, step: int) -> float:
+        """선형 워밍업 후 일정한 학습률."""
+        if self.cfg.warmup_steps and step < self.cfg.warmup_steps:
+            return self.cfg.lr * (step + 1) / self.cfg.warmup_steps
+        return self.cfg.lr
+
+    # ------------------------------------------------------------------ 체크포인트
+    def state_meta(self) -> dict[str, Any]:
+        opt_tensors, opt_meta = optimizer_state_to_tensors(self.optimizer)
+        self._opt_tensors = opt_tensors
+        return {
+            "unet": self.unet_config.to_dict(),
+            "diffusion": self.cfg.diffusion_dict(),
+            "train": self.cfg.to_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "train_state": {"epoch": self.epoch, "batch_index": self.batch_index, "world_size": self.world},
+            "optimizer": opt_meta,
+            "loss_history": self.history,
+            "wall_time_s": round(self.wall_time, 2),
+            "environment": self.env,
+            "global_batch_size": self.cfg.batch_size,
+            "seed": self.cfg.seed,
+        }
+
+    def save(self, path: str | os.PathLike | None = None) -> Path | None:
+        """체크포인트를 원자적으로 저장한다 (분산 학습이면 rank 0 만)."""
+        if not self.is_main:
+            return None
+        meta = self.state_meta()
+        tensors: dict[str, torch.Tensor] = {}
+        tensors.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
+        tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        tensors.update(self._opt_tensors)
+        tensors["rng.noise"] = self.noise_gen.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        return save_checkpoint(path or self.checkpoint_path, tensors, meta)
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> None:
+        load_state_checked(self.model, _sub_state(tensors, "model"), source)
+        load_state_checked(self.ema, _sub_state(tensors, "ema"), source)
+        if self.cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        opt_state = optimizer_state_from_tensors({k: v.to(self.device) if k.endswith(("exp_avg", "exp_avg_sq")) else v
+                                                  for k, v in tensors.items() if k.startswith("optim.")}, meta["optimizer"])
+        try:
+            self.optimizer.load_state_dict(opt_state)
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"옵티마이저 상태가 모델과 맞지 않는다 / optimizer state does not match the model: {e}") from e
+        self.noise_gen.set_state(tensors["rng.noise"])
+        torch.set_rng_state(tensors["rng.torch"])
+        ts = meta["train_state"]
+        self.step = int(meta["step"])
+        self.epoch, self.batch_index = int(ts["epoch"]), int(ts["batch_index"])
+        self.history = [list(h) for h in meta.get("loss_history", [])]
+        self.wall_time = float(meta.get("wall_time_s", 0.0))
+        self._info(f"이어 학습 / resumed from {source} at step {self.step} (epoch {self.epoch}, batch {self.batch_index})")
+
+    # ------------------------------------------------------------------ 샘플 격자
+    def save_samples(self) -> Path | None:
+        """EMA 모델로 DDIM 격자를 그려 ``out_dir/samples/step_XXXXXXX.png`` 에 저장한다."""
+        if not self.is_main:
+            return None
+        from .viz import save_grid
+
+        cfg, c = self.cfg, self.unet_config
+        g = torch.Generator().manual_seed(cfg.seed + 12345)
+        x = self.diffusion.sample(self.ema.model, (cfg.sample_count, c.channels, c.image_size, c.image_size),
+                                  sampler="ddim", steps=cfg.sample_steps, generator=g, device=self.device)
+        return save_grid(x, self.out_dir / "samples" / f"step_{self.step:07d}.png", scale=2)
+
+    # ------------------------------------------------------------------ 학습
+    def train_step(self, x0: torch.Tensor) -> float:
+        """전역 배치 ``x0`` 한 개로 한 단계 학습하고 (전역) 손실을 돌려준다."""
+        cfg = self.cfg
+        b = x0.shape[0]
+        t = self.diffusion.sample_timesteps(b, "cpu", self.noise_gen)
+        noise = torch.randn(x0.shape, generator=self.noise_gen)
+        if self.world > 1:  # 전역 배치에서 내 몫만
+            per = b // self.world
+            sl = slice(self.rank * per, (self.rank + 1) * per)
+            x0, t, noise = x0[sl], t[sl], noise[sl]
+        mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        x0 = x0.to(self.device).contiguous(memory_format=mf)
+        noise = noise.to(self.device).contiguous(memory_format=mf)
+        t = t.to(self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        self.ddp.train()
+        if self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = self.diffusion.training_loss(self.ddp, x0, t, noise)
+        else:
+            loss = self.diffusion.training_loss(self.ddp, x0, t, noise)
+        loss_value = loss.detach()
+        if self.world > 1:
+            loss_value = loss_value.clone()
+            dist.all_reduce(loss_value)
+            loss_value /= self.world
+        value = float(loss_value)
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"{self.step + 1} 단계에서 손실이 {value} 가 되었다. 마지막 정상 체크포인트({self.checkpoint_path})는 "
+                f"그대로 두었다; 학습률을 낮춰 다시 시작하라 / loss became {value} at step {self.step + 1}; "
+                "the last good checkpoint was kept — lower the learning rate and resume"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            if not torch.isfinite(norm):
+                raise TrainingDivergedError(
+                    f"{self.step + 1} 단계에서 그래디언트가 발산했다 / non-finite gradient at step {self.step + 1}; "
+                    "the last good checkpoint was kept"
+                )
+        self.optimizer.step()
+        self.ema.update(self.model)
+        self.step += 1
+        self.batch_index += 1
+        if self.batch_index >= self.batches.batches_per_epoch:
+            self.epoch, self.batch_index = self.epoch + 1, 0
+        return value
+
+    def run(self) -> dict[str, Any]:
+        """``total_steps()`` 까지 학습한다. 결과 사전 (마지막 체크포인트 경로, 손실 기록 …) 을 돌려준다."""
+        cfg = self.cfg
+        total = self.total_steps()
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            n_params = self.model.num_parameters()
+            self._info(
+                f"[ddpm-ko] device={self.device} processes={self.world} params={n_params / 1e6:.2f}M "
+                f"global_batch={cfg.batch_size} (per process {cfg.batch_size // self.world}) lr={cfg.lr} "
+                f"steps {self.step}->{total} out={self.out_dir}"
+            )
+        pbar = None
+        if cfg.progress and self.is_main:
+            from tqdm.auto import tqdm
+
+            pbar = tqdm(total=total, initial=self.step, desc="train", dynamic_ncols=True, mininterval=2.0)
+        window: list[float] = []
+        last_saved = None
+        t_start = time.perf_counter()
+        try:
+            while self.step < total:
+                x0 = self.batches.batch(self.epoch, self.batch_index)
+                value = self.train_step(x0)
+                window.append(value)
+                now = time.perf_counter()
+                self.wall_time += now - t_start
+                t_start = now
+                if pbar is not None:
+                    pbar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == total:
+                    mean = sum(window) / len(window)
+                    self.history.append([self.step, round(mean, 6)])
+                    window = []
+                    if pbar is not None:
+                        pbar.set_postfix(loss=f"{mean:.4f}")
+                    else:
+                        self._info(f"step {self.step}/{total} loss {mean:.4f} ({self.wall_time:.0f}s)")
+                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self.save_samples()
+                if self.step % cfg.checkpoint_every == 0 or self.step == total:
+                    last_saved = self.save() or last_saved
+        finally:
+            if pbar is not None:
+                pbar.close()
+        if self.world > 1:
+            dist.barrier()
+        return {"checkpoint": str(last_saved or self.checkpoint_path), "step": self.step,
+                "loss_history": self.history, "wall_time_s": self.wall_time}
+
+
+def train(unet_config: UnetConfig | None = None, config: TrainConfig | None = None,
+          resume: str | os.PathLike | None = None, **kwargs: Any) -> dict[str, Any]:
+    """학습을 한 번 실행한다. ``Trainer(unet_config, config, resume, **kwargs).run()`` 과 같다."""
+    return Trainer(unet_config, config, resume, **kwargs).run()
+
