@@ -2,7 +2,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ddpm_ko-installed
-export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 
 .PHONY: book test setup unit notebooks browser clean
@@ -15,12 +14,12 @@ setup: $(STAMP)
 
 ## 사이트를 _build/html 에 빌드한다. 노트북은 독자 설정으로 실행되고, 경고나 실패한 셀이 있으면 빌드가 실패한다.
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	env -u MPLBACKEND $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 ## 단위 검사 → 노트북(빠른 모드, nbval) → 책 빌드 → 브라우저 검사
 test: $(STAMP)
 	$(PY) -m pytest -q tests
-	DDPM_KO_FAST=1 $(PY) -m pytest -q --nbval-lax notebooks/
+	env -u MPLBACKEND DDPM_KO_FAST=1 $(PY) -m pytest -q --nbval-lax notebooks/
 	$(MAKE) book
 	$(PY) -m pytest -q tests_site
 

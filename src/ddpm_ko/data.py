@@ -150,9 +150,19 @@ def fashion_mnist_arrays(split: str = "train", data_dir: str | os.PathLike | Non
     return images, np.asarray(ds["label"], dtype=np.int64)
 
 
+def _import_datasets():
+    """``datasets`` 를 import 한다. ipywidgets 가 없는 노트북에서 tqdm 이 내는 경고는 숨긴다."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+        import datasets
+    return datasets
+
+
 def _load_from_hub(split: str):
     try:
-        from datasets import load_dataset
+        load_dataset = _import_datasets().load_dataset
 
         return load_dataset(HUB_ID, split=split)
     except Exception as e:  # 네트워크 없음, 허브 오류 등
@@ -172,8 +182,8 @@ def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None 
     if not local_ok and allow_hub:
         return _load_from_hub(split)
     images, labels = fashion_mnist_arrays(split, data_dir, allow_hub=False)
-    from datasets import ClassLabel, Dataset, Features, Image
-
+    ds_mod = _import_datasets()
+    ClassLabel, Dataset, Features, Image = ds_mod.ClassLabel, ds_mod.Dataset, ds_mod.Features, ds_mod.Image
     features = Features({"image": Image(), "label": ClassLabel(names=CLASS_NAMES)})
     from PIL import Image as PILImage
 
@@ -184,7 +194,7 @@ def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None 
 
 def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 이미지 (N, H, W) 또는 (N, C, H, W) 를 [−1, 1] 범위의 float (N, C, H, W) 텐서로 바꾼다."""
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images, dtype=np.uint8))
     if x.ndim == 3:
         x = x[:, None]
     return x.float() / 127.5 - 1.0

@@ -342,7 +342,7 @@ class GaussianDiffusion(nn.Module):
         frames = [x.detach().cpu()] if return_trajectory else None
         iterator = ts
         if progress:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             iterator = tqdm(ts, desc=f"{sampler} sampling", leave=False)
         for i, t in enumerate(iterator):

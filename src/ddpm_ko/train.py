@@ -129,7 +129,7 @@ class Trainer:
         self.cfg = config or TrainConfig()
         self.rank, self.world, local_rank = _dist_info()
         self.is_main = self.rank == 0
-        self._log = log or print
+        self._log = log or (lambda msg: print(msg, flush=True))
         resume_tensors: dict[str, torch.Tensor] | None = None
         resume_meta: dict[str, Any] | None = None
         if resume is not None:
@@ -351,7 +351,7 @@ class Trainer:
             )
         pbar = None
         if cfg.progress and self.is_main:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             pbar = tqdm(total=total, initial=self.step, desc="train", dynamic_ncols=True, mininterval=2.0)
         window: list[float] = []

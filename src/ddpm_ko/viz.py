@@ -129,6 +129,68 @@ def save_gif(
 
 
 _KOREAN_FAMILIES = ("NanumGothic", "NanumBarunGothic", "Noto Sans CJK KR", "Malgun Gothic", "AppleGothic")
+#: U+2212 를 더한 NanumGothic 의 글꼴 이름
+MINUS_FAMILY = "NanumGothic Minus"
+
+
+def _nanum_candidates() -> list[Path]:
+    files: list[Path] = []
+    # koreanize-matplotlib 은 NanumGothic 을 함께 배포한다. 패키지를 import 하면
+    # Python 3.12+ 에서 distutils 를 찾으므로, import 하지 않고 글꼴 파일 위치만 찾는다.
+    spec = importlib.util.find_spec("koreanize_matplotlib")
+    if spec and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            files += sorted(Path(loc, "fonts").glob("NanumGothic.ttf"))
+    files += sorted(Path("/usr/share/fonts/truetype/nanum").glob("NanumGothic.ttf"))
+    return files
+
+
+def _font_with_minus(src: Path) -> Path | None:
+    """NanumGothic 에 마이너스 기호(U+2212) 글리프를 더한 사본을 캐시에 만든다.
+
+    NanumGothic 에는 U+2212 가 없어서, 글꼴 대체가 되지 않는 mathtext (로그 축 눈금
+    $10^{-2}$ 등) 에서 마이너스가 네모로 나온다. '+' 의 가로 폭과 '-' 의 두께로 가로 막대를
+    그려 넣는다. 실패하면 ``None``.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ddpm_ko" / "NanumGothicMinus.ttf"
+    if cache.is_file():
+        return cache
+    try:
+        from fontTools.pens.ttGlyphPen import TTGlyphPen
+        from fontTools.ttLib import TTFont
+
+        font = TTFont(str(src))
+        cmap = font.getBestCmap()
+        glyf = font["glyf"]
+        plus, hyphen = glyf[cmap[0x2B]], glyf[cmap[0x2D]]
+        plus.recalcBounds(glyf)
+        hyphen.recalcBounds(glyf)
+        pen = TTGlyphPen(glyf)
+        pen.moveTo((plus.xMin, hyphen.yMin))
+        pen.lineTo((plus.xMin, hyphen.yMax))
+        pen.lineTo((plus.xMax, hyphen.yMax))
+        pen.lineTo((plus.xMax, hyphen.yMin))
+        pen.closePath()
+        glyf["minus_ddpm"] = pen.glyph()  # glyf 표의 글리프 순서에도 덧붙는다
+        if "minus_ddpm" not in font.getGlyphOrder():
+            font.setGlyphOrder(list(glyf.glyphOrder))
+        font["hmtx"]["minus_ddpm"] = font["hmtx"][cmap[0x2B]]
+        for table in font["cmap"].tables:
+            if table.isUnicode():
+                table.cmap[0x2212] = "minus_ddpm"
+        for rec in font["name"].names:
+            if rec.nameID in (1, 4, 16):
+                rec.string = MINUS_FAMILY
+            elif rec.nameID == 6:
+                rec.string = MINUS_FAMILY.replace(" ", "-")
+        font["maxp"].numGlyphs = len(font.getGlyphOrder())
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        font.save(str(tmp))
+        os.replace(tmp, cache)
+        return cache
+    except Exception:  # fontTools 가 없거나 글꼴 구조가 예상과 다르면 대체 목록만 쓴다
+        return None
 
 
 def _register_fonts() -> list[str]:
@@ -136,8 +198,11 @@ def _register_fonts() -> list[str]:
     from matplotlib import font_manager
 
     candidates: list[Path] = []
-    # koreanize-matplotlib 은 NanumGothic 을 함께 배포한다. 패키지를 import 하면
-    # Python 3.12+ 에서 distutils 를 찾으므로, import 하지 않고 글꼴 파일 위치만 찾는다.
+    nanum = _nanum_candidates()
+    if nanum:
+        patched = _font_with_minus(nanum[0])
+        if patched is not None:
+            candidates.append(patched)
     spec = importlib.util.find_spec("koreanize_matplotlib")
     if spec and spec.submodule_search_locations:
         for loc in spec.submodule_search_locations:
@@ -150,16 +215,18 @@ def _register_fonts() -> list[str]:
         except (OSError, RuntimeError):
             continue
     available = {f.name for f in font_manager.fontManager.ttflist}
-    return [name for name in _KOREAN_FAMILIES if name in available]
+    return [name for name in (MINUS_FAMILY, *_KOREAN_FAMILIES) if name in available]
 
 
 def use_korean_font() -> str:
     """matplotlib 이 한글과 마이너스 기호(U+2212)를 모두 그리도록 글꼴을 설정한다.
 
-    NanumGothic 에는 U+2212 글리프가 없다. 그래서 ``axes.unicode_minus`` 를 끄는 대신
-    글꼴 대체 목록 ``[한글 글꼴, DejaVu Sans]`` 을 써서 마이너스 기호는 DejaVu Sans 로
-    그린다. 설정한 한글 글꼴 이름을 돌려주고, 한글 글꼴이 하나도 없으면 설치 방법을
-    담은 ``RuntimeError`` 를 낸다.
+    NanumGothic 에는 U+2212 글리프가 없다. ``axes.unicode_minus`` 를 끄는 대신 두 가지를 한다.
+    (1) 마이너스 글리프를 더한 NanumGothic 사본("NanumGothic Minus")을 캐시에 만들어 쓴다 —
+    로그 축 눈금처럼 글꼴 대체가 되지 않는 mathtext 도 마이너스를 그린다.
+    (2) 글꼴 대체 목록 ``[한글 글꼴, DejaVu Sans]`` 을 써서 다른 빠진 글리프는 DejaVu Sans 로 그린다.
+    설정한 한글 글꼴 이름을 돌려주고, 한글 글꼴이 하나도 없으면 설치 방법을 담은
+    ``RuntimeError`` 를 낸다.
     """
     import matplotlib
 
