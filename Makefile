@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ddpm_ko-installed
 export PYTHONHASHSEED ?= 0
+# 코어보다 스레드가 많을 때 OpenMP 스레드가 바쁘게 기다리며 CPU 를 태우지 않게 한다 (부하가 걸린 2코어에서 수십 배 차이).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: book test setup unit notebooks browser clean
 
