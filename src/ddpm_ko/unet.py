@@ -86,6 +86,8 @@ class UnetConfig:
         need(self.mid_attention in ATTENTION_TYPES, f"mid_attention 은 {ATTENTION_TYPES} 중 하나 / unknown attention '{self.mid_attention}'")
         need(self.channels >= 1, f"channels 는 1 이상 / channels must be >= 1, got {self.channels}")
         need(self.dim >= 4, f"dim 은 4 이상 / dim must be >= 4, got {self.dim}")
+        # 사인파 시간 임베딩은 dim 개 성분을 sin 과 cos 로 반씩 나눈다
+        need(self.dim % 2 == 0, f"dim 은 짝수 (시간 임베딩을 sin·cos 로 반씩 나눈다) / dim must be even, got {self.dim}")
         need(len(self.dim_mults) >= 1 and all(m >= 1 for m in self.dim_mults),
              f"dim_mults 는 1 이상의 정수들 / dim_mults must be positive integers, got {self.dim_mults}")
         need(self.heads >= 1 and self.dim_head >= 1, "heads 와 dim_head 는 1 이상 / heads and dim_head must be >= 1")

@@ -1,0 +1,126 @@
+"""단위 검사 공용 설정과 픽스처.
+
+- matplotlib 은 화면 없이(Agg) 그린다.
+- PyTorch 스레드 수를 묶는다 (기본 1: 검사 기계는 2코어이고 다른 작업과 CPU 를 나눠 쓴다).
+- 작은 U-Net 설정, 실제 Fashion-MNIST 위치, IDX 파일을 만드는 도우미를 제공한다.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("PYTHONHASHSEED", "0")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# 패키지를 설치하지 않은 checkout 에서도 src/ 를 import 할 수 있게 한다.
+_SRC = Path(__file__).resolve().parents[1] / "src"
+if str(_SRC) not in sys.path:
+    sys.path.insert(0, str(_SRC))
+
+# 작은 모델에서는 스레드 1 개가 거의 가장 빠르고, CPU 를 다른 작업과 나눠 쓸 때는 2 개보다 훨씬 빠르다
+# (OpenMP 스레드가 서로를 기다리며 돈다). 바꾸려면 DDPM_KO_TEST_THREADS 를 정한다.
+TORCH_THREADS = max(1, int(os.environ.get("DDPM_KO_TEST_THREADS", "1")))
+torch.set_num_threads(TORCH_THREADS)
+# 검사가 띄우는 하위 프로세스(명령줄 검사)도 같은 수의 스레드를 쓴다
+os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))
+# 책과 같은 CPU 설정 (glibc malloc 문턱값; pick_device() 가 하는 일과 같다)
+from ddpm_ko.utils import tune_cpu  # noqa: E402
+
+tune_cpu()
+
+REAL_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
+_REAL_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def tiny_unet_config(**overrides):
+    """검사용 아주 작은 U-Net 설정 (매개변수 수만 개, CPU 에서 한 번 통과에 수 ms)."""
+    from ddpm_ko.unet import UnetConfig
+
+    base = dict(dim=8, dim_mults=(1, 2), heads=1, dim_head=8)
+    base.update(overrides)
+    return UnetConfig(**base)
+
+
+@pytest.fixture
+def tiny_config():
+    return tiny_unet_config()
+
+
+@pytest.fixture
+def tiny_unet():
+    from ddpm_ko.unet import Unet
+
+    torch.manual_seed(0)
+    return Unet(tiny_unet_config()).eval()
+
+
+def _real_data_missing() -> str | None:
+    if not REAL_DATA_DIR.is_dir():
+        return f"Fashion-MNIST 가 {REAL_DATA_DIR} 에 없다 (apt-get install dataset-fashion-mnist)"
+    for stem in _REAL_FILES:
+        if not ((REAL_DATA_DIR / stem).is_file() or (REAL_DATA_DIR / (stem + ".gz")).is_file()):
+            return f"{REAL_DATA_DIR} 에 {stem}[.gz] 가 없다"
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """실제 Fashion-MNIST IDX 파일 디렉터리. 없으면 이유를 밝히고 건너뛴다."""
+    reason = _real_data_missing()
+    if reason:
+        pytest.skip(reason)
+    return REAL_DATA_DIR
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """uint8 배열을 IDX 형식 바이트로 (매직 0x00 0x00 0x08 ndim, big-endian 크기들, 자료)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    return header + array.tobytes()
+
+
+def write_idx(path: Path, data: bytes | np.ndarray, compress: bool | None = None) -> Path:
+    """``path`` 에 IDX 파일을 쓴다. 이름이 ``.gz`` 로 끝나면 gzip 으로 압축한다."""
+    raw = data if isinstance(data, bytes) else idx_bytes(data)
+    if compress is None:
+        compress = path.suffix == ".gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(raw, compresslevel=1) if compress else raw)
+    return path
+
+
+@pytest.fixture
+def idx_writer():
+    """``idx_writer(path, array_or_bytes)`` 로 IDX 파일을 만드는 도우미."""
+    return write_idx
+
+
+@pytest.fixture
+def fake_test_split(tmp_path):
+    """형식은 올바른 가짜 test 분할 (10000 장, 이미지마다 값이 다르다) 을 만드는 팩토리.
+
+    ``fake_test_split(images=..., labels=..., gz=True)`` 로 일부를 바꿔 손상된 파일을 만든다.
+    돌려주는 값은 디렉터리 경로.
+    """
+
+    def make(images: bytes | np.ndarray | None = None, labels: bytes | np.ndarray | None = None,
+             gz: bool = True, name: str = "data") -> Path:
+        d = tmp_path / name
+        ext = ".gz" if gz else ""
+        if images is None:
+            images = (np.arange(10000, dtype=np.int64)[:, None, None] % 256 * np.ones((1, 28, 28))).astype(np.uint8)
+        if labels is None:
+            labels = (np.arange(10000) % 10).astype(np.uint8)
+        write_idx(d / f"t10k-images-idx3-ubyte{ext}", images, compress=gz)
+        write_idx(d / f"t10k-labels-idx1-ubyte{ext}", labels, compress=gz)
+        return d
+
+    return make

@@ -1,0 +1,296 @@
+"""U-Net 과 그 부품 검사: 출력 모양, 시간 임베딩의 사용, 오류 메시지, 작은 배치 과적합."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from conftest import tiny_unet_config
+from torch import nn
+
+from ddpm_ko.attention import Attention, LinearAttention
+from ddpm_ko.blocks import ConvBlock, ConvNextBlock, ResnetBlock, WeightStandardizedConv2d
+from ddpm_ko.diffusion import GaussianDiffusion
+from ddpm_ko.embeddings import TimeMLP, sinusoidal_embedding
+from ddpm_ko.layers import Downsample, Upsample, group_count
+from ddpm_ko.unet import Unet, UnetConfig
+
+GRID = list(itertools.product(
+    ["resnet", "convnext"],        # 블록
+    [8, 28],                       # dim (28: Annotated 노트북이 GroupNorm(8, 28) 에서 멈춘 값)
+    [(1, 2), (1, 2, 4)],           # dim_mults
+    ["linear", "full", "none"],    # 단계 어텐션
+))
+
+
+@pytest.mark.parametrize("block_type, dim, dim_mults, attention", GRID)
+def test_output_shape_matches_input(block_type, dim, dim_mults, attention):
+    cfg = UnetConfig(image_size=28, dim=dim, dim_mults=dim_mults, block_type=block_type, stage_attention=attention,
+                     attention_from_stage=0, mid_attention=attention, heads=2, dim_head=8)
+    torch.manual_seed(0)
+    model = Unet(cfg).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        out = model(x, torch.tensor([0, 999]))
+    assert out.shape == x.shape
+    assert out.dtype == x.dtype
+    assert bool(torch.isfinite(out).all())
+    if attention != "none":
+        kinds = {type(m) for m in model.modules()}
+        assert (LinearAttention if attention == "linear" else Attention) in kinds
+
+
+@pytest.mark.parametrize("channels, size", [(3, 32), (2, 16), (1, 8)])
+def test_other_channel_counts_and_sizes(channels, size):
+    model = Unet(tiny_unet_config(channels=channels, image_size=size)).eval()
+    x = torch.randn(3, channels, size, size)
+    with torch.no_grad():
+        assert model(x, torch.tensor([1, 2, 3])).shape == x.shape
+
+
+@pytest.mark.parametrize("block_type", ["resnet", "convnext"])
+def test_output_depends_on_t(block_type):
+    torch.manual_seed(0)
+    model = Unet(tiny_unet_config(block_type=block_type)).eval()
+    x = torch.randn(1, 1, 28, 28).expand(4, -1, -1, -1)
+    with torch.no_grad():
+        out = model(x, torch.tensor([0, 10, 500, 999]))
+    # 같은 입력, 다른 t → 다른 출력 (시간 임베딩이 쓰인다)
+    for i in range(1, 4):
+        assert float((out[i] - out[0]).abs().max()) > 1e-4, f"t 에 따라 출력이 바뀌지 않는다 ({block_type})"
+    # 같은 t 면 같은 출력
+    with torch.no_grad():
+        again = model(x, torch.tensor([0, 0, 0, 0]))
+    assert torch.allclose(again[0], out[0], atol=1e-5) and torch.allclose(again[3], out[0], atol=1e-5)
+
+
+def test_t_as_column_or_scalar_works(tiny_unet):
+    x = torch.randn(3, 1, 28, 28)
+    t = torch.tensor([3, 40, 700])
+    with torch.no_grad():
+        ref = tiny_unet(x, t)
+        assert torch.equal(tiny_unet(x, t[:, None]), ref)
+        assert torch.allclose(tiny_unet(x, torch.tensor(40)), tiny_unet(x, torch.tensor([40, 40, 40])))
+
+
+def test_wrong_channel_count_raises(tiny_unet):
+    with pytest.raises(ValueError, match=r"expected input \(B, 1, H, W\), got \(2, 3, 28, 28\)"):
+        tiny_unet(torch.randn(2, 3, 28, 28), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="expected input"):
+        tiny_unet(torch.randn(1, 28, 28), torch.tensor([0]))
+
+
+def test_indivisible_image_size_raises():
+    model = Unet(tiny_unet_config(dim_mults=(1, 2, 4))).eval()
+    with pytest.raises(ValueError, match=r"H and W must be divisible by 4, got \(30, 30\)"):
+        model(torch.randn(1, 1, 30, 30), torch.tensor([0]))
+    with pytest.raises(ValueError, match="image_size 30 must be divisible by 4"):
+        UnetConfig(image_size=30, dim_mults=(1, 2, 4))
+
+
+def test_bad_t_shape_raises(tiny_unet):
+    with pytest.raises(ValueError, match="t must have shape"):
+        tiny_unet(torch.randn(2, 1, 28, 28), torch.tensor([0, 1, 2]))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"block_type": "vit"}, "unknown block_type"),
+    ({"stage_attention": "sparse"}, "unknown attention"),
+    ({"mid_attention": "sparse"}, "unknown attention"),
+    ({"dim": 2}, "dim must be >= 4"),
+    ({"dim": 9}, "dim must be even"),   # 고치기 전에는 설정은 통과하고 forward 에서야 실패했다
+    ({"dim_mults": (1, 0)}, "dim_mults must be positive"),
+    ({"channels": 0}, "channels must be >= 1"),
+])
+def test_config_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        UnetConfig(**kwargs)
+
+
+def test_config_round_trips_through_dict():
+    cfg = tiny_unet_config(block_type="convnext")
+    d = cfg.to_dict()
+    assert d["dim_mults"] == [1, 2]
+    assert UnetConfig.from_dict(d) == cfg
+    with pytest.raises(ValueError, match="unknown UnetConfig fields"):
+        UnetConfig.from_dict({**d, "depth": 3})
+
+
+def test_annotated_config_builds_and_runs():
+    cfg = UnetConfig.annotated()
+    assert (cfg.dim, cfg.dim_mults, cfg.block_type, cfg.stage_attention, cfg.attention_from_stage) == (
+        28, (1, 2, 4), "convnext", "linear", 0)
+    torch.manual_seed(0)
+    model = Unet(cfg).eval()
+    # 모든 단계(내려가기·올라가기)에 선형 어텐션이 있다
+    assert all(isinstance(stage[2].fn.fn, LinearAttention) for stage in [*model.downs, *model.ups])
+    assert isinstance(model.mid_attn.fn.fn, Attention)
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        out = model(x, torch.tensor([5, 900]))
+    assert out.shape == x.shape and bool(torch.isfinite(out).all())
+    assert 1e6 < model.num_parameters() < 5e6
+    # 덮어쓰기도 된다: Annotated 노트북의 ResNet 블록 구성 (GroupNorm 8 → dim 28 에서 7 그룹)
+    resnet = Unet(UnetConfig.annotated(block_type="resnet", heads=1, dim_head=8)).eval()
+    groups = {m.norm.num_groups for m in resnet.modules() if isinstance(m, ConvBlock) and m.norm.num_channels == 28}
+    assert groups == {7}
+    with torch.no_grad():
+        assert resnet(x, torch.tensor([5, 900])).shape == x.shape
+
+
+def test_num_parameters_counts_trainable_only(tiny_unet):
+    n = tiny_unet.num_parameters()
+    assert n == sum(p.numel() for p in tiny_unet.parameters())
+    tiny_unet.final_conv.weight.requires_grad_(False)
+    assert tiny_unet.num_parameters() == n - tiny_unet.final_conv.weight.numel()
+
+
+# ---------------------------------------------------------------------------- 부품
+@pytest.mark.parametrize("channels, preferred, expected", [(28, 8, 7), (32, 8, 8), (12, 8, 6), (7, 8, 7), (13, 8, 1),
+                                                           (3, 8, 3), (56, 8, 8), (28, 1, 1)])
+def test_group_count(channels, preferred, expected):
+    g = group_count(channels, preferred)
+    assert g == expected
+    assert channels % g == 0
+    nn.GroupNorm(g, channels)  # 만들어져야 한다
+
+
+def test_sinusoidal_embedding():
+    t = torch.tensor([0, 1, 10, 999])
+    e = sinusoidal_embedding(t, 16)
+    assert e.shape == (4, 16)
+    assert torch.allclose(e[0], torch.cat([torch.zeros(8), torch.ones(8)]))   # t = 0: sin 0, cos 0
+    assert torch.allclose(e[:, :8] ** 2 + e[:, 8:] ** 2, torch.ones(4, 8), atol=1e-5)
+    # 첫 주파수는 1, 마지막은 1/10000
+    assert float(e[1, 0]) == pytest.approx(math.sin(1.0), abs=1e-6)
+    assert float(e[3, 7]) == pytest.approx(math.sin(999 / 10000), abs=1e-5)
+    assert len({tuple(row.tolist()) for row in e}) == 4   # 서로 다른 t → 서로 다른 벡터
+    with pytest.raises(ValueError, match="even"):
+        sinusoidal_embedding(t, 7)
+    assert TimeMLP(16, 64)(t).shape == (4, 64)
+
+
+def test_weight_standardized_conv_divides_by_std():
+    torch.manual_seed(0)
+    conv = WeightStandardizedConv2d(3, 4, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.mul_(30)
+    # 가중치를 이동해도 표준화 뒤에는 같다 → 출력이 같다
+    ref = WeightStandardizedConv2d(3, 4, 3, padding=1, bias=False)
+    with torch.no_grad():
+        ref.weight.copy_(conv.weight + 2)
+    x = torch.randn(2, 3, 6, 6)
+    assert torch.allclose(conv(x), ref(x), atol=1e-4)
+    # 상수배해도 같다 (var ≫ ε 이도록 가중치를 키워 두었다). std 를 곱하는 옛 버그라면 30 배 차이가 난다
+    half = WeightStandardizedConv2d(3, 4, 3, padding=1, bias=False)
+    with torch.no_grad():
+        half.weight.copy_(conv.weight * 0.5)
+    assert torch.allclose(conv(x), half(x), rtol=1e-3, atol=1e-3)
+    w = conv.weight
+    w_hat = (w - w.mean((1, 2, 3), keepdim=True)) / w.var((1, 2, 3), keepdim=True, unbiased=False).add(1e-5).sqrt()
+    assert torch.allclose(conv(x), torch.nn.functional.conv2d(x, w_hat, padding=1), atol=1e-4)
+
+
+@pytest.mark.parametrize("block", [lambda: ResnetBlock(6, 10, 16, groups=8), lambda: ConvNextBlock(6, 10, 16)])
+def test_blocks_use_time_embedding(block):
+    torch.manual_seed(0)
+    b = block()
+    x = torch.randn(2, 6, 8, 8)
+    e1, e2 = torch.randn(2, 16), torch.randn(2, 16)
+    with torch.no_grad():
+        y1, y2 = b(x, e1), b(x, e2)
+    assert y1.shape == (2, 10, 8, 8)
+    assert float((y1 - y2).abs().max()) > 1e-4
+    with pytest.raises(ValueError, match="needs a time embedding"):
+        b(x)
+
+
+@pytest.mark.parametrize("cls", [Attention, LinearAttention])
+def test_attention_shape_and_token_permutation_equivariance(cls):
+    torch.manual_seed(0)
+    attn = cls(8, heads=2, dim_head=4).eval()
+    x = torch.randn(2, 8, 4, 4)
+    out = attn(x)
+    assert out.shape == x.shape
+    # 셀프 어텐션은 위치 인코딩이 없으므로 토큰 순서를 섞으면 출력도 똑같이 섞인다
+    perm = torch.randperm(16)
+    xp = x.flatten(2)[:, :, perm].reshape(2, 8, 4, 4)
+    assert torch.allclose(attn(xp).flatten(2), out.flatten(2)[:, :, perm], atol=1e-5)
+
+
+def test_full_attention_matches_explicit_softmax():
+    torch.manual_seed(0)
+    attn = Attention(6, heads=2, dim_head=3)
+    x = torch.randn(1, 6, 3, 3)
+    q, k, v = attn.to_qkv(x).chunk(3, dim=1)
+    q, k, v = (y.reshape(1, 2, 3, 9).transpose(-1, -2) for y in (q, k, v))   # (B, heads, N, d)
+    w = (q @ k.transpose(-1, -2) / math.sqrt(3)).softmax(-1)
+    out = (w @ v).transpose(-1, -2).reshape(1, 6, 3, 3)
+    assert torch.allclose(attn(x), attn.to_out(out), atol=1e-5)
+
+
+def test_linear_attention_matches_quadratic_form():
+    """효율적 어텐션(Shen et al., 2021) 을 N×N 가중치 행렬로 풀어 쓴 것과 같은지.
+
+    q̂ = softmax_특징(q)·scale, k̂ = softmax_토큰(k) 이면 A[n, m] = Σ_d q̂[d, n] k̂[d, m],
+    출력 n = Σ_m A[n, m] v_m. 가중치는 음수가 아니고 각 행의 합이 scale 이다.
+    """
+    torch.manual_seed(0)
+    heads, dh = 2, 3
+    attn = LinearAttention(6, heads=heads, dim_head=dh)
+    x = torch.randn(1, 6, 3, 3)
+    q, k, v = (y.reshape(1, heads, dh, 9) for y in attn.to_qkv(x).chunk(3, dim=1))   # (B, heads, d, N)
+    q_hat = q.softmax(dim=2) * dh**-0.5
+    k_hat = k.softmax(dim=3)
+    A = torch.einsum("bhdn,bhdm->bhnm", q_hat, k_hat)
+    assert bool((A >= 0).all())
+    assert torch.allclose(A.sum(-1), torch.full((1, heads, 9), dh**-0.5), atol=1e-6)
+    out = torch.einsum("bhnm,bhem->bhen", A, v).reshape(1, heads * dh, 3, 3)
+    assert torch.allclose(attn(x), attn.to_out(out), atol=1e-5)
+
+
+def test_down_and_upsample():
+    d, u = Downsample(4, 8), Upsample(8, 4)
+    x = torch.randn(2, 4, 6, 6)
+    assert d(x).shape == (2, 8, 3, 3)
+    assert u(d(x)).shape == x.shape
+    with pytest.raises(ValueError, match="even"):
+        d(torch.randn(1, 4, 5, 5))
+
+
+# ---------------------------------------------------------------------------- 과적합
+@pytest.mark.slow   # 한가한 2코어에서 5 초 남짓, CPU 를 나눠 쓰면 20 초를 넘기도 한다
+def test_tiny_model_overfits_a_tiny_batch():
+    """작은 U-Net 이 8 장짜리 배치를 외울 수 있어야 한다 (학습 경로 전체: q_sample → U-Net → 손실 → 역전파).
+
+    t 와 노이즈를 고정하면 최적값은 0 이다. 80 번의 Adam 단계 뒤 (마지막 10 단계 평균) 손실이 처음의
+    0.1 배 아래로 떨어져야 한다 (실측으로는 25 단계 만에 0.05 배 아래로 떨어진다).
+    """
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    size = 16
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    # 서로 다른 8 장의 매끈한 그림 (원, 띠, 격자 …)
+    imgs = []
+    for k in range(8):
+        r = torch.sqrt((xx - 0.3 * math.cos(k)) ** 2 + (yy - 0.3 * math.sin(k)) ** 2)
+        imgs.append(torch.tanh(3 * (0.5 - r)) * math.cos(k) + 0.3 * torch.sin((k + 1) * xx))
+    x0 = torch.stack(imgs)[:, None].clamp(-1, 1)
+    diffusion = GaussianDiffusion.from_schedule("linear", 1000)
+    t = torch.randint(0, 1000, (8,), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    model = Unet(tiny_unet_config(image_size=size))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(80):
+        loss = diffusion.training_loss(model, x0, t, noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    first, last = losses[0], sum(losses[-10:]) / 10
+    assert all(math.isfinite(v) for v in losses)
+    assert first > 0.5  # 처음에는 ε 을 전혀 모른다 (E‖ε‖² = 1 근처)
+    assert last < 0.1 * first, f"손실이 {first:.4f} → {last:.4f} 로 충분히 줄지 않았다"
