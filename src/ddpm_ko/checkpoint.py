@@ -23,8 +23,9 @@ from torch import nn
 
 from .errors import CheckpointError
 
-__all__ = ["FORMAT", "atomic_write_bytes", "save_checkpoint", "read_checkpoint", "load_model_from_checkpoint",
-           "build_from_meta", "optimizer_state_to_tensors", "optimizer_state_from_tensors", "export_ema"]
+__all__ = ["FORMAT", "atomic_write_bytes", "clean_stale_temp_files", "resolve_checkpoint_path", "save_checkpoint",
+           "read_checkpoint", "load_model_from_checkpoint", "build_from_meta", "optimizer_state_to_tensors",
+           "optimizer_state_from_tensors", "export_ema"]
 
 FORMAT = "ddpm_ko/1"
 META_KEY = "ddpm_ko"
@@ -43,12 +44,38 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _file_mode(path: Path) -> int:
+    """새 파일에 줄 권한: 이미 있는 파일이면 그 권한, 없으면 umask 를 따른 보통 파일 권한 (예: 0644).
+
+    ``tempfile.mkstemp`` 는 언제나 0600 으로 만들기 때문에, 그대로 바꿔치기하면 체크포인트를
+    다른 사용자(예: 같은 서버를 쓰는 스터디원)가 읽지 못한다.
+    """
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """``data`` 를 같은 디렉터리의 임시 파일에 쓰고 fsync 한 뒤 ``path`` 로 바꿔치기한다."""
+    """``data`` 를 같은 디렉터리의 임시 파일에 쓰고 fsync 한 뒤 ``path`` 로 바꿔치기한다.
+
+    ``os.replace`` 는 같은 파일 시스템 안에서 원자적이므로 ``path`` 에는 언제나 이전 내용 전체나
+    새 내용 전체가 있다. 쓰는 도중에 프로세스가 죽으면 ``.NAME.XXXX.tmp`` 임시 파일만 남고,
+    ``clean_stale_temp_files`` 가 그것을 치운다.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    mode = _file_mode(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -63,8 +90,35 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def clean_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """``path`` 와 그 JSON 사본의 임시 파일 가운데 죽은 프로세스가 남긴 것을 지우고 목록을 돌려준다.
+
+    같은 경로에 동시에 쓰는 프로세스가 없을 때(학습을 시작할 때 rank 0 에서) 부른다.
+    """
+    removed: list[Path] = []
+    for target in _paths(path):
+        for stale in target.parent.glob(_temp_prefix(target) + "*.tmp"):
+            try:
+                stale.unlink()
+                removed.append(stale)
+            except OSError:
+                pass
+    return removed
+
+
+def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
+    """사용자가 준 경로를 ``.safetensors`` 파일 경로로 바꾼다.
+
+    디렉터리면 그 안의 ``checkpoint.safetensors``, ``.json`` 사본이면 짝인 ``.safetensors``,
+    확장자가 없으면 ``.safetensors`` 를 붙인다.
+    """
+    return _paths(path)[0]
+
+
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(path)
+    if p.is_dir():
+        p = p / "checkpoint.safetensors"
     if p.suffix == ".json":
         p = p.with_suffix(".safetensors")
     elif p.suffix != ".safetensors":
@@ -149,6 +203,8 @@ def read_checkpoint(path: str | os.PathLike, prefixes: tuple[str, ...] | None = 
         meta = json.loads(header[META_KEY])
     except json.JSONDecodeError as e:
         raise CheckpointError(f"체크포인트 메타데이터가 손상되었다 / corrupt checkpoint metadata: {st_path}") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"체크포인트 메타데이터가 손상되었다 / corrupt checkpoint metadata (not an object): {st_path}")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"지원하지 않는 체크포인트 형식 / unsupported checkpoint format {meta.get('format')!r} in {st_path}")
     return tensors, meta
@@ -183,8 +239,8 @@ def build_from_meta(meta: dict[str, Any]):
             dcfg["schedule"], int(dcfg["timesteps"]),
             prediction_type=dcfg.get("prediction_type", "eps"), loss_type=dcfg.get("loss_type", "l2"),
         )
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"체크포인트의 설정이 잘못되었다 / invalid config in checkpoint: {e}") from e
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"체크포인트의 설정이 잘못되었다 / invalid config in checkpoint: {type(e).__name__}: {e}") from e
     return Unet(unet_cfg), diffusion
 
 
@@ -205,6 +261,8 @@ def export_ema(src: str | os.PathLike, dst: str | os.PathLike, extra_meta: dict[
     tensors, meta = read_checkpoint(src, prefixes=("ema.",))
     if not tensors:
         raise CheckpointError(f"EMA 가중치가 없다 / no EMA weights in {src}")
+    model, _ = build_from_meta(meta)  # 망가진 체크포인트를 그럴듯한 배포 파일로 옮기지 않도록 먼저 맞춰 본다
+    load_state_checked(model, _sub_state(tensors, "ema.model"), str(src))
     meta = {k: v for k, v in meta.items() if k not in ("optimizer", "format")}
     meta.update(extra_meta or {})
     return save_checkpoint(dst, tensors, meta)

@@ -6,12 +6,18 @@
                    [--seed K] [--out FILE.npy] [--gif FILE.gif]
     ddpm-ko export --checkpoint PATH --out FILE.safetensors
 
+``train --resume PATH`` 은 체크포인트에 저장된 학습 설정(배치 크기, 시드, 학습률, 데이터 …)을 그대로
+이어 쓰고, 명령줄에 준 값만 바꾼다. 출력 디렉터리는 따로 주지 않으면 체크포인트가 있는 곳이다.
+``torchrun --nproc_per_node N -m ddpm_ko train ...`` 으로 여러 프로세스 학습을 한다 (``--device cpu`` 면 gloo).
+
 잘못된 인자나 파일은 한 줄 메시지와 0 이 아닌 종료 코드로 끝난다 (트레이스백 없음).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -40,9 +46,29 @@ def _positive_float(s: str) -> float:
         v = float(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"수가 아니다 / not a number: {s!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"양수여야 한다 / must be > 0, got {v}")
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"유한한 양수여야 한다 / must be a finite number > 0, got {v}")
     return v
+
+
+def _non_negative_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"정수가 아니다 / not an integer: {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"0 이상이어야 한다 / must be >= 0, got {v}")
+    return v
+
+
+def _device(s: str) -> str:
+    import torch
+
+    try:
+        torch.device(s)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"알 수 없는 장치 / unknown device {s!r}: use cpu, cuda, cuda:N or mps") from None
+    return s
 
 
 def _dim_mults(s: str) -> tuple[int, ...]:
@@ -71,19 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_mutually_exclusive_group()
     g.add_argument("--epochs", type=_positive_float, help="학습 에폭 수 (소수 가능)")
     g.add_argument("--max-steps", type=_positive_int, help="학습 단계 수 (이어 학습이면 전체 단계 수)")
-    t.add_argument("--out-dir", default="runs/default", help="체크포인트와 샘플을 쓸 디렉터리 (기본: runs/default)")
-    t.add_argument("--checkpoint-every", type=_positive_int, default=500, help="몇 단계마다 체크포인트를 쓸지 (기본 500)")
-    t.add_argument("--sample-every", type=int, default=0, help="몇 단계마다 샘플 격자를 그릴지 (0: 끔)")
-    t.add_argument("--resume", help="이어 학습할 체크포인트 (.safetensors)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--batch-size", type=_positive_int, default=64, help="전역 배치 크기 (기본 64)")
-    t.add_argument("--lr", type=_positive_float, default=1e-3, help="학습률 (기본 1e-3)")
-    t.add_argument("--warmup-steps", type=int, default=200)
-    t.add_argument("--ema-decay", type=float, default=0.999)
-    t.add_argument("--schedule", choices=sorted(SCHEDULES), default="linear")
-    t.add_argument("--timesteps", type=_positive_int, default=1000, help="T (기본 1000)")
-    t.add_argument("--prediction", choices=PREDICTION_TYPES, default="eps", help="예측 대상 (기본 eps)")
-    t.add_argument("--loss", choices=LOSS_TYPES, default="l2", help="손실 (기본 l2 = L_simple)")
+    # 학습 설정의 기본값은 TrainConfig 가 정한다. 여기서 default 를 두지 않는 까닭은 --resume 때
+    # 사용자가 실제로 준 값만 체크포인트에 저장된 설정을 덮어쓰게 하기 위해서다.
+    t.add_argument("--out-dir", help="체크포인트와 샘플을 쓸 디렉터리 (기본: runs/default, 이어 학습이면 체크포인트의 디렉터리)")
+    t.add_argument("--checkpoint-every", type=_positive_int, help="몇 단계마다 체크포인트를 쓸지 (기본 500)")
+    t.add_argument("--sample-every", type=_non_negative_int, help="몇 단계마다 샘플 격자를 그릴지 (기본 0: 끔)")
+    t.add_argument("--log-every", type=_positive_int, help="몇 단계마다 손실을 기록할지 (기본 50)")
+    t.add_argument("--resume", help="이어 학습할 체크포인트 (.safetensors 또는 그 디렉터리). 주지 않은 설정은 체크포인트 것을 쓴다")
+    t.add_argument("--seed", type=int, help="난수 시드 (기본 0)")
+    t.add_argument("--batch-size", type=_positive_int, help="전역 배치 크기 (기본 64)")
+    t.add_argument("--lr", type=_positive_float, help="학습률 (기본 1e-3)")
+    t.add_argument("--warmup-steps", type=_non_negative_int, help="학습률 워밍업 단계 수 (기본 200)")
+    t.add_argument("--ema-decay", type=float, help="EMA 감쇠율 d, 0 <= d < 1 (기본 0.999)")
+    t.add_argument("--schedule", choices=sorted(SCHEDULES), help="β 스케줄 (기본 linear)")
+    t.add_argument("--timesteps", type=_positive_int, help="T (기본 1000)")
+    t.add_argument("--prediction", choices=PREDICTION_TYPES, help="예측 대상 (기본 eps)")
+    t.add_argument("--loss", choices=LOSS_TYPES, help="손실 (기본 l2 = L_simple)")
     t.add_argument("--preset", choices=["default", "annotated"], default="default",
                    help="신경망 설정: default (빠른 기본값) 또는 annotated (Annotated Diffusion 노트북과 같은 신경망)")
     t.add_argument("--dim", type=_positive_int, help="첫 단계 채널 수")
@@ -91,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--block", choices=BLOCK_TYPES, help="블록 종류")
     t.add_argument("--attention", choices=ATTENTION_TYPES, help="단계 어텐션 종류")
     t.add_argument("--subset", type=_positive_int, help="학습 이미지 앞 N 장만 쓴다 (시험용)")
-    t.add_argument("--device", help="cuda, mps, cpu (기본: 자동)")
+    t.add_argument("--device", type=_device, help="cuda, mps, cpu (기본: 자동). torchrun 아래에서 cpu 면 gloo 로 통신한다")
     t.add_argument("--threads", type=_positive_int, help="CPU 스레드 수")
     t.add_argument("--no-progress", action="store_true", help="진행 막대를 끈다")
 
@@ -108,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="uint8 배열 (N, H, W, C) 을 쓸 .npy 파일")
     s.add_argument("--grid", help="격자 PNG 파일")
     s.add_argument("--gif", help="샘플링 궤적 GIF 파일 (처음 최대 64장)")
-    s.add_argument("--device", help="cuda, mps, cpu (기본: 자동)")
+    s.add_argument("--device", type=_device, help="cuda, mps, cpu (기본: 자동)")
     s.add_argument("--no-progress", action="store_true")
 
     e = sub.add_parser("export", help="학습 체크포인트에서 EMA 가중치만 뽑아 작은 파일로 / export EMA weights")
@@ -118,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+    from .train import TrainConfig, resume_config, train
     from .unet import UnetConfig
 
     unet_kwargs = {}
@@ -131,15 +160,25 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.attention is not None:
         unet_kwargs["stage_attention"] = a.attention
     unet_cfg = UnetConfig.annotated(**unet_kwargs) if a.preset == "annotated" else UnetConfig(**unet_kwargs)
-    cfg = TrainConfig(
-        out_dir=a.out_dir, data_dir=a.data_dir, epochs=a.epochs, max_steps=a.max_steps, batch_size=a.batch_size,
-        lr=a.lr, warmup_steps=a.warmup_steps, ema_decay=a.ema_decay, schedule=a.schedule, timesteps=a.timesteps,
-        prediction_type=a.prediction, loss_type=a.loss, seed=a.seed, checkpoint_every=a.checkpoint_every,
-        sample_every=a.sample_every, subset=a.subset, device=a.device, num_threads=a.threads,
-        progress=not a.no_progress,
-    )
+    given = {
+        "out_dir": a.out_dir, "data_dir": a.data_dir, "epochs": a.epochs, "max_steps": a.max_steps,
+        "batch_size": a.batch_size, "lr": a.lr, "warmup_steps": a.warmup_steps, "ema_decay": a.ema_decay,
+        "schedule": a.schedule, "timesteps": a.timesteps, "prediction_type": a.prediction, "loss_type": a.loss,
+        "seed": a.seed, "checkpoint_every": a.checkpoint_every, "sample_every": a.sample_every,
+        "log_every": a.log_every, "subset": a.subset, "device": a.device, "num_threads": a.threads,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    given["progress"] = not a.no_progress
+    if a.resume is not None:
+        # 주지 않은 설정은 체크포인트에 저장된 값 그대로: 같은 배치·시드·학습률로 원래 곡선을 잇는다
+        cfg = resume_config(a.resume, given)
+        if not unet_kwargs and a.preset == "default":
+            unet_cfg = None  # 신경망 설정도 체크포인트 것 (주었으면 Trainer 가 무시한다고 알린다)
+    else:
+        cfg = TrainConfig(**given)
     result = train(unet_cfg, cfg, resume=a.resume)
-    print(f"[ddpm-ko] 학습 끝 / done: step {result['step']}, checkpoint {result['checkpoint']}")
+    if int(os.environ.get("RANK", "0")) == 0:  # 분산 학습이면 rank 0 만 말한다
+        print(f"[ddpm-ko] 학습 끝 / done: step {result['step']}, checkpoint {result['checkpoint']}")
     return 0
 
 
@@ -179,6 +218,8 @@ def _cmd_sample(a: argparse.Namespace) -> int:
 def _cmd_export(a: argparse.Namespace) -> int:
     from .checkpoint import export_ema
 
+    if Path(a.out).suffix != ".safetensors":
+        raise ValueError(f"--out 파일은 .safetensors 로 끝나야 한다 / --out must end in .safetensors: {a.out}")
     path = export_ema(a.checkpoint, a.out)
     print(f"[ddpm-ko] {path}")
     return 0
@@ -186,16 +227,25 @@ def _cmd_export(a: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .errors import DdpmKoError
+    from .sampling import is_out_of_memory
 
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"train": _cmd_train, "sample": _cmd_sample, "export": _cmd_export}
+    rank = f"[rank {os.environ.get('RANK')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     try:
         return handlers[args.command](args)
-    except (DdpmKoError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+    except (DdpmKoError, ValueError, OSError) as e:
+        # OSError: 없는 파일·디렉터리, 권한, 디스크 가득 참 등 사용자가 고칠 수 있는 문제
         msg = " ".join(str(e).split("\n")[0].split()) if not isinstance(e, FileNotFoundError) else " | ".join(
             line.strip() for line in str(e).splitlines() if line.strip())
-        print(f"ddpm-ko: error: {msg}", file=sys.stderr)
+        print(f"ddpm-ko: error: {rank}{msg}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        if not is_out_of_memory(e):
+            raise  # 그 밖의 RuntimeError 는 버그이므로 트레이스백을 그대로 보인다
+        print(f"ddpm-ko: error: {rank}장치 메모리가 모자라다; --batch-size 를 줄여라 / out of memory: "
+              "use a smaller --batch-size", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ddpm-ko: 중단됨 / interrupted (마지막 체크포인트는 그대로다 / the last checkpoint is intact)", file=sys.stderr)

@@ -8,15 +8,19 @@ from typing import Any
 import torch
 
 from .checkpoint import load_model_from_checkpoint
-from .diffusion import GaussianDiffusion
+from .diffusion import SAMPLERS, GaussianDiffusion
 from .utils import pick_device
 
-__all__ = ["sample_images", "sample_with_oom_retry"]
+__all__ = ["sample_images", "sample_with_oom_retry", "is_out_of_memory"]
 
 
-def _is_oom(e: BaseException) -> bool:
+def is_out_of_memory(e: BaseException) -> bool:
+    """장치 메모리 부족 오류인가 (``torch.cuda.OutOfMemoryError`` 나 "... out of memory" 메시지)."""
     oom_types = tuple(t for t in (getattr(torch.cuda, "OutOfMemoryError", None), getattr(torch, "OutOfMemoryError", None)) if t)
     return isinstance(e, oom_types) or "out of memory" in str(e).lower()
+
+
+_is_oom = is_out_of_memory  # 예전 이름
 
 
 def sample_with_oom_retry(diffusion: GaussianDiffusion, model: torch.nn.Module, num: int, shape: tuple[int, int, int],
@@ -25,8 +29,11 @@ def sample_with_oom_retry(diffusion: GaussianDiffusion, model: torch.nn.Module, 
     """``num`` 장을 ``batch_size`` 씩 나눠 생성한다. 메모리가 모자라면 배치를 절반으로 줄여 다시 한다.
 
     초기 노이즈는 배치 크기와 상관없이 한꺼번에 뽑으므로, 배치를 줄여 다시 해도 결정적 샘플러(DDIM η=0)의 결과는 같다.
+    실패한 시도가 쓴 난수는 되돌리므로, 확률적 샘플러도 마지막으로 성공한 배치 나눔이 같으면 결과가 같다.
     궤적은 첫 배치의 처음 64장까지만 모은다.
     """
+    if num < 1 or batch_size < 1 or min_batch < 1:
+        raise ValueError(f"num, batch_size, min_batch 는 1 이상 / must be >= 1, got {num}, {batch_size}, {min_batch}")
     x_T = torch.randn((num, *shape), generator=generator)
     n_steps = kwargs.get("steps") or diffusion.num_timesteps
     outputs: list[torch.Tensor] = []
@@ -36,16 +43,19 @@ def sample_with_oom_retry(diffusion: GaussianDiffusion, model: torch.nn.Module, 
     while start < num:
         end = min(num, start + bs)
         want_traj = trajectory and traj is None
+        rng_state = generator.get_state()
         try:
             result = diffusion.sample(model, (end - start, *shape), generator=generator, device=device,
                                       x_T=x_T[start:end], return_trajectory=want_traj,
                                       trajectory_stride=max(1, n_steps // 100), **kwargs)
         except RuntimeError as e:
-            if not _is_oom(e) or bs <= min_batch:
+            if not is_out_of_memory(e) or bs <= min_batch:
                 raise
+            del e  # 실패한 시도의 텐서를 붙든 트레이스백을 놓아 준다
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            bs = max(min_batch, bs // 2)
+            generator.set_state(rng_state)
+            bs = max(min_batch, min(bs, end - start) // 2)
             print(f"[ddpm-ko] GPU 메모리 부족: 배치를 {bs} 로 줄여 다시 한다 / out of memory, retrying with batch {bs}")
             continue
         if want_traj:
@@ -68,6 +78,15 @@ def sample_images(checkpoint: str | os.PathLike, num: int, sampler: str = "ddpm"
     """
     if num < 1:
         raise ValueError(f"num 은 1 이상 / num must be >= 1, got {num}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size 는 1 이상 / batch_size must be >= 1, got {batch_size}")
+    # 모델을 불러오기 전에 값싼 검사부터 (잘못된 인자로 큰 체크포인트를 읽지 않게)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"알 수 없는 샘플러 '{sampler}' / unknown sampler: choose one of {SAMPLERS}")
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta 는 0 과 1 사이여야 한다 / eta must be in [0, 1], got {eta}")
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps 는 1 이상 / steps must be >= 1, got {steps}")
     dev = pick_device(str(device) if device is not None else None)
     if str(checkpoint) == "pretrained":
         from .pretrained import pretrained_path

@@ -5,12 +5,15 @@ x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε 을 **한 번에** 만들고, ‖ε − �
 역방향 사슬(t = T → 0)은 학습 중에 한 번도 돌리지 않는다.
 
 이어 학습이 원래 학습과 같은 손실 곡선을 그리도록, 체크포인트에 옵티마이저·EMA·난수
-생성기 상태와 데이터 순서(에폭, 에폭 안의 배치 번호)를 모두 저장한다.
-``torchrun --nproc_per_node N`` 아래에서는 DistributedDataParallel 로 돈다.
+생성기 상태와 데이터 순서(에폭, 에폭 안의 배치 번호), 아직 기록하지 않은 손실까지 모두 저장한다.
+손실이나 갱신한 가중치가 NaN/Inf 가 되면 몇 번째 단계인지 알리고 멈추며, 마지막 정상 체크포인트는
+덮어쓰지 않는다. ``torchrun --nproc_per_node N`` 아래에서는 DistributedDataParallel 로 돌고,
+기록과 파일 쓰기는 rank 0 만 한다.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -22,8 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import (_sub_state, load_state_checked, optimizer_state_from_tensors,
-                         optimizer_state_to_tensors, read_checkpoint, save_checkpoint)
+from .checkpoint import (_sub_state, clean_stale_temp_files, load_state_checked, optimizer_state_from_tensors,
+                         optimizer_state_to_tensors, read_checkpoint, resolve_checkpoint_path, save_checkpoint)
 from .data import ImageBatches, fashion_mnist_arrays
 from .diffusion import LOSS_TYPES, PREDICTION_TYPES, GaussianDiffusion
 from .ema import EMA
@@ -32,7 +35,12 @@ from .schedules import SCHEDULES
 from .unet import Unet, UnetConfig
 from .utils import environment_info, pick_device, tune_cpu
 
-__all__ = ["TrainConfig", "train", "Trainer"]
+__all__ = ["TrainConfig", "train", "Trainer", "resume_config", "DATA_ORDER_KEYS"]
+
+#: 데이터 순서(에폭마다의 섞기, 좌우 반전, 배치 경계)를 정하는 설정. 이어 학습에서 바꾸면 원래 곡선을 잇지 못한다.
+DATA_ORDER_KEYS = ("seed", "batch_size", "subset", "flip", "data_dir")
+#: 이어 학습에서 체크포인트 값을 물려받지 않는 설정: 실행하는 기계와 출력 위치에 딸린 것이다.
+_MACHINE_KEYS = ("out_dir", "device", "num_threads", "progress")
 
 
 @dataclass
@@ -121,40 +129,100 @@ def _dist_info() -> tuple[int, int, int]:
     return rank, world, local
 
 
+def resume_config(resume: str | os.PathLike, overrides: dict[str, Any] | None = None,
+                  meta: dict[str, Any] | None = None) -> TrainConfig:
+    """이어 학습에 쓸 설정: 체크포인트에 저장된 학습 설정에 ``overrides`` 를 덮어쓴다.
+
+    그래서 ``ddpm-ko train --resume PATH`` 만 쳐도 원래와 같은 배치 크기·시드·학습률로 이어 간다.
+    장치·스레드 수·진행 막대는 물려받지 않고, ``out_dir`` 은 따로 주지 않으면 체크포인트가 있는
+    디렉터리다. ``max_steps`` 나 ``epochs`` 중 하나를 주면 다른 하나는 지운다.
+    """
+    path = resolve_checkpoint_path(resume)
+    if meta is None:
+        _, meta = read_checkpoint(path, prefixes=())
+    saved = meta.get("train")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"체크포인트에 학습 설정이 없다 / no training config in checkpoint: {path}")
+    base = {k: v for k, v in saved.items() if k not in _MACHINE_KEYS}
+    base["out_dir"] = str(path.parent)
+    overrides = dict(overrides or {})
+    if overrides.get("max_steps") is not None:
+        base["epochs"] = None
+    if overrides.get("epochs") is not None:
+        base["max_steps"] = None
+    try:
+        return TrainConfig.from_dict({**base, **overrides})
+    except TypeError as e:
+        raise CheckpointError(f"체크포인트의 학습 설정이 잘못되었다 / invalid training config in checkpoint {path}: {e}") from e
+
+
+def _check_images(images: Any, config: UnetConfig) -> None:
+    """학습 이미지가 U-Net 설정과 맞는 uint8 (N, H, W) 또는 (N, C, H, W) 배열인지 검사한다."""
+    shape = tuple(getattr(images, "shape", ()))
+    dtype = str(getattr(images, "dtype", type(images).__name__)).replace("torch.", "")
+    want = f"(N, {config.image_size}, {config.image_size})" if config.channels == 1 else \
+        f"(N, {config.channels}, {config.image_size}, {config.image_size})"
+    ok_shape = (len(shape) == 3 and config.channels == 1 and shape[1:] == (config.image_size,) * 2) or \
+        (len(shape) == 4 and shape[1:] == (config.channels, config.image_size, config.image_size))
+    if dtype != "uint8" or not ok_shape:
+        raise ValueError(
+            f"학습 이미지는 {want} uint8 배열이어야 한다 (UnetConfig 의 image_size={config.image_size}, "
+            f"channels={config.channels}) / training images must be a uint8 array of shape {want}, got {dtype} {shape}"
+        )
+
+
 class Trainer:
     """한 번의 학습 실행. ``Trainer(...).run()`` 또는 함수 ``train(...)`` 으로 쓴다."""
 
     def __init__(self, unet_config: UnetConfig | None = None, config: TrainConfig | None = None,
                  resume: str | os.PathLike | None = None, images=None, log: Callable[[str], None] | None = None) -> None:
-        self.cfg = config or TrainConfig()
         self.rank, self.world, local_rank = _dist_info()
         self.is_main = self.rank == 0
         self._log = log or (lambda msg: print(msg, flush=True))
         resume_tensors: dict[str, torch.Tensor] | None = None
         resume_meta: dict[str, Any] | None = None
         if resume is not None:
+            resume = resolve_checkpoint_path(resume)
             resume_tensors, resume_meta = read_checkpoint(resume)
             if "train_state" not in resume_meta or not any(k.startswith("optim.") for k in resume_tensors):
                 raise CheckpointError(
                     f"이어 학습할 수 없는 체크포인트다 (EMA 만 든 배포용 파일) / {resume} has no optimizer state: "
                     "resume from a training checkpoint (runs/.../checkpoint.safetensors)"
                 )
-            unet_config = UnetConfig.from_dict(resume_meta["unet"])
-            saved = resume_meta["train"]
-            for key in ("schedule", "timesteps", "prediction_type", "loss_type"):
-                if getattr(self.cfg, key) != saved[key]:
-                    self._info(f"이어 학습: {key} 는 체크포인트 값 {saved[key]!r} 을 쓴다 / using checkpoint's {key}")
-                    setattr(self.cfg, key, saved[key])
+            if config is None:
+                config = resume_config(resume, meta=resume_meta)
+        self.cfg = config or TrainConfig()
+        if resume_meta is not None:
+            try:
+                given_unet = unet_config
+                unet_config = UnetConfig.from_dict(resume_meta["unet"])
+                saved = resume_meta["train"]
+                for key in ("schedule", "timesteps", "prediction_type", "loss_type"):
+                    if getattr(self.cfg, key) != saved[key]:
+                        self._info(f"이어 학습: {key} 는 체크포인트 값 {saved[key]!r} 을 쓴다 / using checkpoint's {key}")
+                        setattr(self.cfg, key, saved[key])
+                changed = [k for k in DATA_ORDER_KEYS if k in saved and getattr(self.cfg, k) != saved[k]]
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise CheckpointError(f"체크포인트의 설정이 잘못되었다 / invalid config in checkpoint {resume}: "
+                                      f"{type(e).__name__}: {e}") from e
+            if given_unet is not None and given_unet != unet_config:
+                self._info("이어 학습: 신경망 설정은 체크포인트 것을 쓴다 / using the checkpoint's network config")
+            if changed:
+                self._info(f"경고: 이어 학습에서 {changed} 를 바꾸어 데이터 순서가 원래 학습과 달라진다 / "
+                           f"warning: changing {changed} on resume changes the data order")
         self.unet_config = unet_config or UnetConfig()
         cfg = self.cfg
+        self._owns_process_group = False
 
         if self.world > 1:
             if cfg.batch_size % self.world:
                 raise ValueError(f"전역 batch_size {cfg.batch_size} 가 프로세스 수 {self.world} 로 나누어지지 않는다 / "
                                  "global batch size must be divisible by the number of processes")
             if not dist.is_initialized():
+                # --device cpu 면 GPU 가 있어도 gloo 로 CPU 프로세스끼리 그래디언트를 평균한다
                 backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
                 dist.init_process_group(backend)
+                self._owns_process_group = True
             if torch.cuda.is_available() and cfg.device != "cpu":
                 torch.cuda.set_device(local_rank)
                 cfg.device = f"cuda:{local_rank}"
@@ -176,6 +244,7 @@ class Trainer:
 
         if images is None:
             images, _ = fashion_mnist_arrays("train", cfg.data_dir)
+        _check_images(images, self.unet_config)
         if cfg.subset:
             images = images[: cfg.subset]
         self.batches = ImageBatches(images, cfg.batch_size, seed=cfg.seed, flip=cfg.flip)
@@ -183,7 +252,13 @@ class Trainer:
         self.epoch = 0
         self.batch_index = 0
         self.history: list[list[float]] = []
+        # 아직 기록(history)에 들어가지 않은 손실들. 체크포인트에 함께 저장해야 이어 학습한 기록이 같다.
+        self.loss_window: list[float] = []
+        self.history_partial = False  # history 의 마지막 항목이 창을 다 채우지 못한 중간 기록인가
         self.wall_time = 0.0
+        # 마지막으로 저장한(또는 이어 받은) 정상 체크포인트와 그 단계
+        self.last_good: tuple[Path, int] | None = None
+        self._last_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.env = environment_info(self.device)
         if resume_tensors is not None and resume_meta is not None:
             self._restore(resume_tensors, resume_meta, str(resume))
@@ -230,7 +305,8 @@ class Trainer:
             "train": self.cfg.to_dict(),
             "step": self.step,
             "epoch": self.epoch,
-            "train_state": {"epoch": self.epoch, "batch_index": self.batch_index, "world_size": self.world},
+            "train_state": {"epoch": self.epoch, "batch_index": self.batch_index, "world_size": self.world,
+                            "loss_window": list(self.loss_window), "history_partial": self.history_partial},
             "optimizer": opt_meta,
             "loss_history": self.history,
             "wall_time_s": round(self.wall_time, 2),
@@ -239,18 +315,91 @@ class Trainer:
             "seed": self.cfg.seed,
         }
 
-    def save(self, path: str | os.PathLike | None = None) -> Path | None:
+    def save(self, path: str | os.PathLike | None = None, extra_meta: dict[str, Any] | None = None) -> Path | None:
         """체크포인트를 원자적으로 저장한다 (분산 학습이면 rank 0 만)."""
         if not self.is_main:
             return None
         meta = self.state_meta()
+        meta.update(extra_meta or {})
         tensors: dict[str, torch.Tensor] = {}
         tensors.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         tensors.update(self._opt_tensors)
         tensors["rng.noise"] = self.noise_gen.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
-        return save_checkpoint(path or self.checkpoint_path, tensors, meta)
+        saved = save_checkpoint(path or self.checkpoint_path, tensors, meta)
+        self.last_good = (saved, self.step)
+        return saved
+
+    def weights_fingerprint(self) -> str:
+        """모델 가중치와 버퍼 바이트의 SHA-256. 분산 학습에서 모든 프로세스의 값이 같아야 한다."""
+        h = hashlib.sha256()
+        for name, v in sorted(self.model.state_dict().items()):
+            h.update(name.encode("utf-8"))
+            h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    def _kept_message(self) -> tuple[str, str]:
+        """발산을 알릴 때 덧붙일 (한국어, 영어) 안내: 마지막 정상 체크포인트는 어디에 있는가."""
+        if self.last_good is None:
+            return "아직 저장한 체크포인트는 없다", "no checkpoint has been written yet"
+        path, step = self.last_good
+        return (f"마지막 정상 체크포인트 {path} (단계 {step}) 는 그대로 두었으니 학습률을 낮춰 이어 학습하라",
+                f"the last good checkpoint {path} (step {step}) was kept: lower --lr and resume from it")
+
+    @torch.no_grad()
+    def _check_weights_before_save(self) -> None:
+        """저장하기 전에 방금 갱신한 가중치가 멀쩡한지 본다 (모든 프로세스가 함께 부른다).
+
+        손실은 갱신 **전** 가중치로 계산하므로, 마지막 갱신이 가중치를 망가뜨렸는지는 손실 검사로
+        알 수 없다 (학습률이 너무 크면 손실은 유한한데 가중치가 1e30 이 된다). 그래서 가중치가
+        유한한지, 그리고 이번 단계의 배치(같은 t, 같은 ε)로 다시 잰 손실이 유한한지를 확인하고,
+        아니면 체크포인트를 쓰지 않고 ``TrainingDivergedError`` 를 낸다. 순전파 한 번이므로 싸다.
+        """
+        bad = torch.zeros((), dtype=torch.float64)
+        for p in self.model.parameters():
+            if not bool(torch.isfinite(p).all()):
+                bad += 1
+                break
+        value = float("nan")
+        if not bad and self._last_batch is not None:
+            x0, t, noise = self._last_batch
+            if self.device.type == "cuda":
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    loss = self.diffusion.training_loss(self.model, x0, t, noise)
+            else:
+                loss = self.diffusion.training_loss(self.model, x0, t, noise)
+            value = float(loss)
+            if not math.isfinite(value):
+                bad += 1
+        if self.world > 1:
+            bad = bad.to(self.device)
+            dist.all_reduce(bad)
+        if float(bad) > 0:
+            ko, en = self._kept_message()
+            raise TrainingDivergedError(
+                f"{self.step} 단계의 갱신 뒤 가중치가 발산해 (같은 배치의 손실 {value}) 체크포인트를 쓰지 않았다; {ko} / "
+                f"weights diverged after the update at step {self.step} (loss on the same batch: {value}), "
+                f"checkpoint not written; {en}"
+            )
+
+    def checkpoint(self) -> Path | None:
+        """가중치를 검사하고 (분산 학습이면 프로세스끼리 가중치 지문을 맞춰 본 뒤) 저장한다.
+
+        모든 프로세스가 함께 불러야 한다. 파일은 rank 0 만 쓴다.
+        """
+        self._check_weights_before_save()
+        extra: dict[str, Any] = {"distributed": {"world_size": self.world}}
+        if self.world > 1:
+            prints: list[Any] = [None] * self.world
+            dist.all_gather_object(prints, self.weights_fingerprint())
+            in_sync = len(set(prints)) == 1
+            extra["distributed"].update(backend=str(dist.get_backend()), rank_weight_sha256=prints, ranks_in_sync=in_sync)
+            if not in_sync:
+                self._info(f"경고: 프로세스마다 가중치가 다르다 / warning: weights differ between ranks at step {self.step}")
+        saved = self.save(extra_meta=extra)
+        self.last_good = (self.checkpoint_path, self.step)  # rank 0 이 아닌 프로세스의 오류 메시지도 맞게
+        return saved
 
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> None:
         load_state_checked(self.model, _sub_state(tensors, "model"), source)
@@ -265,11 +414,23 @@ class Trainer:
             raise CheckpointError(f"옵티마이저 상태가 모델과 맞지 않는다 / optimizer state does not match the model: {e}") from e
         self.noise_gen.set_state(tensors["rng.noise"])
         torch.set_rng_state(tensors["rng.torch"])
-        ts = meta["train_state"]
-        self.step = int(meta["step"])
-        self.epoch, self.batch_index = int(ts["epoch"]), int(ts["batch_index"])
-        self.history = [list(h) for h in meta.get("loss_history", [])]
-        self.wall_time = float(meta.get("wall_time_s", 0.0))
+        try:
+            ts = meta["train_state"]
+            self.step = int(meta["step"])
+            self.epoch, self.batch_index = int(ts["epoch"]), int(ts["batch_index"])
+            self.loss_window = [float(v) for v in ts.get("loss_window", [])]
+            self.history_partial = bool(ts.get("history_partial", False))
+            self.history = [list(h) for h in meta.get("loss_history", [])]
+            self.wall_time = float(meta.get("wall_time_s", 0.0))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"체크포인트의 학습 상태가 잘못되었다 / invalid training state in {source}: {e}") from e
+        if self.batch_index >= self.batches.batches_per_epoch:
+            raise CheckpointError(
+                f"체크포인트의 배치 번호 {self.batch_index} 가 에폭당 배치 수 {self.batches.batches_per_epoch} 를 넘는다: "
+                "batch_size 나 subset 을 원래 값으로 하라 / batch index out of range — resume with the original "
+                "--batch-size and --subset"
+            )
+        self.last_good = (Path(source), self.step)
         self._info(f"이어 학습 / resumed from {source} at step {self.step} (epoch {self.epoch}, batch {self.batch_index})")
 
     # ------------------------------------------------------------------ 샘플 격자
@@ -292,6 +453,7 @@ class Trainer:
         b = x0.shape[0]
         t = self.diffusion.sample_timesteps(b, "cpu", self.noise_gen)
         noise = torch.randn(x0.shape, generator=self.noise_gen)
+        self._last_batch = None
         if self.world > 1:  # 전역 배치에서 내 몫만
             per = b // self.world
             sl = slice(self.rank * per, (self.rank + 1) * per)
@@ -315,21 +477,19 @@ class Trainer:
             loss_value /= self.world
         value = float(loss_value)
         if not math.isfinite(value):
-            raise TrainingDivergedError(
-                f"{self.step + 1} 단계에서 손실이 {value} 가 되었다. 마지막 정상 체크포인트({self.checkpoint_path})는 "
-                f"그대로 두었다; 학습률을 낮춰 다시 시작하라 / loss became {value} at step {self.step + 1}; "
-                "the last good checkpoint was kept — lower the learning rate and resume"
-            )
+            ko, en = self._kept_message()
+            raise TrainingDivergedError(f"{self.step + 1} 단계에서 손실이 {value} 가 되었다; {ko} / "
+                                        f"loss became {value} at step {self.step + 1}; {en}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             if not torch.isfinite(norm):
-                raise TrainingDivergedError(
-                    f"{self.step + 1} 단계에서 그래디언트가 발산했다 / non-finite gradient at step {self.step + 1}; "
-                    "the last good checkpoint was kept"
-                )
+                ko, en = self._kept_message()
+                raise TrainingDivergedError(f"{self.step + 1} 단계에서 그래디언트가 발산했다; {ko} / "
+                                            f"non-finite gradient at step {self.step + 1}; {en}")
         self.optimizer.step()
+        self._last_batch = (x0, t, noise)
         self.ema.update(self.model)
         self.step += 1
         self.batch_index += 1
@@ -343,6 +503,8 @@ class Trainer:
         total = self.total_steps()
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            for stale in clean_stale_temp_files(self.checkpoint_path):
+                self._info(f"죽은 프로세스가 남긴 임시 파일을 지웠다 / removed stale temp file {stale}")
             n_params = self.model.num_parameters()
             self._info(
                 f"[ddpm-ko] device={self.device} processes={self.world} params={n_params / 1e6:.2f}M "
@@ -354,7 +516,7 @@ class Trainer:
             from tqdm import tqdm
 
             pbar = tqdm(total=total, initial=self.step, desc="train", dynamic_ncols=True, mininterval=2.0)
-        window: list[float] = []
+        window = self.loss_window
         last_saved = None
         t_start = time.perf_counter()
         try:
@@ -369,8 +531,14 @@ class Trainer:
                     pbar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == total:
                     mean = sum(window) / len(window)
+                    if self.history_partial:  # 이전 실행이 끝에 남긴 중간 기록은 이번 기록이 대신한다
+                        self.history.pop()
                     self.history.append([self.step, round(mean, 6)])
-                    window = []
+                    # log_every 의 배수가 아닌 마지막 단계의 기록은 '중간 기록'이다. 창을 비우지 않으므로
+                    # 이어 학습하면 그 기록을 지우고 같은 창으로 계속해, 한 번에 학습한 기록과 같아진다.
+                    self.history_partial = self.step % cfg.log_every != 0
+                    if not self.history_partial:
+                        window.clear()
                     if pbar is not None:
                         pbar.set_postfix(loss=f"{mean:.4f}")
                     else:
@@ -378,12 +546,16 @@ class Trainer:
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
                     self.save_samples()
                 if self.step % cfg.checkpoint_every == 0 or self.step == total:
-                    last_saved = self.save() or last_saved
+                    last_saved = self.checkpoint() or last_saved
+                    if pbar is None:
+                        self._info(f"checkpoint step {self.step} -> {last_saved}")
         finally:
             if pbar is not None:
                 pbar.close()
         if self.world > 1:
             dist.barrier()
+            if self._owns_process_group:
+                dist.destroy_process_group()
         return {"checkpoint": str(last_saved or self.checkpoint_path), "step": self.step,
                 "loss_history": self.history, "wall_time_s": self.wall_time}
 
