@@ -6,7 +6,7 @@ export PYTHONHASHSEED ?= 0
 # 코어보다 스레드가 많을 때 OpenMP 스레드가 바쁘게 기다리며 CPU 를 태우지 않게 한다 (부하가 걸린 2코어에서 수십 배 차이).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: book test setup unit notebooks browser clean
+.PHONY: book test setup browser clean
 
 $(STAMP): requirements.txt constraints-cpu.txt pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -23,6 +23,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 	env -u MPLBACKEND DDPM_KO_FAST=1 $(PY) -m pytest -q --nbval-lax notebooks/
 	$(MAKE) book
+	$(PY) -m pytest -q tests_site
+
+## 빌드된 사이트(_build/html)를 헤드리스 Chromium 으로 검사한다
+browser: $(STAMP)
 	$(PY) -m pytest -q tests_site
 
 clean:
