@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "seed_everything", "fast_mode", "tune_cpu", "environment_info"]
+__all__ = ["pick_device", "seed_everything", "fast_mode", "tune_cpu", "environment_info", "cpu_model_name"]
 
 FAST_ENV = "DDPM_KO_FAST"
 
@@ -95,6 +95,21 @@ def environment_info(device: torch.device | str | None = None) -> dict[str, Any]
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
+    cpu_model = cpu_model_name()
+    if cpu_model:
+        info["cpu_model"] = cpu_model
     if dev.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(dev)
     return info
+
+
+def cpu_model_name() -> str | None:
+    """CPU 모델 이름 (Linux 의 /proc/cpuinfo, 그 밖에는 platform.processor())."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
