@@ -5,6 +5,8 @@
     ddpm-ko sample --checkpoint PATH --num N [--sampler ddpm|ddim] [--steps S] [--eta E]
                    [--seed K] [--out FILE.npy] [--gif FILE.gif]
     ddpm-ko export --checkpoint PATH --out FILE.safetensors
+    ddpm-ko train-classifier [--out FILE.safetensors]      (평가용 특징 신경망, ddpm_ko.metrics)
+    ddpm-ko evaluate --samples FILE.npy [--num N]          (특징 FID·KID·클래스 분포와 실제-실제 하한)
 
 ``train --resume PATH`` 은 체크포인트에 저장된 학습 설정(배치 크기, 시드, 학습률, 데이터 …)을 그대로
 이어 쓰고, 명령줄에 준 값만 바꾼다. 출력 디렉터리는 따로 주지 않으면 체크포인트가 있는 곳이다.
@@ -136,13 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ema", action="store_true", help="EMA 대신 학습 가중치를 쓴다")
     s.add_argument("--out", help="uint8 배열 (N, H, W, C) 을 쓸 .npy 파일")
     s.add_argument("--grid", help="격자 PNG 파일")
-    s.add_argument("--gif", help="샘플링 궤적 GIF 파일 (처음 최대 64장)")
+    s.add_argument("--gif", help="샘플링 궤적 GIF 파일 (처음 최대 16장)")
     s.add_argument("--device", type=_device, help="cuda, mps, cpu (기본: 자동)")
     s.add_argument("--no-progress", action="store_true")
 
     e = sub.add_parser("export", help="학습 체크포인트에서 EMA 가중치만 뽑아 작은 파일로 / export EMA weights")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--out", required=True, help="출력 .safetensors")
+    from .metrics import add_cli as add_metrics_cli
+
+    add_metrics_cli(sub)  # train-classifier, evaluate
     return p
 
 
@@ -210,8 +215,9 @@ def _cmd_sample(a: argparse.Namespace) -> int:
         save_grid(images[:256], a.grid, scale=2)
         print(f"[ddpm-ko] {a.grid}")
     if a.gif and trajectory is not None:
-        save_gif(trajectory, a.gif)
-        print(f"[ddpm-ko] {a.gif}: {trajectory.shape[0]} steps")
+        # 노이즈 프레임은 거의 압축되지 않으므로 처음 16장(4×4)만 GIF 로 만든다 (수 MB 이내)
+        save_gif(trajectory[:, :16], a.gif, nrow=4)
+        print(f"[ddpm-ko] {a.gif}: {trajectory.shape[0]} frames of {min(16, trajectory.shape[1])} images")
     return 0
 
 
@@ -231,7 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"train": _cmd_train, "sample": _cmd_sample, "export": _cmd_export}
+    from .metrics import run_cli as run_metrics_cli
+
+    handlers = {"train": _cmd_train, "sample": _cmd_sample, "export": _cmd_export,
+                "train-classifier": run_metrics_cli, "evaluate": run_metrics_cli}
     rank = f"[rank {os.environ.get('RANK')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     try:
         return handlers[args.command](args)

@@ -1,0 +1,116 @@
+"""벤치마크 스크립트가 함께 쓰는 도우미: 기계 정보, 결과 JSON 저장, 최대 메모리(RSS).
+
+벤치마크는 검사(test)가 아니다. 숫자를 재서 출력하고 ``benchmarks/results/NAME.json`` 에 남긴다.
+모든 JSON 에는 잰 기계(CPU 모델, 코어 수, torch 버전, 스레드 수)와 잴 때의 부하(load average)가 들어간다.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """잰 기계와 그 순간의 부하. 코어 수보다 load average 가 크면 다른 작업과 CPU 를 나눠 쓴 것이다."""
+    import torch
+
+    import ddpm_ko
+
+    cores = os.cpu_count() or 1
+    load = load_average()
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model(),
+        "cpu_count": cores,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "ddpm_ko": ddpm_ko.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_1_5_15min": load,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    }
+    if load is not None and load[0] > 0.75 * cores:
+        info["note"] = (f"shared, loaded machine: 1-min load average {load[0]} on {cores} cores while measuring "
+                        "(other jobs were running); absolute numbers are pessimistic and noisy, ratios are more reliable")
+    return info
+
+
+def peak_rss_mb() -> float:
+    """이 프로세스의 최대 상주 메모리(RSS, MB). Linux 의 ru_maxrss 는 KB 단위다."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(r / 1024 if sys.platform.startswith("linux") else r / 2**20, 1)
+
+
+def save_result(name: str, data: dict[str, Any], machine: dict[str, Any] | None = None) -> Path:
+    """``benchmarks/results/NAME.json`` 에 결과를 쓴다 (기계 정보와 명령줄을 함께)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine or machine_info(),
+        **data,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"[bench] wrote {path.relative_to(ROOT)}")
+    return path
+
+
+def shipped_or_provisional_checkpoint(explicit: str | None) -> tuple[Path, bool]:
+    """평가할 확산 모델 체크포인트: 주어진 경로 → 책의 사전 학습 모델 → 학습 중인 runs/pretrained (잠정).
+
+    ``(경로, 잠정 여부)`` 를 돌려준다. 잠정(provisional) 체크포인트의 숫자는 책에 싣는 모델의 숫자가 아니다.
+    """
+    if explicit:
+        return Path(explicit), "runs/" in str(explicit)
+    shipped = ROOT / "checkpoints" / "fashion_mnist_ema.safetensors"
+    if shipped.is_file():
+        return shipped, False
+    running = ROOT / "runs" / "pretrained" / "checkpoint.safetensors"
+    if running.is_file():
+        return running, True
+    raise SystemExit("확산 모델 체크포인트가 없다 / no diffusion checkpoint: pass --checkpoint PATH "
+                     "(checkpoints/fashion_mnist_ema.safetensors is not there yet)")
+
+
+def fmt_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols]
+    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths))
+    body = ["  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(cols, widths)) for r in rows]
+    return "\n".join([line, "-" * len(line), *body])
+
+
+def is_provisional(meta: dict[str, Any], from_runs: bool) -> bool:
+    """학습 도중에 내보낸 체크포인트인가 (목표 단계 수에 못 미쳤거나 runs/ 에서 읽었으면 참)."""
+    target = (meta.get("train") or {}).get("max_steps")
+    return bool(from_runs or (target and int(meta.get("step", 0)) < int(target)))
