@@ -111,6 +111,5 @@ def fmt_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
 
 
 def is_provisional(meta: dict[str, Any], from_runs: bool) -> bool:
-    """학습 도중에 내보낸 체크포인트인가 (목표 단계 수에 못 미쳤거나 runs/ 에서 읽었으면 참)."""
-    target = (meta.get("train") or {}).get("max_steps")
-    return bool(from_runs or (target and int(meta.get("step", 0)) < int(target)))
+    """학습 중인 runs/ 의 체크포인트를 읽었으면 참. 책이 싣는 파일이면 그 학습 단계(``checkpoint_step``)를 함께 적는다."""
+    return bool(from_runs)

@@ -13,17 +13,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, save_result  # noqa: E402
+from _common import RESULTS, machine_info, save_result  # noqa: E402
 
+# 쌍마다 (모델, channels_last, 배치 배수) 두 개. 배치 배수는 --batch 에 곱한다 (0.5 면 절반 배치).
 PAIRS = {
-    "channels-last": (("ours-default", True), ("ours-default", False)),
-    "annotated": (("ours-default", True), ("ours-annotated", True)),
-    "stage-0-attention": (("ours-default", True), ("ours-default+attn28", True)),
+    "channels-last": (("ours-default", True, 1.0), ("ours-default", False, 1.0)),
+    "annotated": (("ours-default", True, 1.0), ("ours-annotated", True, 1.0)),
+    "stage-0-attention": (("ours-default", True, 1.0), ("ours-default+attn28", True, 1.0)),
+    "batch-half": (("ours-default", True, 0.5), ("ours-default", True, 1.0)),
 }
 
 
@@ -41,6 +44,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=6, help="변형마다 잴 단계 수 (번갈아)")
     p.add_argument("--pairs", default=",".join(PAIRS))
     p.add_argument("--out", default="interleaved_ab")
+    p.add_argument("--append", action="store_true", help="기존 결과에 덧붙인다 (같은 쌍은 새 값으로)")
     a = p.parse_args()
 
     pick_device()
@@ -54,17 +58,19 @@ def main() -> None:
     results = []
     for pair in a.pairs.split(","):
         arms = []
-        for model_name, cl in PAIRS[pair]:
+        for model_name, cl, mult in PAIRS[pair]:
             torch.manual_seed(0)
             mf = torch.channels_last if cl else torch.contiguous_format
             net = Unet(configs[model_name]).to(memory_format=mf).train()
-            arms.append({"name": f"{model_name}{'' if cl else '/no-channels-last'}", "net": net, "mf": mf,
+            bs = max(1, int(a.batch * mult))
+            name = f"{model_name}{'' if cl else '/no-channels-last'}{'' if mult == 1.0 else f'/batch-{bs}'}"
+            arms.append({"name": name, "net": net, "mf": mf, "batch": bs,
                          "opt": torch.optim.AdamW(net.parameters(), lr=1e-3), "times": []})
         gen = torch.Generator().manual_seed(1)
         for r in range(a.rounds + 1):             # 첫 바퀴는 예열
             for arm in (arms if r % 2 == 0 else arms[::-1]):
-                x0 = batches.batch(0, r % batches.batches_per_epoch).contiguous(memory_format=arm["mf"])
-                t = torch.randint(0, 1000, (a.batch,), generator=gen)
+                x0 = batches.batch(0, r % batches.batches_per_epoch)[:arm["batch"]].contiguous(memory_format=arm["mf"])
+                t = torch.randint(0, 1000, (arm["batch"],), generator=gen)
                 noise = torch.randn(x0.shape, generator=gen).contiguous(memory_format=arm["mf"])
                 t0 = time.perf_counter()
                 loss = diffusion.training_loss(arm["net"], x0, t, noise)
@@ -77,14 +83,21 @@ def main() -> None:
         row = {"pair": pair, "batch": a.batch, "threads": a.threads, "rounds": a.rounds}
         for key, arm in zip("ab", arms):
             ts = sorted(arm["times"])
-            row[key] = {"name": arm["name"], "parameters": arm["net"].num_parameters(),
-                        "step_s_median": round(ts[len(ts) // 2], 3), "images_per_s": round(a.batch / ts[len(ts) // 2], 1)}
+            row[key] = {"name": arm["name"], "parameters": arm["net"].num_parameters(), "batch": arm["batch"],
+                        "step_s_median": round(ts[len(ts) // 2], 3),
+                        "images_per_s": round(arm["batch"] / ts[len(ts) // 2], 1)}
         row["a_over_b_speed"] = round(row["a"]["images_per_s"] / row["b"]["images_per_s"], 3)
         print(f"[bench] {pair}: {row['a']['name']} {row['a']['images_per_s']} img/s vs "
               f"{row['b']['name']} {row['b']['images_per_s']} img/s  → ×{row['a_over_b_speed']}", flush=True)
         results.append(row)
         del arms
     machine["load_average_after"] = machine_info()["load_average_1_5_15min"]
+    prev = RESULTS / f"{a.out}.json"
+    if a.append and prev.is_file():
+        old = json.loads(prev.read_text(encoding="utf-8"))
+        done = {r["pair"] for r in results}
+        results = [r for r in old.get("results", []) if r["pair"] not in done] + results
+        machine["earlier_runs"] = old.get("machine", {}).pop("earlier_runs", []) + [old.get("machine", {})]
     save_result(a.out, {"what": "A/B training-step time, the two arms alternate step by step in one process "
                                 "(same load for both); median over rounds", "results": results}, machine)
 

@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt_table, is_provisional, machine_info, save_result, shipped_or_provisional_checkpoint  # noqa: E402
+from _common import (RESULTS, fmt_table, is_provisional, machine_info, save_result,  # noqa: E402
+                     shipped_or_provisional_checkpoint)
 
 
 def main() -> None:
@@ -36,6 +38,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
     p.add_argument("--out", default="quality_vs_steps")
+    p.add_argument("--append", action="store_true",
+                   help="같은 N·시드·체크포인트의 기존 결과에 덧붙인다 (긴 DDPM 1000단계를 따로 잴 때)")
     a = p.parse_args()
 
     device = pick_device()
@@ -69,6 +73,16 @@ def main() -> None:
         rows.append(row)
         print(f"[bench] {row['sampler']}: FID {row['fid']:.3f} (floor {row['fid_floor']:.3f}), "
               f"KID {1e3 * row['kid_mean']:.3f}e-3, {dt:.0f}s", flush=True)
+    prev = RESULTS / f"{a.out}.json"
+    if a.append and prev.is_file():
+        old = json.loads(prev.read_text(encoding="utf-8"))
+        same = (old.get("checkpoint") == str(ckpt) and old.get("checkpoint_step") == meta.get("step")
+                and old.get("seed") == a.seed and old["results"] and old["results"][0]["num"] == a.num)
+        if not same:
+            raise SystemExit("기존 결과와 체크포인트·N·시드가 달라 덧붙일 수 없다 / cannot append: different checkpoint, N or seed")
+        done = {r["sampler"] for r in rows}
+        rows = [r for r in old["results"] if r["sampler"] not in done] + rows
+        machine["earlier_runs"] = old.get("machine", {}).pop("earlier_runs", []) + [old.get("machine", {})]
     ref = next((r for r in rows if r["sampler"].startswith("DDPM")), None)
     if ref:
         for r in rows:
@@ -79,6 +93,7 @@ def main() -> None:
     save_result(a.out, {
         "what": "feature-FID/KID of N samples per sampler vs the Fashion-MNIST test split, with the real-vs-real floor at the same N",
         "checkpoint": str(ckpt), "provisional": provisional, "checkpoint_step": meta.get("step"),
+        "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
         "classifier_test_accuracy": clf.meta.get("test_accuracy"), "seed": a.seed, "results": rows,
     }, machine)
 

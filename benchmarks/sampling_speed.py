@@ -87,6 +87,7 @@ def main() -> None:
     save_result(a.out, {
         "what": "wall-clock time to sample one batch (EMA weights, clip x0, eta=0 for DDIM, posterior variance for DDPM)",
         "checkpoint": str(ckpt), "provisional": provisional, "checkpoint_step": meta.get("step"),
+        "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
         "parameters": sum(p.numel() for p in model.parameters()), "batch": a.batch, "device": str(device),
         "results": rows,
     }, machine)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -227,7 +228,7 @@ def main() -> None:
             continue
         ips = sorted(r["images_per_s"] for r in got)
         row = dict(got[0])
-        row.update({"runs": len(got), "images_per_s": ips[len(ips) // 2], "images_per_s_runs": ips,
+        row.update({"runs": len(got), "images_per_s": round(statistics.median(ips), 1), "images_per_s_runs": ips,
                     "images_per_s_best": max(r["images_per_s_best"] for r in got),
                     "peak_rss_mb": max(r["peak_rss_mb"] for r in got)})
         rows.append(row)

@@ -117,7 +117,7 @@ def test_kid_same_distribution_near_zero_and_shift_positive():
     assert abs(same_mean) < 3 * same_std
 
 
-def test_kid_is_unbiased_against_exact_mmd():
+def test_kid_is_unbiased_for_equal_distributions():
     """치우침 없는 추정: 부분집합마다의 값이 음수도 나오며, 여러 번 뽑은 평균이 0 에 가깝다."""
     rng = np.random.default_rng(5)
     means = [kid(rng.standard_normal((50, 4)), rng.standard_normal((50, 4)), subsets=1, subset_size=50)[0]
@@ -169,6 +169,7 @@ def _single_line_bilingual(err: BaseException) -> None:
     (np.zeros((4, 32, 32, 1), np.uint8), "wrong image shape"),
     (np.zeros((4, 28, 28, 3), np.uint8), "RGB"),
     (np.full((4, 1, 28, 28), 200.0), "looks like 0..255"),
+    (np.full((4, 28, 28, 1), 200.0), "looks like 0..255"),
     (np.zeros((4, 28, 28), np.int64), "unsupported image dtype"),
     (np.zeros((0, 28, 28, 1), np.uint8), "no images"),
     (np.full((2, 1, 28, 28), np.nan, np.float32), "NaN"),

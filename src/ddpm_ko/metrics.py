@@ -113,7 +113,7 @@ def to_classifier_input(images: np.ndarray | torch.Tensor, image_size: int = 28)
 
     받는 것:
     - uint8 배열·텐서 (0..255): (N, H, W, 1) (``ddpm-ko sample --out`` 의 형식), (N, 1, H, W), (N, H, W)
-    - float 배열·텐서 ([−1, 1], 패키지가 쓰는 범위): (N, 1, H, W), (N, H, W)
+    - float 배열·텐서 ([−1, 1], 패키지가 쓰는 범위): (N, 1, H, W), (N, H, W, 1), (N, H, W)
 
     모양·자료형·값 범위가 맞지 않으면 고칠 방법을 말하는 ``SampleInputError`` 를 낸다.
     """
@@ -148,6 +148,8 @@ def to_classifier_input(images: np.ndarray | torch.Tensor, image_size: int = 28)
                                "expected uint8 (0..255) or float in [-1, 1]")
     if x.ndim == 3:
         x = x[:, None]
+    elif x.ndim == 4 and shape[-1] == 1 and shape[1:3] == (s, s):
+        x = x.permute(0, 3, 1, 2)
     if x.ndim != 4 or tuple(x.shape[1:]) != (1, s, s):
         raise SampleInputError(_shape_message(shape, s))
     x = x.float()
