@@ -33,7 +33,8 @@ class _Parser(argparse.ArgumentParser):
                      if " " in self.prog else f"ddpm-ko: error: {message} (see `ddpm-ko --help`)\n")
 
 
-def _positive_int(s: str) -> int:
+def positive_int(s: str) -> int:
+    """argparse 형: 1 이상의 정수 (하위 명령들이 함께 쓴다)."""
     try:
         v = int(s)
     except ValueError:
@@ -98,42 +99,42 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", help="IDX 파일 디렉터리 (기본: $DDPM_KO_DATA_DIR, Debian 경로, Hub 순)")
     g = t.add_mutually_exclusive_group()
     g.add_argument("--epochs", type=_positive_float, help="학습 에폭 수 (소수 가능)")
-    g.add_argument("--max-steps", type=_positive_int, help="학습 단계 수 (이어 학습이면 전체 단계 수)")
+    g.add_argument("--max-steps", type=positive_int, help="학습 단계 수 (이어 학습이면 전체 단계 수)")
     # 학습 설정의 기본값은 TrainConfig 가 정한다. 여기서 default 를 두지 않는 까닭은 --resume 때
     # 사용자가 실제로 준 값만 체크포인트에 저장된 설정을 덮어쓰게 하기 위해서다.
     t.add_argument("--out-dir", help="체크포인트와 샘플을 쓸 디렉터리 (기본: runs/default, 이어 학습이면 체크포인트의 디렉터리)")
-    t.add_argument("--checkpoint-every", type=_positive_int, help="몇 단계마다 체크포인트를 쓸지 (기본 500)")
+    t.add_argument("--checkpoint-every", type=positive_int, help="몇 단계마다 체크포인트를 쓸지 (기본 500)")
     t.add_argument("--sample-every", type=_non_negative_int, help="몇 단계마다 샘플 격자를 그릴지 (기본 0: 끔)")
-    t.add_argument("--log-every", type=_positive_int, help="몇 단계마다 손실을 기록할지 (기본 50)")
+    t.add_argument("--log-every", type=positive_int, help="몇 단계마다 손실을 기록할지 (기본 50)")
     t.add_argument("--resume", help="이어 학습할 체크포인트 (.safetensors 또는 그 디렉터리). 주지 않은 설정은 체크포인트 것을 쓴다")
     t.add_argument("--seed", type=int, help="난수 시드 (기본 0)")
-    t.add_argument("--batch-size", type=_positive_int, help="전역 배치 크기 (기본 64)")
+    t.add_argument("--batch-size", type=positive_int, help="전역 배치 크기 (기본 64)")
     t.add_argument("--lr", type=_positive_float, help="학습률 (기본 1e-3)")
     t.add_argument("--warmup-steps", type=_non_negative_int, help="학습률 워밍업 단계 수 (기본 200)")
     t.add_argument("--ema-decay", type=float, help="EMA 감쇠율 d, 0 <= d < 1 (기본 0.999)")
     t.add_argument("--schedule", choices=sorted(SCHEDULES), help="β 스케줄 (기본 linear)")
-    t.add_argument("--timesteps", type=_positive_int, help="T (기본 1000)")
+    t.add_argument("--timesteps", type=positive_int, help="T (기본 1000)")
     t.add_argument("--prediction", choices=PREDICTION_TYPES, help="예측 대상 (기본 eps)")
     t.add_argument("--loss", choices=LOSS_TYPES, help="손실 (기본 l2 = L_simple)")
     t.add_argument("--preset", choices=["default", "annotated"], default="default",
                    help="신경망 설정: default (빠른 기본값) 또는 annotated (Annotated Diffusion 노트북과 같은 신경망)")
-    t.add_argument("--dim", type=_positive_int, help="첫 단계 채널 수")
+    t.add_argument("--dim", type=positive_int, help="첫 단계 채널 수")
     t.add_argument("--dim-mults", type=_dim_mults, help="단계별 채널 배수, 예: 1-2-4")
     t.add_argument("--block", choices=BLOCK_TYPES, help="블록 종류")
     t.add_argument("--attention", choices=ATTENTION_TYPES, help="단계 어텐션 종류")
-    t.add_argument("--subset", type=_positive_int, help="학습 이미지 앞 N 장만 쓴다 (시험용)")
+    t.add_argument("--subset", type=positive_int, help="학습 이미지 앞 N 장만 쓴다 (시험용)")
     t.add_argument("--device", type=_device, help="cuda, mps, cpu (기본: 자동). torchrun 아래에서 cpu 면 gloo 로 통신한다")
-    t.add_argument("--threads", type=_positive_int, help="CPU 스레드 수")
+    t.add_argument("--threads", type=positive_int, help="CPU 스레드 수")
     t.add_argument("--no-progress", action="store_true", help="진행 막대를 끈다")
 
     s = sub.add_parser("sample", help="체크포인트로 이미지 생성 / sample images from a checkpoint")
     s.add_argument("--checkpoint", required=True, help="체크포인트 (.safetensors), 'pretrained' 면 책의 사전 학습 모델")
-    s.add_argument("--num", type=_positive_int, required=True, help="생성할 이미지 수")
+    s.add_argument("--num", type=positive_int, required=True, help="생성할 이미지 수")
     s.add_argument("--sampler", choices=SAMPLERS, default="ddpm")
-    s.add_argument("--steps", type=_positive_int, help="DDIM 단계 수 (기본: T)")
+    s.add_argument("--steps", type=positive_int, help="DDIM 단계 수 (기본: T)")
     s.add_argument("--eta", type=float, default=0.0, help="DDIM 의 η (0..1)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--batch-size", type=_positive_int, default=256, help="한 번에 생성할 이미지 수")
+    s.add_argument("--batch-size", type=positive_int, default=256, help="한 번에 생성할 이미지 수")
     s.add_argument("--no-clip", action="store_true", help="x̂_0 을 [−1, 1] 로 자르지 않는다")
     s.add_argument("--no-ema", action="store_true", help="EMA 대신 학습 가중치를 쓴다")
     s.add_argument("--out", help="uint8 배열 (N, H, W, C) 을 쓸 .npy 파일")

@@ -49,27 +49,10 @@ class SampleInputError(DdpmKoError, ValueError):
 # ---------------------------------------------------------------------------------------- 분류기
 def classifier_path(download: bool = True) -> Path:
     """분류기 파일 경로: $DDPM_KO_CLASSIFIER → 저장소의 checkpoints/ → 캐시(필요하면 내려받기)."""
-    env = os.environ.get(CLASSIFIER_ENV)
-    if env:
-        return Path(env)
-    repo_file = Path(__file__).resolve().parents[2] / "checkpoints" / CLASSIFIER_NAME
-    if repo_file.is_file():
-        return repo_file
-    cache = Path(torch.hub.get_dir()) / "ddpm_ko" / CLASSIFIER_NAME
-    if cache.is_file() or not download:
-        if not cache.is_file():
-            raise CheckpointError(f"평가용 분류기가 없다 / evaluation classifier not found (looked at {repo_file}, {cache}) "
-                                  "— `ddpm-ko train-classifier` 로 만들 수 있다")
-        return cache
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        for suffix in (".json", ".safetensors"):
-            torch.hub.download_url_to_file(CLASSIFIER_URL[: -len(".safetensors")] + suffix,
-                                           str(cache.with_suffix(suffix)), progress=False)
-    except Exception as e:  # 네트워크 없음 등
-        raise CheckpointError(f"평가용 분류기를 받지 못했다 / could not download {CLASSIFIER_URL}: {type(e).__name__} — "
-                              f"`ddpm-ko train-classifier` 로 만들거나 ${CLASSIFIER_ENV} 로 파일을 가리켜라") from e
-    return cache
+    from .pretrained import locate_shipped_file
+
+    return locate_shipped_file(CLASSIFIER_NAME, CLASSIFIER_ENV, CLASSIFIER_URL, download,
+                               "`ddpm-ko train-classifier` 로 만들 수 있다")
 
 
 _LOADED: dict[tuple[str, float, str], FashionClassifier] = {}
@@ -474,18 +457,10 @@ def _pm(k: dict[str, float]) -> str:
 
 
 # ---------------------------------------------------------------------------------------- 명령줄
-def _pos_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"정수가 아니다 / not an integer: {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"1 이상이어야 한다 / must be >= 1, got {v}")
-    return v
-
-
 def add_cli(subparsers: Any) -> None:
     """``ddpm-ko`` 에 ``train-classifier`` 와 ``evaluate`` 하위 명령을 더한다 (처리는 ``run_cli``)."""
+    from .cli import positive_int as _pos_int
+
     c = subparsers.add_parser("train-classifier", help="평가용 Fashion-MNIST 분류기 학습 / train the evaluation classifier")
     c.add_argument("--data-dir", help="IDX 파일 디렉터리 (기본: $DDPM_KO_DATA_DIR, Debian 경로, Hub 순)")
     c.add_argument("--out", default=str(Path("checkpoints") / CLASSIFIER_NAME),
