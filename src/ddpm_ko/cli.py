@@ -22,7 +22,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 __all__ = ["main", "build_parser"]
 
@@ -33,15 +33,23 @@ class _Parser(argparse.ArgumentParser):
                      if " " in self.prog else f"ddpm-ko: error: {message} (see `ddpm-ko --help`)\n")
 
 
-def positive_int(s: str) -> int:
-    """argparse 형: 1 이상의 정수 (하위 명령들이 함께 쓴다)."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"정수가 아니다 / not an integer: {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"1 이상이어야 한다 / must be >= 1, got {v}")
-    return v
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse 형을 만든다: ``minimum`` 이상의 정수."""
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"정수가 아니다 / not an integer: {s!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{minimum} 이상이어야 한다 / must be >= {minimum}, got {v}")
+        return v
+
+    return parse
+
+
+#: argparse 형: 1 이상의 정수 (하위 명령들이 함께 쓴다)
+positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _positive_float(s: str) -> float:
@@ -51,16 +59,6 @@ def _positive_float(s: str) -> float:
         raise argparse.ArgumentTypeError(f"수가 아니다 / not a number: {s!r}") from None
     if not (v > 0 and math.isfinite(v)):
         raise argparse.ArgumentTypeError(f"유한한 양수여야 한다 / must be a finite number > 0, got {v}")
-    return v
-
-
-def _non_negative_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"정수가 아니다 / not an integer: {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"0 이상이어야 한다 / must be >= 0, got {v}")
     return v
 
 
