@@ -59,8 +59,9 @@ def machine_info() -> dict[str, Any]:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     if load is not None and load[0] > 0.75 * cores:
-        info["note"] = (f"shared, loaded machine: 1-min load average {load[0]} on {cores} cores while measuring "
-                        "(other jobs were running); absolute numbers are pessimistic and noisy, ratios are more reliable")
+        info["note"] = (f"shared machine: 1-min load average {load[0]} on {cores} cores when this run started (other jobs, "
+                        "or this benchmark's own previous runs); absolute numbers may be pessimistic and noisy, "
+                        "compare variants measured side by side")
     return info
 
 
