@@ -102,7 +102,9 @@ def _fingerprint(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def test_torchrun_two_cpu_processes_match_single_process(tmp_path, data_dir):
+@pytest.mark.parametrize("micro_batch", [None, 3], ids=["whole", "micro3"])
+def test_torchrun_two_cpu_processes_match_single_process(tmp_path, data_dir, micro_batch):
+    """micro3: 프로세스마다 배치를 3+1 장으로 나눠 그래디언트를 모은다 (마지막 조각에서만 all-reduce)."""
     out, logs, audit, site = (tmp_path / n for n in ("ddp", "logs", "audit", "site"))
     for d in (audit, site):
         d.mkdir()
@@ -113,7 +115,8 @@ def test_torchrun_two_cpu_processes_match_single_process(tmp_path, data_dir):
     # --standalone: 빈 포트를 스스로 고른다 (--master_port 를 정해 충돌할 일이 없다)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "--log-dir", str(logs), "--redirects", "3", "-m", "ddpm_ko", "train", "--data-dir", str(data_dir), *TINY,
-           "--max-steps", str(STEPS), "--checkpoint-every", "2", "--device", "cpu", "--out-dir", str(out)]
+           "--max-steps", str(STEPS), "--checkpoint-every", "2", "--device", "cpu", "--out-dir", str(out),
+           *(["--micro-batch", str(micro_batch)] if micro_batch else [])]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     rank_logs = {int(p.parent.name): p.parent for p in logs.rglob("stdout.log")}
     dump = "\n".join(f"--- rank {r} {n}\n{(d / n).read_text()}" for r, d in sorted(rank_logs.items())
@@ -137,6 +140,7 @@ def test_torchrun_two_cpu_processes_match_single_process(tmp_path, data_dir):
 
     # 두 프로세스의 가중치는 바이트까지 같고, 그것이 저장된 가중치다
     tensors, meta = read_checkpoint(out / "checkpoint.safetensors")
+    assert meta["train"]["micro_batch"] == micro_batch
     d = meta["distributed"]
     assert d["world_size"] == 2 and d["backend"] == "gloo" and d["ranks_in_sync"] is True
     assert len(d["rank_weight_sha256"]) == 2 and len(set(d["rank_weight_sha256"])) == 1

@@ -30,10 +30,10 @@ def _restore_threads():
     torch.set_num_threads(n)
 
 
-def _train(out: Path, seed: int = 0, steps: int = 8) -> dict:
+def _train(out: Path, seed: int = 0, steps: int = 8, micro_batch: int | None = None) -> dict:
     cfg = TrainConfig(out_dir=str(out), batch_size=8, timesteps=30, sample_steps=10, warmup_steps=2, ema_decay=0.9,
                       log_every=1, max_steps=steps, checkpoint_every=steps, seed=seed, device="cpu", num_threads=1,
-                      progress=False)
+                      progress=False, micro_batch=micro_batch)
     return train(TINY_UNET, cfg, images=IMAGES, log=lambda m: None)
 
 
@@ -58,6 +58,34 @@ def test_same_seed_gives_same_loss_curve_and_weights(tmp_path, trained):
     # 대조군: 시드가 다르면 곡선도 다르다 (위 검사가 우연히 통과하는 것이 아님)
     other = _train(tmp_path / "other", seed=1)
     assert other["loss_history"] != ma["loss_history"]
+
+
+@pytest.mark.parametrize("micro_batch", [1, 3])
+def test_micro_batches_give_the_same_training_as_the_whole_batch(tmp_path, trained, micro_batch):
+    """그래디언트 누적: 배치 8 을 1장씩, 또는 3+3+2 장으로 나눠도 같은 손실 곡선과 같은 가중치 (부동소수점 오차 안)."""
+    split = _train(tmp_path / "split", micro_batch=micro_batch)
+    a, ma = read_checkpoint(trained)
+    b, mb = read_checkpoint(split["checkpoint"])
+    assert mb["train"]["micro_batch"] == micro_batch
+    np.testing.assert_allclose(mb["loss_history"], ma["loss_history"], rtol=0, atol=2e-6)
+    # 가중치: 더하는 순서만 다르다. GroupNorm 바로 앞의 편향처럼 참 그래디언트가 거의 0 인 매개변수에서는 AdamW 가
+    # 그 순서 차이(~1e-7)를 학습률 크기의 걸음으로 키우므로, 분산 학습 검사와 같은 5e-4 까지 허용한다.
+    for k in a:
+        if k.startswith(("model.", "ema.")):
+            torch.testing.assert_close(b[k], a[k], rtol=0, atol=5e-4, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_micro_batches_really_split_the_forward_pass(tmp_path):
+    """위 검사가 '나누지 않아서' 통과한 것이 아님을 본다: 배치 8, 조각 3 이면 한 단계에 순전파가 3+3+2 장으로 세 번."""
+    from ddpm_ko.train import Trainer
+
+    cfg = TrainConfig(out_dir=str(tmp_path), batch_size=8, micro_batch=3, timesteps=30, sample_steps=10,
+                      max_steps=1, device="cpu", num_threads=1, progress=False)
+    trainer = Trainer(TINY_UNET, cfg, images=IMAGES, log=lambda m: None)
+    sizes: list[int] = []
+    trainer.model.register_forward_hook(lambda mod, args, out: sizes.append(args[0].shape[0]))
+    trainer.train_step(trainer.batches.batch(0, 0))
+    assert sizes == [3, 3, 2]
 
 
 @pytest.mark.parametrize("sampler,kwargs", [("ddpm", {}), ("ddim", {"steps": 10, "eta": 0.0}),

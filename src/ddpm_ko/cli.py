@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", help="이어 학습할 체크포인트 (.safetensors 또는 그 디렉터리). 주지 않은 설정은 체크포인트 것을 쓴다")
     t.add_argument("--seed", type=int, help="난수 시드 (기본 0)")
     t.add_argument("--batch-size", type=positive_int, help="전역 배치 크기 (기본 64)")
+    t.add_argument("--micro-batch", type=positive_int,
+                   help="배치를 이 크기 이하의 조각으로 나눠 그래디언트를 모은다: 같은 학습, 더 적은 메모리 (기본: 나누지 않음)")
     t.add_argument("--lr", type=_positive_float, help="학습률 (기본 1e-3)")
     t.add_argument("--warmup-steps", type=_non_negative_int, help="학습률 워밍업 단계 수 (기본 200)")
     t.add_argument("--ema-decay", type=float, help="EMA 감쇠율 d, 0 <= d < 1 (기본 0.999)")
@@ -166,7 +168,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     unet_cfg = UnetConfig.annotated(**unet_kwargs) if a.preset == "annotated" else UnetConfig(**unet_kwargs)
     given = {
         "out_dir": a.out_dir, "data_dir": a.data_dir, "epochs": a.epochs, "max_steps": a.max_steps,
-        "batch_size": a.batch_size, "lr": a.lr, "warmup_steps": a.warmup_steps, "ema_decay": a.ema_decay,
+        "batch_size": a.batch_size, "micro_batch": a.micro_batch, "lr": a.lr, "warmup_steps": a.warmup_steps, "ema_decay": a.ema_decay,
         "schedule": a.schedule, "timesteps": a.timesteps, "prediction_type": a.prediction, "loss_type": a.loss,
         "seed": a.seed, "checkpoint_every": a.checkpoint_every, "sample_every": a.sample_every,
         "log_every": a.log_every, "subset": a.subset, "device": a.device, "num_threads": a.threads,

@@ -17,6 +17,7 @@ import hashlib
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -49,6 +50,10 @@ class TrainConfig:
 
     ``batch_size`` 와 ``lr`` 은 **전역** 값이다: 분산 학습이면 프로세스마다 ``batch_size / N``
     장을 처리하고, 그래디언트를 평균해 한 프로세스에서 전역 배치로 학습한 것과 같게 한다.
+
+    ``micro_batch`` 를 주면 (프로세스마다의) 배치를 그 크기 이하의 조각으로 나눠 순전파·역전파하고 그래디언트를
+    모은 뒤 한 번만 갱신한다 (그래디언트 누적). 수학적으로 같은 단계이고 (GroupNorm 은 배치 통계를 쓰지 않는다)
+    최대 메모리가 조각 크기에 비례해 준다. 그 대신 조각마다 드는 고정 비용만큼 조금 느려진다.
     """
 
     out_dir: str = "runs/default"
@@ -56,6 +61,7 @@ class TrainConfig:
     epochs: float | None = None
     max_steps: int | None = None
     batch_size: int = 64
+    micro_batch: int | None = None
     lr: float = 1e-3
     warmup_steps: int = 200
     weight_decay: float = 0.0
@@ -93,6 +99,8 @@ class TrainConfig:
         need(self.loss_type in LOSS_TYPES, f"알 수 없는 손실 '{self.loss_type}' / unknown loss: choose one of {LOSS_TYPES}")
         need(self.timesteps >= 2, f"timesteps 는 2 이상 / timesteps must be >= 2, got {self.timesteps}")
         need(self.batch_size >= 1, f"batch_size 는 1 이상 / batch_size must be >= 1, got {self.batch_size}")
+        need(self.micro_batch is None or self.micro_batch >= 1,
+             f"micro_batch 는 1 이상 / micro_batch must be >= 1, got {self.micro_batch}")
         need(self.lr > 0, f"lr 은 양수 / lr must be > 0, got {self.lr}")
         need(self.max_steps is None or self.max_steps >= 1, f"max_steps 는 1 이상 / max_steps must be >= 1, got {self.max_steps}")
         need(self.epochs is None or self.epochs > 0, f"epochs 는 양수 / epochs must be > 0, got {self.epochs}")
@@ -465,23 +473,35 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         self.ddp.train()
-        if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = self.diffusion.training_loss(self.ddp, x0, t, noise)
-        else:
-            loss = self.diffusion.training_loss(self.ddp, x0, t, noise)
-        loss_value = loss.detach()
+        self.optimizer.zero_grad(set_to_none=True)
+        n = x0.shape[0]
+        size = min(cfg.micro_batch or n, n)
+        starts = range(0, n, size)
+        loss_sum = torch.zeros((), device=self.device)
+        for i, s0 in enumerate(starts):
+            sl = slice(s0, s0 + size)
+            # 마지막 조각에서만 프로세스 사이 그래디언트 평균(all-reduce)을 한다
+            sync = nullcontext() if i == len(starts) - 1 or self.world == 1 else self.ddp.no_sync()
+            with sync:
+                if self.device.type == "cuda":
+                    with torch.autocast("cuda", dtype=torch.bfloat16):
+                        loss = self.diffusion.training_loss(self.ddp, x0[sl], t[sl], noise[sl])
+                else:
+                    loss = self.diffusion.training_loss(self.ddp, x0[sl], t[sl], noise[sl])
+                # 조각의 평균 손실에 조각이 차지하는 몫을 곱해 더하면 배치 전체의 평균 손실과 그 그래디언트가 된다
+                loss = loss * (x0[sl].shape[0] / n)
+                loss.backward()
+            loss_sum += loss.detach()
+        loss_value = loss_sum
         if self.world > 1:
             loss_value = loss_value.clone()
             dist.all_reduce(loss_value)
             loss_value /= self.world
         value = float(loss_value)
-        if not math.isfinite(value):
+        if not math.isfinite(value):   # 모든 프로세스가 같은 (평균) 값을 보므로 함께 멈춘다. 갱신 전이라 가중치는 그대로다
             ko, en = self._kept_message()
             raise TrainingDivergedError(f"{self.step + 1} 단계에서 손실이 {value} 가 되었다; {ko} / "
                                         f"loss became {value} at step {self.step + 1}; {en}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         if cfg.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             if not torch.isfinite(norm):
