@@ -46,3 +46,10 @@ class TimeMLP(nn.Sequential):
 
     def __init__(self, dim: int, time_dim: int) -> None:
         super().__init__(SinusoidalTimeEmbedding(dim), nn.Linear(dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        # 사인파 임베딩은 float32 로 계산한다. 모델을 .double() 이나 .half() 로 바꿨으면 그 dtype 으로 맞춘다
+        emb = self[0](t).to(self[1].weight.dtype)
+        for layer in list(self)[1:]:
+            emb = layer(emb)
+        return emb

@@ -12,6 +12,18 @@
     final 블록 (init_conv 출력과 이어 붙임) ─► 1×1 합성곱 ─► 출력
 
 모든 블록은 시간 임베딩(``TimeMLP`` 의 출력)을 받는다.
+
+``layout="annotated"`` (``UnetConfig.annotated()``) 는 Annotated Diffusion 노트북의 신경망을 그대로 옮긴 배치다.
+
+    init_conv 7×7 (dim·2/3 채널) ─► [down 1: 블록, 블록, 어텐션, 4×4 stride 2 합성곱] 28→14   (출력을 h 에 쌓는다)
+                                   [down 2: 블록, 블록, 어텐션, 4×4 stride 2 합성곱] 14→7
+                                   [down 3: 블록, 블록, 어텐션]                       7
+                                   [mid:    블록, 전체 어텐션, 블록]                  7
+                                   [up 3:   (h 와 이어 붙임) 블록, 블록, 어텐션, 4×4 전치 합성곱]  7→14
+                                   [up 2:   (h 와 이어 붙임) 블록, 블록, 어텐션, 4×4 전치 합성곱] 14→28
+    final 블록 (시간 임베딩 없음) ─► 1×1 합성곱 ─► 출력
+
+올라가기 단계가 하나 적어 28×28 단계의 스킵 연결(h 의 첫 텐서)은 쓰이지 않는다. 원래 코드가 그렇다.
 """
 
 from __future__ import annotations
@@ -27,10 +39,11 @@ from .blocks import ConvNextBlock, ResnetBlock
 from .embeddings import TimeMLP
 from .layers import Downsample, PreNorm, Residual, Upsample
 
-__all__ = ["UnetConfig", "Unet", "BLOCK_TYPES", "ATTENTION_TYPES"]
+__all__ = ["UnetConfig", "Unet", "BLOCK_TYPES", "ATTENTION_TYPES", "LAYOUTS"]
 
 BLOCK_TYPES = ("resnet", "convnext")
 ATTENTION_TYPES = ("linear", "full", "none")
+LAYOUTS = ("ddpm_ko", "annotated")
 
 
 @dataclass
@@ -41,7 +54,7 @@ class UnetConfig:
         image_size: 입력 이미지의 한 변 (정사각형). ``2**(len(dim_mults)-1)`` 로 나누어져야 한다.
         channels: 입력·출력 채널 수 (Fashion-MNIST 는 1).
         dim: 첫 단계의 채널 수. 단계 k 의 채널은 ``dim * dim_mults[k]``.
-        init_dim: 처음 7×7 합성곱의 출력 채널 (기본: ``dim``).
+        init_dim: 처음 7×7 합성곱의 출력 채널 (기본: ``dim``, annotated 배치는 ``dim // 3 * 2``).
         dim_mults: 단계별 채널 배수. 단계 수 = 길이.
         block_type: ``"resnet"`` (GroupNorm + SiLU, FiLM 식 시간 주입) 또는 ``"convnext"``.
         resnet_groups: ResNet 블록 GroupNorm 의 선호 그룹 수 (채널을 나누는 가장 큰 값으로 줄인다).
@@ -53,6 +66,8 @@ class UnetConfig:
         mid_attention: 가운데(가장 낮은 해상도)의 어텐션.
         heads, dim_head: 어텐션 헤드 수와 헤드당 차원.
         time_dim: 시간 임베딩 차원 (기본: ``4 * dim``).
+        layout: 단계를 잇는 방식. ``"ddpm_ko"`` (이 책: 블록마다 스킵 연결, 픽셀 언셔플 다운샘플, 최근접 보간
+            업샘플) 또는 ``"annotated"`` (Annotated Diffusion 노트북의 원래 배치, 모듈 설명의 그림).
     """
 
     image_size: int = 28
@@ -70,6 +85,7 @@ class UnetConfig:
     heads: int = 4
     dim_head: int = 32
     time_dim: int | None = None
+    layout: Literal["ddpm_ko", "annotated"] = "ddpm_ko"
 
     def __post_init__(self) -> None:
         self.dim_mults = tuple(int(m) for m in self.dim_mults)
@@ -81,6 +97,7 @@ class UnetConfig:
             if not cond:
                 raise ValueError(msg)
 
+        need(self.layout in LAYOUTS, f"layout 은 {LAYOUTS} 중 하나 / unknown layout '{self.layout}'")
         need(self.block_type in BLOCK_TYPES, f"block_type 은 {BLOCK_TYPES} 중 하나 / unknown block_type '{self.block_type}'")
         need(self.stage_attention in ATTENTION_TYPES, f"stage_attention 은 {ATTENTION_TYPES} 중 하나 / unknown attention '{self.stage_attention}'")
         need(self.mid_attention in ATTENTION_TYPES, f"mid_attention 은 {ATTENTION_TYPES} 중 하나 / unknown attention '{self.mid_attention}'")
@@ -112,9 +129,11 @@ class UnetConfig:
     @classmethod
     def annotated(cls, **overrides: Any) -> "UnetConfig":
         """Annotated Diffusion 노트북의 신경망: dim 28, ConvNeXt 블록, dim_mults (1, 2, 4),
-        모든 단계에 선형 어텐션, 가운데에 전체 어텐션. 비교 실험용이다."""
+        모든 단계에 선형 어텐션, 가운데에 전체 어텐션, 그리고 그 노트북의 단계 배치(``layout="annotated"``).
+        매개변수 2,996,315 개로 원래 코드(denoising-diffusion-pytorch 0.11.2 의 ``use_convnext=True``)와
+        모듈마다 같다. 정규화만 그 노트북처럼 ``GroupNorm(1, C)`` 다. 비교 실험용이다."""
         base = dict(dim=28, dim_mults=(1, 2, 4), block_type="convnext", stage_attention="linear",
-                    attention_from_stage=0, mid_attention="full", heads=4, dim_head=32)
+                    attention_from_stage=0, mid_attention="full", heads=4, dim_head=32, layout="annotated")
         base.update(overrides)
         return cls(**base)
 
@@ -137,15 +156,17 @@ class Unet(nn.Module):
             raise TypeError("config 와 키워드 인자를 함께 줄 수 없다 / pass either a config or keyword arguments")
         config.validate()
         self.config = c = config
-        init_dim = c.init_dim or c.dim
+        annotated = c.layout == "annotated"
+        init_dim = c.init_dim or (c.dim // 3 * 2 if annotated else c.dim)
         time_dim = c.time_dim or c.dim * 4
         dims = [init_dim, *(c.dim * m for m in c.dim_mults)]
         in_out = list(zip(dims[:-1], dims[1:]))
 
-        def block(d_in: int, d_out: int) -> nn.Module:
+        def block(d_in: int, d_out: int, timed: bool = True) -> nn.Module:
+            td = time_dim if timed else None
             if c.block_type == "resnet":
-                return ResnetBlock(d_in, d_out, time_dim, c.resnet_groups, c.weight_standardization)
-            return ConvNextBlock(d_in, d_out, time_dim, c.convnext_mult)
+                return ResnetBlock(d_in, d_out, td, c.resnet_groups, c.weight_standardization)
+            return ConvNextBlock(d_in, d_out, td, c.convnext_mult)
 
         def stage_attn(index: int, d: int) -> nn.Module:
             kind = c.stage_attention if index >= c.attention_from_stage else "none"
@@ -158,12 +179,13 @@ class Unet(nn.Module):
         self.downs = nn.ModuleList()
         for i, (d_in, d_out) in enumerate(in_out):
             last = i == n - 1
-            self.downs.append(nn.ModuleList([
-                block(d_in, d_in),
-                block(d_in, d_in),
-                stage_attn(i, d_in),
-                Downsample(d_in, d_out) if not last else nn.Conv2d(d_in, d_out, 3, padding=1),
-            ]))
+            if annotated:   # 블록이 채널을 바꾸고, 4×4 stride 2 합성곱으로 줄인다
+                stage = [block(d_in, d_out), block(d_out, d_out), stage_attn(i, d_out),
+                         nn.Conv2d(d_out, d_out, 4, 2, 1) if not last else nn.Identity()]
+            else:
+                stage = [block(d_in, d_in), block(d_in, d_in), stage_attn(i, d_in),
+                         Downsample(d_in, d_out) if not last else nn.Conv2d(d_in, d_out, 3, padding=1)]
+            self.downs.append(nn.ModuleList(stage))
 
         mid = dims[-1]
         self.mid_block1 = block(mid, mid)
@@ -171,17 +193,23 @@ class Unet(nn.Module):
         self.mid_block2 = block(mid, mid)
 
         self.ups = nn.ModuleList()
-        for i, (d_in, d_out) in enumerate(reversed(in_out)):
-            last = i == n - 1
-            self.ups.append(nn.ModuleList([
-                block(d_out + d_in, d_out),
-                block(d_out + d_in, d_out),
-                stage_attn(n - 1 - i, d_out),
-                Upsample(d_out, d_in) if not last else nn.Conv2d(d_out, d_in, 3, padding=1),
-            ]))
-
-        self.final_block = block(init_dim * 2, c.dim)
-        self.final_conv = nn.Conv2d(c.dim, c.channels, 1)
+        if annotated:       # 가장 높은 해상도의 단계에는 올라가기 단계가 없다 (원래 코드의 reversed(in_out[1:]))
+            for i, (d_in, d_out) in enumerate(reversed(in_out[1:])):
+                self.ups.append(nn.ModuleList([block(d_out * 2, d_in), block(d_in, d_in), stage_attn(n - 1 - i, d_in),
+                                               nn.ConvTranspose2d(d_in, d_in, 4, 2, 1)]))
+            self.final_block = block(dims[1], dims[1], timed=False)
+            self.final_conv = nn.Conv2d(dims[1], c.channels, 1)
+        else:
+            for i, (d_in, d_out) in enumerate(reversed(in_out)):
+                last = i == n - 1
+                self.ups.append(nn.ModuleList([
+                    block(d_out + d_in, d_out),
+                    block(d_out + d_in, d_out),
+                    stage_attn(n - 1 - i, d_out),
+                    Upsample(d_out, d_in) if not last else nn.Conv2d(d_out, d_in, 3, padding=1),
+                ]))
+            self.final_block = block(init_dim * 2, c.dim)
+            self.final_conv = nn.Conv2d(c.dim, c.channels, 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -203,8 +231,10 @@ class Unet(nn.Module):
             raise ValueError(f"t 는 (B,) 모양이어야 한다 / t must have shape (B,), got {tuple(t.shape)}")
 
         x = self.init_conv(x)
-        r = x
         emb = self.time_mlp(t).to(x.dtype)
+        if c.layout == "annotated":
+            return self._forward_annotated(x, emb)
+        r = x
         skips: list[torch.Tensor] = []
         for block1, block2, attn, down in self.downs:
             x = block1(x, emb)
@@ -224,6 +254,19 @@ class Unet(nn.Module):
 
         x = self.final_block(torch.cat([x, r], dim=1), emb)
         return self.final_conv(x)
+
+    def _forward_annotated(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """Annotated Diffusion 노트북의 순전파: 단계마다 어텐션 출력 하나만 쌓고, 올라가기 단계 입구에서 이어 붙인다."""
+        h: list[torch.Tensor] = []
+        for block1, block2, attn, down in self.downs:
+            x = attn(block2(block1(x, emb), emb))
+            h.append(x)
+            x = down(x)
+        x = self.mid_block2(self.mid_attn(self.mid_block1(x, emb)), emb)
+        for block1, block2, attn, up in self.ups:
+            x = torch.cat([x, h.pop()], dim=1)
+            x = up(attn(block2(block1(x, emb), emb)))
+        return self.final_conv(self.final_block(x))
 
     def num_parameters(self) -> int:
         """학습하는 매개변수의 수."""
