@@ -71,6 +71,17 @@ def peak_rss_mb() -> float:
     return round(r / 1024 if sys.platform.startswith("linux") else r / 2**20, 1)
 
 
+def current_rss_mb() -> float | None:
+    """지금 이 프로세스의 상주 메모리(RSS, MB). Linux 의 /proc 에서 읽고, 없으면 None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def save_result(name: str, data: dict[str, Any], machine: dict[str, Any] | None = None) -> Path:
     """``benchmarks/results/NAME.json`` 에 결과를 쓴다 (기계 정보와 명령줄을 함께)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -111,6 +122,60 @@ def fmt_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     return "\n".join([line, "-" * len(line), *body])
 
 
-def is_provisional(meta: dict[str, Any], from_runs: bool) -> bool:
-    """학습 중인 runs/ 의 체크포인트를 읽었으면 참. 책이 싣는 파일이면 그 학습 단계(``checkpoint_step``)를 함께 적는다."""
-    return bool(from_runs)
+def load_benchmark_model(explicit: str | None, device: Any) -> tuple[Path, Any, Any, dict[str, Any], bool]:
+    """평가할 확산 모델을 불러온다: ``(경로, EMA 신경망, 확산 과정, 메타데이터, 잠정 여부)``.
+
+    잠정(provisional)이면 학습 중인 ``runs/`` 의 체크포인트를 읽은 것이고, 그 숫자는 책이 싣는 모델의 숫자가 아니다.
+    책이 싣는 파일이면 그 학습 단계(메타데이터의 ``step``)를 결과에 함께 적는다.
+    """
+    from ddpm_ko.checkpoint import load_model_from_checkpoint
+
+    ckpt, provisional = shipped_or_provisional_checkpoint(explicit)
+    model, diffusion, meta = load_model_from_checkpoint(ckpt, use_ema=True, device=device)
+    print(f"[bench] {ckpt} (step {meta.get('step')}{', provisional' if provisional else ''})", flush=True)
+    return ckpt, model, diffusion, meta, provisional
+
+
+def import_lucidrains(ext_dir: str | os.PathLike) -> Any:
+    """``ext_dir`` 에 풀어 둔 denoising-diffusion-pytorch 의 본 모듈(Unet, GaussianDiffusion)을 불러온다.
+
+    venv 를 건드리지 않으려고 설치하지 않고 파일에서 직접 불러온다. 그 패키지의 ``Trainer`` 만 쓰는 의존성
+    (torchvision, accelerate, scipy, pytorch_fid)은 빈 모듈로 채운다. ``ema_pytorch`` 는 ``ext_dir`` 에 있으면
+    진짜를 쓰고 (time_to_quality 가 그 EMA 를 쓴다), 없으면 빈 모듈이다. 신경망과 확산 코드는 손대지 않는다.
+    """
+    import importlib.util
+    import types
+
+    ext = Path(ext_dir)
+    src = ext / "denoising_diffusion_pytorch"
+    if not src.is_dir():
+        raise SystemExit(f"{src} 가 없다 / not found: benchmarks/README.md 의 준비 명령을 먼저 실행하라")
+    if str(ext) not in sys.path:
+        sys.path.append(str(ext))  # ema_pytorch 용. 뒤에 붙여 venv 의 패키지가 먼저 잡히게 한다
+    try:
+        import ema_pytorch  # noqa: F401
+    except ImportError:
+        pass
+    for name in ("torchvision", "torchvision.transforms", "torchvision.utils", "scipy", "scipy.optimize",
+                 "ema_pytorch", "accelerate", "pytorch_fid", "pytorch_fid.inception"):
+        if name not in sys.modules:
+            stub = types.ModuleType(name)
+            stub.__path__ = []  # type: ignore[attr-defined]
+            sys.modules[name] = stub
+    tv = sys.modules["torchvision"]
+    for attr in ("transforms", "utils"):
+        if not hasattr(tv, attr):
+            setattr(tv, attr, sys.modules[f"torchvision.{attr}"])
+    for mod_name, attr in (("scipy.optimize", "linear_sum_assignment"), ("ema_pytorch", "EMA"),
+                           ("accelerate", "Accelerator")):
+        if not hasattr(sys.modules[mod_name], attr):
+            setattr(sys.modules[mod_name], attr, None)
+    pkg = types.ModuleType("denoising_diffusion_pytorch")
+    pkg.__path__ = [str(src)]  # type: ignore[attr-defined]
+    sys.modules["denoising_diffusion_pytorch"] = pkg
+    spec = importlib.util.spec_from_file_location("denoising_diffusion_pytorch.denoising_diffusion_pytorch",
+                                                  src / "denoising_diffusion_pytorch.py")
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = mod  # type: ignore[union-attr]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod

@@ -18,14 +18,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (RESULTS, fmt_table, is_provisional, machine_info, save_result,  # noqa: E402
-                     shipped_or_provisional_checkpoint)
+from _common import RESULTS, fmt_table, load_benchmark_model, machine_info, save_result  # noqa: E402
 
 
 def main() -> None:
     import torch
 
-    from ddpm_ko.checkpoint import load_model_from_checkpoint
     from ddpm_ko.metrics import evaluate, load_classifier
     from ddpm_ko.sampling import sample_with_oom_retry
     from ddpm_ko.utils import pick_device
@@ -45,10 +43,7 @@ def main() -> None:
     device = pick_device()
     if a.threads:
         torch.set_num_threads(a.threads)
-    ckpt, provisional = shipped_or_provisional_checkpoint(a.checkpoint)
-    model, diffusion, meta = load_model_from_checkpoint(ckpt, use_ema=True, device=device)
-    provisional = is_provisional(meta, provisional)
-    print(f"[bench] {ckpt} (step {meta.get('step')}{', provisional' if provisional else ''})", flush=True)
+    ckpt, model, diffusion, meta, provisional = load_benchmark_model(a.checkpoint, device)
     clf = load_classifier()
     c = model.config
     machine = machine_info()

@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt_table, is_provisional, machine_info, save_result, shipped_or_provisional_checkpoint  # noqa: E402
+from _common import fmt_table, load_benchmark_model, machine_info, save_result  # noqa: E402
 
 
 def main() -> None:
     import torch
 
-    from ddpm_ko.checkpoint import load_model_from_checkpoint
     from ddpm_ko.utils import pick_device
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,10 +39,7 @@ def main() -> None:
     device = pick_device()  # CPU 면 malloc 설정도 적용된다
     if a.threads:
         torch.set_num_threads(a.threads)
-    ckpt, provisional = shipped_or_provisional_checkpoint(a.checkpoint)
-    model, diffusion, meta = load_model_from_checkpoint(ckpt, use_ema=True, device=device)
-    provisional = is_provisional(meta, provisional)
-    print(f"[bench] {ckpt} (step {meta.get('step')}{', provisional' if provisional else ''})", flush=True)
+    ckpt, model, diffusion, meta, provisional = load_benchmark_model(a.checkpoint, device)
     c = model.config
     shape = (a.batch, c.channels, c.image_size, c.image_size)
     T = diffusion.num_timesteps

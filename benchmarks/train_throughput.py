@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, ROOT, fmt_table, machine_info, peak_rss_mb, save_result  # noqa: E402
+from _common import (RESULTS, ROOT, current_rss_mb, fmt_table, import_lucidrains, machine_info, peak_rss_mb,  # noqa: E402
+                     save_result)
 
 # (이름, 모델, channels_last, tune_cpu, 추가 환경 변수). 추가 환경 변수가 없으면 지휘 프로세스의 환경을 물려받는다.
 VARIANTS: list[dict] = [
@@ -34,6 +35,10 @@ VARIANTS: list[dict] = [
     {"name": "ours-default/plain", "model": "ours-default", "channels_last": False, "tune": False},
     {"name": "ours-annotated", "model": "ours-annotated", "channels_last": True, "tune": True},
     {"name": "ours-annotated/plain", "model": "ours-annotated", "channels_last": False, "tune": False},
+    # 그래디언트 누적 (TrainConfig.micro_batch): 배치 128 을 조각으로 나눠 순전파·역전파하고 한 번 갱신한다
+    {"name": "ours-default/micro-64", "model": "ours-default", "channels_last": True, "tune": True, "micro": 64},
+    {"name": "ours-default/micro-32", "model": "ours-default", "channels_last": True, "tune": True, "micro": 32},
+    {"name": "ours-annotated/micro-32", "model": "ours-annotated", "channels_last": True, "tune": True, "micro": 32},
 ]
 # OpenMP 스레드의 대기 방식: 다른 작업과 CPU 를 나눠 쓰면 ACTIVE(기다리며 돈다)가 크게 느려진다.
 OMP_VARIANTS: list[dict] = [
@@ -43,32 +48,15 @@ OMP_VARIANTS: list[dict] = [
      "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
 ]
 EXTERNAL_VARIANTS: list[dict] = [
+    # Annotated Diffusion 노트북이 옮겨 온 원래 코드: denoising-diffusion-pytorch 0.11.2 의 ConvNeXt Unet
+    {"name": "annotated-original-ddp-0.11.2/plain", "model": "annotated-original", "channels_last": False, "tune": False},
+    {"name": "annotated-original-ddp-0.11.2", "model": "annotated-original", "channels_last": True, "tune": True},
     {"name": "lucidrains-ddp-2.1.1", "model": "lucidrains", "channels_last": False, "tune": True},
     {"name": "diffusers-UNet2DModel", "model": "diffusers", "channels_last": False, "tune": True},
 ]
 
-LUCIDRAINS_WHEEL = "denoising_diffusion_pytorch-2.1.1-py3-none-any.whl"
-
 
 # ------------------------------------------------------------------------------------------ 작업 프로세스
-def _stub_modules() -> None:
-    """lucidrains 패키지의 학습 도구(Trainer)만 쓰는 import 를 빈 모듈로 채운다. Unet 코드는 그대로다."""
-    import types
-
-    for name in ("torchvision", "torchvision.transforms", "torchvision.utils", "scipy", "scipy.optimize",
-                 "ema_pytorch", "accelerate", "pytorch_fid", "pytorch_fid.inception"):
-        if name in sys.modules:
-            continue
-        mod = types.ModuleType(name)
-        mod.__path__ = []  # type: ignore[attr-defined]
-        sys.modules[name] = mod
-    sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]  # type: ignore[attr-defined]
-    sys.modules["torchvision"].utils = sys.modules["torchvision.utils"]  # type: ignore[attr-defined]
-    sys.modules["scipy.optimize"].linear_sum_assignment = None  # type: ignore[attr-defined]
-    sys.modules["ema_pytorch"].EMA = None  # type: ignore[attr-defined]
-    sys.modules["accelerate"].Accelerator = None  # type: ignore[attr-defined]
-
-
 def build_model(kind: str, ext_dir: str | None):
     """(모델, 설명) 을 만든다. 외부 구현은 forward(x, t) → ε 가 되도록 감싼다."""
     import torch
@@ -83,23 +71,16 @@ def build_model(kind: str, ext_dir: str | None):
     if kind == "lucidrains":
         if not ext_dir:
             raise SystemExit("--external DIR 가 필요하다 / lucidrains needs --external DIR")
-        src = Path(ext_dir) / "denoising_diffusion_pytorch"
-        if not src.is_dir():
-            raise SystemExit(f"{src} 가 없다: README 의 준비 명령을 먼저 실행하라")
-        _stub_modules()
-        import importlib.util
-        import types
-
-        pkg = types.ModuleType("denoising_diffusion_pytorch")
-        pkg.__path__ = [str(src)]  # type: ignore[attr-defined]
-        sys.modules["denoising_diffusion_pytorch"] = pkg
-        spec = importlib.util.spec_from_file_location("denoising_diffusion_pytorch.denoising_diffusion_pytorch",
-                                                      src / "denoising_diffusion_pytorch.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)  # type: ignore[union-attr]
+        mod = import_lucidrains(ext_dir)
         net = mod.Unet(dim=28, channels=1, dim_mults=(1, 2, 4))
         return net, "denoising-diffusion-pytorch 2.1.1 Unet(dim=28, channels=1, dim_mults=(1,2,4)) (Unet code unchanged; training-only imports stubbed)"
+    if kind == "annotated-original":
+        if not ext_dir:
+            raise SystemExit("--external DIR 가 필요하다 / annotated-original needs --external DIR")
+        mod = import_lucidrains(Path(ext_dir) / "ddp-0.11.2")
+        net = mod.Unet(dim=28, channels=1, dim_mults=(1, 2, 4), use_convnext=True, convnext_mult=2)
+        return net, ("denoising-diffusion-pytorch 0.11.2 Unet(dim=28, channels=1, dim_mults=(1,2,4), use_convnext=True): "
+                     "the network The Annotated Diffusion Model copied (code unchanged)")
     if kind == "diffusers":
         if ext_dir:
             sys.path.insert(0, ext_dir)
@@ -143,15 +124,21 @@ def worker(spec: dict) -> dict:
     images, _ = fashion_mnist_arrays("train")
     batches = ImageBatches(images[:20_000], spec["batch"], seed=0)
     gen = torch.Generator().manual_seed(1)
+    rss_before = current_rss_mb()
+    micro = spec.get("micro") or spec["batch"]
     times = []
     for step in range(spec["warmup"] + spec["steps"]):
         x0 = batches.batch(0, step % batches.batches_per_epoch).contiguous(memory_format=mf)
         t0 = time.perf_counter()
         t = torch.randint(0, 1000, (x0.shape[0],), generator=gen)
         noise = torch.randn(x0.shape, generator=gen).contiguous(memory_format=mf)
-        loss = diffusion.training_loss(model, x0, t, noise)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        step_loss = 0.0
+        for s0 in range(0, x0.shape[0], micro):            # Trainer.train_step 과 같은 그래디언트 누적
+            sl = slice(s0, s0 + micro)
+            loss = diffusion.training_loss(model, x0[sl], t[sl], noise[sl]) * (x0[sl].shape[0] / x0.shape[0])
+            loss.backward()
+            step_loss += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         ema.update(model)
@@ -166,7 +153,8 @@ def worker(spec: dict) -> dict:
         "env": spec.get("env", {}), "threads": torch.get_num_threads(), "batch": spec["batch"],
         "timed_steps": len(times), "step_s_median": round(median, 3), "step_s_min": round(times[0], 3),
         "images_per_s": round(spec["batch"] / median, 1), "images_per_s_best": round(spec["batch"] / times[0], 1),
-        "peak_rss_mb": peak_rss_mb(), "loss_last": round(float(loss), 4),
+        "micro_batch": spec.get("micro"), "rss_before_training_mb": rss_before,
+        "peak_rss_mb": peak_rss_mb(), "loss_last": round(step_loss, 4),
     }
 
 

@@ -20,7 +20,7 @@ FAST_ENV = "DDPM_KO_FAST"
 def pick_device(preferred: str | None = None) -> torch.device:
     """쓸 장치를 고른다: ``preferred`` 가 있으면 그것, 없으면 cuda → mps → cpu 순서.
 
-    CPU 를 고르면 ``tune_cpu()`` 도 적용한다 (작은 모델의 CPU 추론·학습이 몇 배 빨라진다).
+    CPU 를 고르면 ``tune_cpu()`` 도 적용한다 (malloc 문턱값; 효과는 그 함수의 설명을 보라).
     """
     if preferred not in (None, "", "auto"):
         dev = torch.device(preferred)
@@ -60,8 +60,11 @@ _TUNED = False
 def tune_cpu(num_threads: int | None = None) -> None:
     """CPU 학습 속도를 높이는 설정을 한 번 적용한다.
 
-    - glibc ``malloc`` 이 큰 버퍼를 매 단계 ``mmap``/``munmap`` 하지 않도록 문턱값을 올린다
-      (2코어 기계에서 학습이 약 1.3배 빨라진다). glibc 가 아니면 아무것도 하지 않는다.
+    - glibc ``malloc`` 이 큰 버퍼를 매 단계 ``mmap``/``munmap`` 하지 않도록 문턱값을 올린다.
+      효과는 모델과 배치에 따라 다르다. 이 책의 2코어 기계에서 기본 신경망을 배치 128 로 학습하면 약 1.04배
+      빨라질 뿐이지만 (``benchmarks/results/train_throughput.json`` 의 ours-default 대 no-malloc-tuning),
+      단계마다 큰 버퍼를 새로 잡는 신경망일수록 효과가 커진다. 느려지는 경우는 보지 못해 CPU 에서는 늘 켠다.
+      glibc 가 아니면 아무것도 하지 않는다.
     - ``num_threads`` 가 주어지면 PyTorch 연산 스레드 수를 정한다.
     """
     global _TUNED
