@@ -82,6 +82,24 @@ def current_rss_mb() -> float | None:
     return None
 
 
+def merge_with_previous(name: str, rows: list[dict[str, Any]], key: str, machine: dict[str, Any],
+                        check: Any = None) -> list[dict[str, Any]]:
+    """``--append``: ``benchmarks/results/NAME.json`` 의 기존 줄에 새 줄을 덧붙인다 (``key`` 가 같은 줄은 새 값으로).
+
+    기존 결과의 기계 정보는 ``machine["earlier_runs"]`` 에 남긴다. ``check(old)`` 가 주어지면 덧붙이기 전에 부르고,
+    기존 결과와 섞을 수 없으면 그 함수가 ``SystemExit`` 를 낸다. 기존 파일이 없으면 ``rows`` 를 그대로 돌려준다.
+    """
+    prev = RESULTS / f"{name}.json"
+    if not prev.is_file():
+        return rows
+    old = json.loads(prev.read_text(encoding="utf-8"))
+    if check is not None:
+        check(old)
+    new_keys = {r[key] for r in rows}
+    machine["earlier_runs"] = old.get("machine", {}).pop("earlier_runs", []) + [old.get("machine", {})]
+    return [r for r in old.get("results", []) if r[key] not in new_keys] + rows
+
+
 def save_result(name: str, data: dict[str, Any], machine: dict[str, Any] | None = None) -> Path:
     """``benchmarks/results/NAME.json`` 에 결과를 쓴다 (기계 정보와 명령줄을 함께)."""
     RESULTS.mkdir(parents=True, exist_ok=True)

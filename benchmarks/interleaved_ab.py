@@ -13,13 +13,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine_info, save_result  # noqa: E402
+from _common import machine_info, merge_with_previous, save_result  # noqa: E402
 
 # 쌍마다 (모델, channels_last, 배치 배수) 두 개. 배치 배수는 --batch 에 곱한다 (0.5 면 절반 배치).
 PAIRS = {
@@ -92,12 +91,8 @@ def main() -> None:
         results.append(row)
         del arms
     machine["load_average_after"] = machine_info()["load_average_1_5_15min"]
-    prev = RESULTS / f"{a.out}.json"
-    if a.append and prev.is_file():
-        old = json.loads(prev.read_text(encoding="utf-8"))
-        done = {r["pair"] for r in results}
-        results = [r for r in old.get("results", []) if r["pair"] not in done] + results
-        machine["earlier_runs"] = old.get("machine", {}).pop("earlier_runs", []) + [old.get("machine", {})]
+    if a.append:
+        results = merge_with_previous(a.out, results, "pair", machine)
     save_result(a.out, {"what": "A/B training-step time, the two arms alternate step by step in one process "
                                 "(same load for both); median over rounds", "results": results}, machine)
 

@@ -12,13 +12,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, fmt_table, load_benchmark_model, machine_info, save_result  # noqa: E402
+from _common import fmt_table, load_benchmark_model, machine_info, merge_with_previous, save_result  # noqa: E402
 
 
 def main() -> None:
@@ -68,16 +67,15 @@ def main() -> None:
         rows.append(row)
         print(f"[bench] {row['sampler']}: FID {row['fid']:.3f} (floor {row['fid_floor']:.3f}), "
               f"KID {1e3 * row['kid_mean']:.3f}e-3, {dt:.0f}s", flush=True)
-    prev = RESULTS / f"{a.out}.json"
-    if a.append and prev.is_file():
-        old = json.loads(prev.read_text(encoding="utf-8"))
-        same = (old.get("checkpoint") == str(ckpt) and old.get("checkpoint_step") == meta.get("step")
-                and old.get("seed") == a.seed and old["results"] and old["results"][0]["num"] == a.num)
-        if not same:
-            raise SystemExit("기존 결과와 체크포인트·N·시드가 달라 덧붙일 수 없다 / cannot append: different checkpoint, N or seed")
-        done = {r["sampler"] for r in rows}
-        rows = [r for r in old["results"] if r["sampler"] not in done] + rows
-        machine["earlier_runs"] = old.get("machine", {}).pop("earlier_runs", []) + [old.get("machine", {})]
+    if a.append:
+        def same_run(old: dict) -> None:
+            same = (old.get("checkpoint") == str(ckpt) and old.get("checkpoint_step") == meta.get("step")
+                    and old.get("seed") == a.seed and old["results"] and old["results"][0]["num"] == a.num)
+            if not same:
+                raise SystemExit("기존 결과와 체크포인트·N·시드가 달라 덧붙일 수 없다 / "
+                                 "cannot append: different checkpoint, N or seed")
+
+        rows = merge_with_previous(a.out, rows, "sampler", machine, same_run)
     ref = next((r for r in rows if r["sampler"].startswith("DDPM")), None)
     if ref:
         for r in rows:

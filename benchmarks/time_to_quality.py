@@ -90,14 +90,14 @@ class OursRun:
 class LucidrainsRun:
     """denoising-diffusion-pytorch 의 Trainer 가 한 단계에 하는 일을 그 기본값으로 (자세한 것은 모듈 설명)."""
 
-    def __init__(self, a: argparse.Namespace) -> None:
+    def __init__(self, a: argparse.Namespace, mod: Any) -> None:
+        """``mod``: ``import_lucidrains`` 가 불러온 denoising_diffusion_pytorch 모듈."""
         import numpy as np
         import torch
         from ema_pytorch import EMA  # import_lucidrains 가 ext 디렉터리를 sys.path 에 넣었다
 
         from ddpm_ko.data import fashion_mnist_arrays
 
-        mod = self.mod
         torch.manual_seed(a.seed)
         net = mod.Unet(dim=28, channels=1, dim_mults=(1, 2, 4))
         self.diffusion = mod.GaussianDiffusion(net, image_size=28, sampling_timesteps=a.steps)
@@ -119,8 +119,6 @@ class LucidrainsRun:
                                     "schedule": "sigmoid T=1000 (GaussianDiffusion default)",
                                     "target": self.diffusion.objective, "hflip": True,
                                     "threads": torch.get_num_threads()}}
-
-    mod: Any = None
 
     @property
     def steps(self) -> int:
@@ -194,8 +192,7 @@ def main() -> None:
     if a.impl == "lucidrains":
         if not a.external:
             raise SystemExit("--impl lucidrains 에는 --external DIR 이 필요하다 / needs --external DIR")
-        LucidrainsRun.mod = import_lucidrains(a.external)
-        run: OursRun | LucidrainsRun = LucidrainsRun(a)
+        run: OursRun | LucidrainsRun = LucidrainsRun(a, import_lucidrains(a.external))
     else:
         run = OursRun(a)
     classifier = load_classifier()

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (RESULTS, ROOT, current_rss_mb, fmt_table, import_lucidrains, machine_info, peak_rss_mb,  # noqa: E402
-                     save_result)
+from _common import (ROOT, current_rss_mb, fmt_table, import_lucidrains, machine_info, merge_with_previous,  # noqa: E402
+                     peak_rss_mb, save_result)
 
 # (이름, 모델, channels_last, tune_cpu, 추가 환경 변수). 추가 환경 변수가 없으면 지휘 프로세스의 환경을 물려받는다.
 VARIANTS: list[dict] = [
@@ -223,12 +223,8 @@ def main() -> None:
     machine["load_average_after"] = machine_info()["load_average_1_5_15min"]
     for r in rows:
         r["load_average_at_end"] = machine["load_average_after"]
-    prev = RESULTS / f"{a.out}.json"
-    if a.append and prev.is_file():
-        old = json.loads(prev.read_text(encoding="utf-8"))
-        new_names = {r["name"] for r in rows}
-        rows = [r for r in old.get("results", []) if r["name"] not in new_names] + rows
-        machine["earlier_runs"] = old.get("machine", {}).pop("earlier_runs", []) + [old.get("machine", {})]
+    if a.append:
+        rows = merge_with_previous(a.out, rows, "name", machine)
     print(fmt_table([r for r in rows if "error" not in r],
                     ["name", "parameters", "images_per_s", "images_per_s_best", "peak_rss_mb"]))
     save_result(a.out, {
