@@ -28,7 +28,8 @@ def sample_with_oom_retry(diffusion: GaussianDiffusion, model: torch.nn.Module, 
                           min_batch: int = 1, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``num`` 장을 ``batch_size`` 씩 나눠 생성한다. 메모리가 모자라면 배치를 절반으로 줄여 다시 한다.
 
-    초기 노이즈는 배치 크기와 상관없이 한꺼번에 뽑으므로, 배치를 줄여 다시 해도 결정적 샘플러(DDIM η=0)의 결과는 같다.
+    초기 노이즈는 배치 크기와 상관없이 한꺼번에 뽑으므로, 배치를 줄여 다시 해도 결정적 샘플러(DDIM η=0)의 결과는
+    같다. 다만 CPU 커널(oneDNN)은 배치 크기에 따라 달라지므로 float32 의 마지막 비트까지 같지는 않다.
     실패한 시도가 쓴 난수는 되돌리므로, 확률적 샘플러도 마지막으로 성공한 배치 나눔이 같으면 결과가 같다.
     궤적은 첫 배치의 처음 64장까지만 모은다.
     """
