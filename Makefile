@@ -6,7 +6,7 @@ export PYTHONHASHSEED ?= 0
 # 코어보다 스레드가 많을 때 OpenMP 스레드가 바쁘게 기다리며 CPU 를 태우지 않게 한다 (부하가 걸린 2코어에서 수십 배 차이).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: book test setup browser clean
+.PHONY: book test setup browser clean bench-peers
 
 $(STAMP): requirements.txt constraints-cpu.txt pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -28,6 +28,11 @@ test: $(STAMP)
 ## 빌드된 사이트(_build/html)를 헤드리스 Chromium 으로 검사한다
 browser: $(STAMP)
 	$(PY) -m pytest -q tests_site
+
+## 벤치마크가 견주는 다른 구현(denoising-diffusion-pytorch 2.1.1·0.11.2, ema-pytorch, diffusers)을 고정한 판으로
+## benchmarks/.peers 에 설치한다 (venv 와 torch 는 그대로). 벤치마크 스크립트의 --external 기본 디렉터리다
+bench-peers: $(STAMP)
+	$(PY) benchmarks/install_peers.py
 
 clean:
 	rm -rf _build

@@ -2,6 +2,8 @@
 
 벤치마크는 검사(test)가 아니다. 숫자를 재서 출력하고 ``benchmarks/results/NAME.json`` 에 남긴다.
 모든 JSON 에는 잰 기계(CPU 모델, 코어 수, torch 버전, 스레드 수)와 잴 때의 부하(load average)가 들어간다.
+JSON 의 경로는 저장소 루트에 상대적으로 적는다 (책의 사전 학습 모델은 ``pretrained``): 다른 기계에서도 같은
+결과 파일이 되고, 잰 기계의 디렉터리 구조가 남지 않는다.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import resource
 import sys
 import time
@@ -17,6 +20,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+#: 다른 구현(denoising-diffusion-pytorch 등)을 설치하는 곳: ``make bench-peers`` (git 이 무시한다). ``--external`` 의 기본값
+PEERS = ROOT / "benchmarks" / ".peers"
+_ABSOLUTE = re.compile(r"^(/|~/|[A-Za-z]:[\\/])")
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
@@ -100,13 +106,46 @@ def merge_with_previous(name: str, rows: list[dict[str, Any]], key: str, machine
     return [r for r in old.get("results", []) if r[key] not in new_keys] + rows
 
 
+def portable_path(path: str | os.PathLike) -> str:
+    """결과에 적을 경로: 책의 사전 학습 모델이면 ``pretrained``, 저장소 안이면 루트에 상대적인 경로,
+    저장소 밖의 절대 경로면 ``<outside-repo>/파일이름`` (잰 기계의 디렉터리 구조를 남기지 않는다)."""
+    text = os.fspath(path)
+    if text == "pretrained" or not _ABSOLUTE.match(text):
+        return Path(text).as_posix() if text != "pretrained" else text
+    p = Path(text).expanduser()
+    if not p.is_absolute():  # 다른 운영 체제의 절대 경로 (예: 리눅스에서 본 C:\…)
+        return "<outside-repo>/" + re.split(r"[\\/]", text)[-1]
+    try:
+        from ddpm_ko.pretrained import pretrained_path
+
+        if p.exists() and os.path.samefile(p, pretrained_path(download=False)):
+            return "pretrained"
+    except Exception:  # 사전 학습 모델이 없는 checkout
+        pass
+    try:
+        return p.resolve().relative_to(ROOT.resolve()).as_posix()
+    except ValueError:
+        return f"<outside-repo>/{p.name}"
+
+
+def portable_command(argv: list[str]) -> str:
+    """명령줄을 한 줄로: 절대 경로 인자(``--opt=/경로`` 꼴 포함)는 ``portable_path`` 로 바꾼다."""
+    out = []
+    for arg in argv:
+        opt, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if _ABSOLUTE.match(value):
+            value = portable_path(value)
+        out.append(f"{opt}{eq}{value}")
+    return " ".join(out)
+
+
 def save_result(name: str, data: dict[str, Any], machine: dict[str, Any] | None = None) -> Path:
-    """``benchmarks/results/NAME.json`` 에 결과를 쓴다 (기계 정보와 명령줄을 함께)."""
+    """``benchmarks/results/NAME.json`` 에 결과를 쓴다 (기계 정보와 명령줄을 함께, 경로는 ``portable_path``)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {
         "benchmark": name,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": portable_command([Path(sys.executable).name, *sys.argv]),
         "machine": machine or machine_info(),
         **data,
     }
@@ -120,17 +159,23 @@ def shipped_or_provisional_checkpoint(explicit: str | None) -> tuple[Path, bool]
     """평가할 확산 모델 체크포인트: 주어진 경로 → 책의 사전 학습 모델 → 학습 중인 runs/pretrained (잠정).
 
     ``(경로, 잠정 여부)`` 를 돌려준다. 잠정(provisional) 체크포인트의 숫자는 책에 싣는 모델의 숫자가 아니다.
+    ``explicit`` 이 ``pretrained`` 면 책의 사전 학습 모델 (``ddpm_ko.pretrained.pretrained_path`` 가 찾는 곳).
     """
-    if explicit:
+    from ddpm_ko.errors import CheckpointError
+    from ddpm_ko.pretrained import pretrained_path
+
+    if explicit and explicit != "pretrained":
         return Path(explicit), "runs/" in str(explicit)
-    shipped = ROOT / "checkpoints" / "fashion_mnist_ema.safetensors"
-    if shipped.is_file():
-        return shipped, False
+    try:
+        return pretrained_path(download=False), False
+    except CheckpointError:
+        if explicit:
+            raise
     running = ROOT / "runs" / "pretrained" / "checkpoint.safetensors"
     if running.is_file():
         return running, True
     raise SystemExit("확산 모델 체크포인트가 없다 / no diffusion checkpoint: pass --checkpoint PATH "
-                     "(checkpoints/fashion_mnist_ema.safetensors is not there yet)")
+                     "(the pretrained model is not there yet)")
 
 
 def fmt_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
@@ -150,12 +195,13 @@ def load_benchmark_model(explicit: str | None, device: Any) -> tuple[Path, Any, 
 
     ckpt, provisional = shipped_or_provisional_checkpoint(explicit)
     model, diffusion, meta = load_model_from_checkpoint(ckpt, use_ema=True, device=device)
-    print(f"[bench] {ckpt} (step {meta.get('step')}{', provisional' if provisional else ''})", flush=True)
+    print(f"[bench] {portable_path(ckpt)} (step {meta.get('step')}{', provisional' if provisional else ''})", flush=True)
     return ckpt, model, diffusion, meta, provisional
 
 
-def import_lucidrains(ext_dir: str | os.PathLike) -> Any:
-    """``ext_dir`` 에 풀어 둔 denoising-diffusion-pytorch 의 본 모듈(Unet, GaussianDiffusion)을 불러온다.
+def import_lucidrains(ext_dir: str | os.PathLike = PEERS) -> Any:
+    """``ext_dir`` (기본 ``benchmarks/.peers``, ``make bench-peers`` 가 만든다) 에 설치한 denoising-diffusion-pytorch 의
+    본 모듈(Unet, GaussianDiffusion)을 불러온다.
 
     venv 를 건드리지 않으려고 설치하지 않고 파일에서 직접 불러온다. 그 패키지의 ``Trainer`` 만 쓰는 의존성
     (torchvision, accelerate, scipy, pytorch_fid)은 빈 모듈로 채운다. ``ema_pytorch`` 는 ``ext_dir`` 에 있으면
@@ -167,7 +213,8 @@ def import_lucidrains(ext_dir: str | os.PathLike) -> Any:
     ext = Path(ext_dir)
     src = ext / "denoising_diffusion_pytorch"
     if not src.is_dir():
-        raise SystemExit(f"{src} 가 없다 / not found: benchmarks/README.md 의 준비 명령을 먼저 실행하라")
+        raise SystemExit(f"{portable_path(src)} 가 없다 / not found: `make bench-peers` 로 먼저 설치하라 "
+                         "(install the peer implementations first, see benchmarks/README.md)")
     if str(ext) not in sys.path:
         sys.path.append(str(ext))  # ema_pytorch 용. 뒤에 붙여 venv 의 패키지가 먼저 잡히게 한다
     try:

@@ -10,7 +10,8 @@ LayerNorm 을 ``GroupNorm(1, C)`` 로 바꾼 것이다. 이 스크립트는
 
 매개변수 수와 텐서 모양이 모두 같고 출력이 같으면, 단계 배치·스킵 연결·어텐션·시간 주입까지 같은 신경망이다.
 
-    .venv/bin/python benchmarks/check_annotated_equivalence.py --external /tmp/ddpm_ko_ext   # README 의 준비 명령 뒤
+    make bench-peers                                              # 한 번: benchmarks/.peers 에 원래 코드(0.11.2)를 설치
+    .venv/bin/python benchmarks/check_annotated_equivalence.py   # --external DIR 로 다른 설치 디렉터리
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import import_lucidrains  # noqa: E402
+from _common import PEERS, import_lucidrains  # noqa: E402
 
 
 def rename(key: str) -> str:
@@ -45,7 +46,8 @@ def main() -> None:
     from ddpm_ko.unet import Unet, UnetConfig
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--external", required=True, help="ddp-0.11.2/ 를 풀어 둔 디렉터리 (benchmarks/README.md)")
+    p.add_argument("--external", default=str(PEERS),
+                   help="ddp-0.11.2/ 가 있는 디렉터리 (기본 benchmarks/.peers: make bench-peers)")
     a = p.parse_args()
     mod = import_lucidrains(Path(a.external) / "ddp-0.11.2")
 

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt_table, load_benchmark_model, machine_info, merge_with_previous, save_result  # noqa: E402
+from _common import (fmt_table, load_benchmark_model, machine_info, merge_with_previous, portable_path,  # noqa: E402
+                     save_result)
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     from ddpm_ko.utils import pick_device
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", help="확산 모델 체크포인트 (기본: 책의 사전 학습 모델, 없으면 runs/pretrained)")
+    p.add_argument("--checkpoint", help="확산 모델 체크포인트 (기본 'pretrained': 책의 사전 학습 모델, 없으면 runs/pretrained)")
     p.add_argument("--num", type=int, default=500, help="샘플러마다 만들 이미지 수 N")
     p.add_argument("--samplers", default="ddim:25,ddim:50,ddim:100,ddpm:1000")
     p.add_argument("--batch", type=int, default=250)
@@ -69,7 +70,7 @@ def main() -> None:
               f"KID {1e3 * row['kid_mean']:.3f}e-3, {dt:.0f}s", flush=True)
     if a.append:
         def same_run(old: dict) -> None:
-            same = (old.get("checkpoint") == str(ckpt) and old.get("checkpoint_step") == meta.get("step")
+            same = (old.get("checkpoint") == portable_path(ckpt) and old.get("checkpoint_step") == meta.get("step")
                     and old.get("seed") == a.seed and old["results"] and old["results"][0]["num"] == a.num)
             if not same:
                 raise SystemExit("기존 결과와 체크포인트·N·시드가 달라 덧붙일 수 없다 / "
@@ -85,7 +86,7 @@ def main() -> None:
     machine["load_average_after"] = machine_info()["load_average_1_5_15min"]
     save_result(a.out, {
         "what": "feature-FID/KID of N samples per sampler vs the Fashion-MNIST test split, with the real-vs-real floor at the same N",
-        "checkpoint": str(ckpt), "provisional": provisional, "checkpoint_step": meta.get("step"),
+        "checkpoint": portable_path(ckpt), "provisional": provisional, "checkpoint_step": meta.get("step"),
         "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
         "classifier_test_accuracy": clf.meta.get("test_accuracy"), "seed": a.seed, "results": rows,
     }, machine)

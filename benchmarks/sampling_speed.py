@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt_table, load_benchmark_model, machine_info, save_result  # noqa: E402
+from _common import fmt_table, load_benchmark_model, machine_info, portable_path, save_result  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     from ddpm_ko.utils import pick_device
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", help="확산 모델 체크포인트 (기본: 책의 사전 학습 모델, 없으면 runs/pretrained)")
+    p.add_argument("--checkpoint", help="확산 모델 체크포인트 (기본 'pretrained': 책의 사전 학습 모델, 없으면 runs/pretrained)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--threads", type=int, help="torch 스레드 수 (기본: torch 기본값)")
     p.add_argument("--ddim", default="10,25,50,100", help="DDIM 단계 수들")
@@ -82,7 +82,7 @@ def main() -> None:
     machine["load_average_after"] = machine_info()["load_average_1_5_15min"]
     save_result(a.out, {
         "what": "wall-clock time to sample one batch (EMA weights, clip x0, eta=0 for DDIM, posterior variance for DDPM)",
-        "checkpoint": str(ckpt), "provisional": provisional, "checkpoint_step": meta.get("step"),
+        "checkpoint": portable_path(ckpt), "provisional": provisional, "checkpoint_step": meta.get("step"),
         "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
         "parameters": sum(p.numel() for p in model.parameters()), "batch": a.batch, "device": str(device),
         "results": rows,

@@ -15,8 +15,8 @@
 (lucidrains 의 기본 샘플러는 1000단계라 CPU 에서 N=500 장에 한 시간이 넘게 걸린다).
 
     .venv/bin/python benchmarks/time_to_quality.py --minutes 20 --eval-at 5,10,20              # 우리 기본 처방
-    .venv/bin/python benchmarks/time_to_quality.py --impl lucidrains --external /tmp/ddpm_ko_ext \\
-        --minutes 60 --eval-at 20,40,60                                                        # 이슈의 비교 (오래 걸린다)
+    .venv/bin/python benchmarks/time_to_quality.py --impl lucidrains \\
+        --minutes 60 --eval-at 20,40,60         # 다른 구현과 견주기: make bench-peers 뒤 (오래 걸린다)
     .venv/bin/python benchmarks/time_to_quality.py --minutes 1 --num 64                        # 동작 확인용
 
 결과: ``benchmarks/results/time_to_quality_<impl>_<minutes>min.json`` (``ours`` 의 Annotated 신경망은 ``--preset annotated``).
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import import_lucidrains, machine_info, save_result  # noqa: E402
+from _common import PEERS, import_lucidrains, machine_info, save_result  # noqa: E402
 
 
 def parse_minutes(text: str) -> list[float]:
@@ -172,7 +172,8 @@ def main() -> None:
     p.add_argument("--minutes", type=float, required=True, help="학습에 쓸 벽시계 시간 (분)")
     p.add_argument("--eval-at", type=parse_minutes, help="평가할 시각들 (분, 쉼표로). 기본: --minutes 한 번")
     p.add_argument("--impl", choices=["ours", "lucidrains"], default="ours")
-    p.add_argument("--external", help="lucidrains 를 풀어 둔 디렉터리 (benchmarks/README.md)")
+    p.add_argument("--external", default=str(PEERS),
+                   help="lucidrains 를 설치한 디렉터리 (기본 benchmarks/.peers: make bench-peers)")
     p.add_argument("--preset", choices=["default", "annotated"], default="default", help="ours 의 신경망")
     p.add_argument("--batch", type=int, help="배치 크기 (기본: 그 구현의 기본값, ours 64 / lucidrains 16)")
     p.add_argument("--lr", type=float, help="학습률 (기본: ours 1e-3 / lucidrains 1e-4)")
@@ -190,8 +191,6 @@ def main() -> None:
     tune_cpu()                                              # 두 구현 모두 같은 malloc 설정에서 잰다
     machine = machine_info()
     if a.impl == "lucidrains":
-        if not a.external:
-            raise SystemExit("--impl lucidrains 에는 --external DIR 이 필요하다 / needs --external DIR")
         run: OursRun | LucidrainsRun = LucidrainsRun(a, import_lucidrains(a.external))
     else:
         run = OursRun(a)

@@ -6,7 +6,7 @@
 
     .venv/bin/python benchmarks/train_throughput.py                       # 기본 변형들 (배치 128, 스레드 2)
     .venv/bin/python benchmarks/train_throughput.py --only ours-default,ours-annotated --steps 8
-    .venv/bin/python benchmarks/train_throughput.py --external /tmp/ddpm_ko_ext   # 다른 구현도 (README 참고)
+    .venv/bin/python benchmarks/train_throughput.py --external   # 다른 구현도 (make bench-peers 뒤, README 참고)
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/train_throughput.py --omp # 다른 작업과 CPU 를 나눠 쓸 때
 
 결과: ``benchmarks/results/train_throughput.json``.
@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (ROOT, current_rss_mb, fmt_table, import_lucidrains, machine_info, merge_with_previous,  # noqa: E402
-                     peak_rss_mb, save_result)
+from _common import (PEERS, ROOT, current_rss_mb, fmt_table, import_lucidrains, machine_info,  # noqa: E402
+                     merge_with_previous, peak_rss_mb, save_result)
 
 # (이름, 모델, channels_last, tune_cpu, 추가 환경 변수). 추가 환경 변수가 없으면 지휘 프로세스의 환경을 물려받는다.
 VARIANTS: list[dict] = [
@@ -168,8 +168,9 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1,
                    help="변형 목록을 몇 번 되풀이할지 (순서를 번갈아 뒤집고, 실행별 중앙값의 중앙값을 쓴다)")
     p.add_argument("--only", help="쉼표로 나눈 변형 이름들")
-    p.add_argument("--external", metavar="DIR",
-                   help="외부 구현(lucidrains, diffusers)을 풀어 둔 디렉터리 (README 참고). 없으면 외부 구현은 건너뛴다")
+    p.add_argument("--external", metavar="DIR", nargs="?", const=str(PEERS),
+                   help="외부 구현(lucidrains, diffusers)도 잰다. DIR 을 빼면 benchmarks/.peers (make bench-peers). "
+                        "주지 않으면 외부 구현은 --only 로 고른 것만 benchmarks/.peers 에서 불러 잰다")
     p.add_argument("--omp", action="store_true", help="OMP_WAIT_POLICY=ACTIVE/PASSIVE 변형도 잰다")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--out", default="train_throughput", help="결과 이름 (benchmarks/results/NAME.json)")
@@ -192,7 +193,7 @@ def main() -> None:
         # 부하가 출렁여도 한쪽에만 몰리지 않도록 되풀이할 때마다 순서를 뒤집는다 (A B C, C B A, …)
         for v in (variants if rep % 2 == 0 else variants[::-1]):
             spec = {**v, "batch": a.batch, "threads": a.threads, "steps": a.steps, "warmup": a.warmup,
-                    "ext_dir": a.external}
+                    "ext_dir": a.external or str(PEERS)}
             env = {**os.environ, **v.get("env", {})}
             env.setdefault("OMP_NUM_THREADS", str(a.threads))
             print(f"[bench] {v['name']} (run {rep + 1}/{a.repeat}) …", flush=True)

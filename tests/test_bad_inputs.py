@@ -284,7 +284,8 @@ CLI_CASES = [
     ("resume-batch-not-divisible-by-epoch", ["train", "--resume", "{ckpt}", "--batch-size", "16", "--subset", "16",
                                              "--max-steps", "3", "--threads", "1"], "batch index out of range"),
     # 샘플링
-    ("sample-missing-checkpoint-arg", ["sample", "--num", "2"], "the following arguments are required: --checkpoint"),
+    # --checkpoint 를 빼면 책의 사전 학습 모델이다. 출력이 없으면 모델을 읽기 전에 알린다
+    ("sample-no-output", ["sample", "--num", "2"], "give at least one of --out, --grid, --gif"),
     ("sample-missing-num", ["sample", "--checkpoint", "{ckpt}"], "the following arguments are required: --num"),
     ("sample-num-0", ["sample", "--checkpoint", "{ckpt}", "--num", "0", "--out", "{out}"], "must be >= 1, got 0"),
     ("sample-num-negative", ["sample", "--checkpoint", "{ckpt}", "--num", "-4", "--out", "{out}"], "must be >= 1, got -4"),

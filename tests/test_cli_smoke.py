@@ -124,7 +124,7 @@ def test_missing_checkpoint_is_rejected(tmp_path):
 @pytest.mark.parametrize("argv, needle", [
     (["sample", "--checkpoint", "c.safetensors", "--num", "-3", "--out", "x.npy"], "--num"),
     (["sample", "--checkpoint", "c.safetensors", "--num", "2", "--sampler", "euler", "--out", "x.npy"], "--sampler"),
-    (["sample", "--num", "2", "--out", "x.npy"], "--checkpoint"),
+    (["sample", "--out", "x.npy"], "--num"),    # --checkpoint 는 없어도 된다 (기본 pretrained)
     (["train", "--max-steps", "0"], "--max-steps"),
     (["train", "--dim-mults", "1-x"], "1-2-4"),
     (["train", "--epochs", "1", "--max-steps", "5"], "not allowed with"),

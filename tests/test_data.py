@@ -218,6 +218,10 @@ def no_local_data(tmp_path, monkeypatch):
     empty = tmp_path / "empty-debian-dir"
     empty.mkdir()
     monkeypatch.setattr(data, "DEBIAN_DIR", empty)
+    # Hub 경로는 가짜 load_dataset 으로 흉내 낸다: 오프라인 환경 변수와 실제 네트워크 확인은 끈다
+    for name in data.HUB_OFFLINE_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(data, "_hub_unreachable", lambda *a, **k: None)
     return empty
 
 

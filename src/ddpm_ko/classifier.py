@@ -212,12 +212,13 @@ def train_classifier(out: str | os.PathLike | None = None, data_dir: str | os.Pa
                      epochs: int = 3, seed: int = 0, batch_size: int = 128, lr: float = 2e-3,
                      config: ClassifierConfig | None = None, threads: int | None = None,
                      subset: int | None = None, test_limit: int | None = None,
-                     log: Callable[[str], None] | None = None) -> tuple[FashionClassifier, dict[str, Any]]:
+                     log: Callable[[str], None] | None = None,
+                     progress: bool = False) -> tuple[FashionClassifier, dict[str, Any]]:
     """Fashion-MNIST 학습 분할로 분류기를 학습하고, 시험 분할 정확도를 재서 ``(모델, 정보)`` 를 돌려준다.
 
     AdamW + 1주기(one-cycle) 학습률, 무작위 좌우 반전. ``out`` 을 주면 safetensors + JSON 으로 저장한다.
     CPU 에서는 ``pick_device()`` 로 malloc 설정을 먼저 적용한다. ``subset``, ``test_limit`` 은 학습·시험 이미지를
-    앞에서부터 그만큼만 쓴다 (검사용).
+    앞에서부터 그만큼만 쓴다 (검사용). ``progress`` 면 ``ddpm-ko train`` 처럼 tqdm 막대를 표준 오류에 보인다.
     """
     from .data import fashion_mnist_arrays, random_hflip, to_model_range
     from .utils import environment_info, pick_device, tune_cpu
@@ -250,25 +251,37 @@ def train_classifier(out: str | os.PathLike | None = None, data_dir: str | os.Pa
     start = time.perf_counter()
     log(f"[classifier] device={device} params={model.num_parameters():,} epochs={epochs} batch={batch_size} "
         f"steps={total} threads={torch.get_num_threads()}")
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(len(images), generator=gen)
-        running = 0.0
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            x = random_hflip(to_model_range(images[idx]), gen).to(device)
-            y = labels[idx].to(device)
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += float(loss.detach())
-            if not math.isfinite(running):
-                raise TrainingDivergedError("분류기 학습 손실이 NaN/Inf 가 되었다 / classifier training diverged: lower the lr")
-        acc = accuracy(model, test_x, test_y, device=device)
-        log(f"[classifier] epoch {epoch + 1}/{epochs} loss {running / steps_per_epoch:.4f} "
-            f"test acc {acc:.4f} ({time.perf_counter() - start:.0f}s)")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="classifier", dynamic_ncols=True, mininterval=2.0)
+    try:
+        for epoch in range(epochs):
+            model.train()
+            perm = torch.randperm(len(images), generator=gen)
+            running = 0.0
+            for i in range(steps_per_epoch):
+                idx = perm[i * batch_size:(i + 1) * batch_size]
+                x = random_hflip(to_model_range(images[idx]), gen).to(device)
+                y = labels[idx].to(device)
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                running += float(loss.detach())
+                if not math.isfinite(running):
+                    raise TrainingDivergedError("분류기 학습 손실이 NaN/Inf 가 되었다 / classifier training diverged: lower the lr")
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{running / (i + 1):.4f}", refresh=False)
+            acc = accuracy(model, test_x, test_y, device=device)
+            log(f"[classifier] epoch {epoch + 1}/{epochs} loss {running / steps_per_epoch:.4f} "
+                f"test acc {acc:.4f} ({time.perf_counter() - start:.0f}s)")
+    finally:
+        if bar is not None:
+            bar.close()
     model.set_feature_stats(train_x[:STATS_IMAGES])
     wall = time.perf_counter() - start
     info = {

@@ -2,11 +2,13 @@
 
     ddpm-ko train  [--data-dir D] [--epochs N | --max-steps N] [--out-dir D] [--checkpoint-every N]
                    [--resume PATH] [--seed K] ...
-    ddpm-ko sample --checkpoint PATH --num N [--sampler ddpm|ddim] [--steps S] [--eta E]
+    ddpm-ko sample [--checkpoint PATH|pretrained] --num N [--sampler ddpm|ddim] [--steps S] [--eta E]
                    [--seed K] [--out FILE.npy] [--gif FILE.gif]
     ddpm-ko export --checkpoint PATH --out FILE.safetensors
     ddpm-ko train-classifier [--out FILE.safetensors]      (평가용 특징 신경망, ddpm_ko.metrics)
     ddpm-ko evaluate --samples FILE.npy [--num N]          (특징 FID·KID·클래스 분포와 실제-실제 하한)
+
+책이 싣는 가중치 파일(사전 학습 모델, 평가용 분류기)은 ``--overwrite-shipped`` 를 주지 않으면 덮어쓰지 않는다.
 
 ``train --resume PATH`` 은 체크포인트에 저장된 학습 설정(배치 크기, 시드, 학습률, 데이터 …)을 그대로
 이어 쓰고, 명령줄에 준 값만 바꾼다. 출력 디렉터리는 따로 주지 않으면 체크포인트가 있는 곳이다.
@@ -20,11 +22,58 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "shipped_files", "refuse_shipped_overwrite"]
+
+DATA_DIR_HELP = "IDX 파일 디렉터리 (data folder; 기본: $DDPM_KO_DATA_DIR, Debian 경로, Hub 순)"
+THREADS_HELP = "CPU 스레드 수 (CPU threads)"
+NO_PROGRESS_HELP = "진행 막대를 끈다 (no progress bar)"
+OVERWRITE_SHIPPED_HELP = "책이 싣는 가중치 파일을 덮어써도 된다 (allow replacing a shipped weight file)"
+
+
+def shipped_files() -> list[Path]:
+    """책이 싣는 가중치 파일과 그 JSON 사본의 경로 (사전 학습 모델, 평가용 분류기).
+
+    위치는 패키지의 찾기 함수(``pretrained_path``, ``classifier_path``, 내려받지 않음)가 정한다. 그래서 파일이
+    저장소의 어디에 있든, 환경 변수로 다른 곳을 가리키든 같은 파일을 가리킨다. 찾지 못한 파일은 빠진다.
+    """
+    from .errors import DdpmKoError
+    from .metrics import classifier_path
+    from .pretrained import pretrained_path
+
+    found: list[Path] = []
+    for locate in (pretrained_path, classifier_path):
+        try:
+            weights = locate(download=False)
+        except DdpmKoError:
+            continue
+        found += [weights, weights.with_suffix(".json")]
+    return found
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # 둘 중 하나가 없으면 경로로 비교한다
+        return a.resolve() == b.resolve()
+
+
+def refuse_shipped_overwrite(out: str | os.PathLike, allowed: bool = False) -> None:
+    """``out`` (과 그 JSON 사본) 이 책이 싣는 파일이면 ``ValueError`` 를 낸다. ``allowed`` 면 그대로 둔다."""
+    if allowed:
+        return
+    out = Path(out)
+    targets = [out, out.with_suffix(".json")]
+    for shipped in shipped_files():
+        if any(_same_file(t, shipped) for t in targets):
+            raise ValueError(
+                f"책이 싣는 파일 {shipped} 을 덮어쓰지 않는다: 다른 --out 을 주거나, 정말 바꾸려면 "
+                f"--overwrite-shipped 를 더하라 / refusing to overwrite the shipped file {shipped}: choose another "
+                "--out, or add --overwrite-shipped to replace it")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,62 +139,75 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ddpm-ko", description="DDPM 한국어 해설서의 학습·샘플링 도구 / train and sample the ddpm_ko DDPM")
     from . import __version__
 
-    p.add_argument("--version", action="version", version=f"ddpm_ko {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.add_argument("--version", action="version", version=f"ddpm_ko {__version__}",
+                   help="버전을 보이고 끝낸다 (show the version and exit)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, help="하위 명령 (subcommand)")
 
+    # 옵션 설명은 한국어 먼저, 괄호 안에 짧은 영어 풀이 (tests/test_cli_usability.py 가 모든 옵션을 검사한다)
     t = sub.add_parser("train", help="Fashion-MNIST 로 학습 / train on Fashion-MNIST")
-    t.add_argument("--data-dir", help="IDX 파일 디렉터리 (기본: $DDPM_KO_DATA_DIR, Debian 경로, Hub 순)")
+    t.add_argument("--data-dir", help=DATA_DIR_HELP)
     g = t.add_mutually_exclusive_group()
-    g.add_argument("--epochs", type=_positive_float, help="학습 에폭 수 (소수 가능)")
-    g.add_argument("--max-steps", type=positive_int, help="학습 단계 수 (이어 학습이면 전체 단계 수)")
+    g.add_argument("--epochs", type=_positive_float, help="학습 에폭 수, 소수 가능 (number of epochs)")
+    g.add_argument("--max-steps", type=positive_int,
+                   help="학습 단계 수, 이어 학습이면 전체 단계 수 (total training steps)")
     # 학습 설정의 기본값은 TrainConfig 가 정한다. 여기서 default 를 두지 않는 까닭은 --resume 때
     # 사용자가 실제로 준 값만 체크포인트에 저장된 설정을 덮어쓰게 하기 위해서다.
-    t.add_argument("--out-dir", help="체크포인트와 샘플을 쓸 디렉터리 (기본: runs/default, 이어 학습이면 체크포인트의 디렉터리)")
-    t.add_argument("--checkpoint-every", type=positive_int, help="몇 단계마다 체크포인트를 쓸지 (기본 500)")
-    t.add_argument("--sample-every", type=_non_negative_int, help="몇 단계마다 샘플 격자를 그릴지 (기본 0: 끔)")
-    t.add_argument("--log-every", type=positive_int, help="몇 단계마다 손실을 기록할지 (기본 50)")
-    t.add_argument("--resume", help="이어 학습할 체크포인트 (.safetensors 또는 그 디렉터리). 주지 않은 설정은 체크포인트 것을 쓴다")
-    t.add_argument("--seed", type=int, help="난수 시드 (기본 0)")
-    t.add_argument("--batch-size", type=positive_int, help="전역 배치 크기 (기본 64)")
+    t.add_argument("--out-dir", help="체크포인트와 샘플을 쓸 디렉터리 (output folder; 기본 runs/default, "
+                                     "이어 학습이면 체크포인트의 디렉터리)")
+    t.add_argument("--checkpoint-every", type=positive_int, help="몇 단계마다 체크포인트를 쓸지 (checkpoint interval; 기본 500)")
+    t.add_argument("--sample-every", type=_non_negative_int,
+                   help="몇 단계마다 샘플 격자를 그릴지 (sample-grid interval; 기본 0: 끔)")
+    t.add_argument("--log-every", type=positive_int, help="몇 단계마다 손실을 기록할지 (loss-log interval; 기본 50)")
+    t.add_argument("--resume", help="이어 학습할 체크포인트, .safetensors 또는 그 디렉터리 (checkpoint to resume). "
+                                    "주지 않은 설정은 체크포인트 것을 쓴다")
+    t.add_argument("--seed", type=int, help="난수 시드 (random seed; 기본 0)")
+    t.add_argument("--batch-size", type=positive_int, help="전역 배치 크기 (global batch size; 기본 64)")
     t.add_argument("--micro-batch", type=positive_int,
-                   help="배치를 이 크기 이하의 조각으로 나눠 그래디언트를 모은다: 같은 학습, 더 적은 메모리 (기본: 나누지 않음)")
-    t.add_argument("--lr", type=_positive_float, help="학습률 (기본 1e-3)")
-    t.add_argument("--warmup-steps", type=_non_negative_int, help="학습률 워밍업 단계 수 (기본 200)")
-    t.add_argument("--ema-decay", type=float, help="EMA 감쇠율 d, 0 <= d < 1 (기본 0.999)")
-    t.add_argument("--schedule", choices=sorted(SCHEDULES), help="β 스케줄 (기본 linear)")
-    t.add_argument("--timesteps", type=positive_int, help="T (기본 1000)")
-    t.add_argument("--prediction", choices=PREDICTION_TYPES, help="예측 대상 (기본 eps)")
-    t.add_argument("--loss", choices=LOSS_TYPES, help="손실 (기본 l2 = L_simple)")
+                   help="배치를 이 크기 이하의 조각으로 나눠 그래디언트를 모은다: 같은 학습, 더 적은 메모리 "
+                        "(gradient accumulation; 기본: 나누지 않음)")
+    t.add_argument("--lr", type=_positive_float, help="학습률 (learning rate; 기본 1e-3)")
+    t.add_argument("--warmup-steps", type=_non_negative_int, help="학습률 워밍업 단계 수 (LR warmup steps; 기본 200)")
+    t.add_argument("--ema-decay", type=float, help="EMA 감쇠율 d, 0 <= d < 1 (EMA decay; 기본 0.999)")
+    t.add_argument("--schedule", choices=sorted(SCHEDULES), help="β 스케줄 (noise schedule; 기본 linear)")
+    t.add_argument("--timesteps", type=positive_int, help="확산 단계 수 T (diffusion steps; 기본 1000)")
+    t.add_argument("--prediction", choices=PREDICTION_TYPES, help="예측 대상 (prediction target; 기본 eps)")
+    t.add_argument("--loss", choices=LOSS_TYPES, help="손실 (loss; 기본 l2 = L_simple)")
     t.add_argument("--preset", choices=["default", "annotated"], default="default",
-                   help="신경망 설정: default (빠른 기본값) 또는 annotated (Annotated Diffusion 노트북과 같은 신경망)")
-    t.add_argument("--dim", type=positive_int, help="첫 단계 채널 수")
-    t.add_argument("--dim-mults", type=_dim_mults, help="단계별 채널 배수, 예: 1-2-4")
-    t.add_argument("--block", choices=BLOCK_TYPES, help="블록 종류")
-    t.add_argument("--attention", choices=ATTENTION_TYPES, help="단계 어텐션 종류")
-    t.add_argument("--subset", type=positive_int, help="학습 이미지 앞 N 장만 쓴다 (시험용)")
-    t.add_argument("--device", type=_device, help="cuda, mps, cpu (기본: 자동). torchrun 아래에서 cpu 면 gloo 로 통신한다")
-    t.add_argument("--threads", type=positive_int, help="CPU 스레드 수")
-    t.add_argument("--no-progress", action="store_true", help="진행 막대를 끈다")
+                   help="신경망 설정 (network preset): default (빠른 기본값) 또는 annotated "
+                        "(Annotated Diffusion 노트북과 같은 신경망)")
+    t.add_argument("--dim", type=positive_int, help="첫 단계 채널 수 (base channels)")
+    t.add_argument("--dim-mults", type=_dim_mults, help="단계별 채널 배수, 예: 1-2-4 (channel multipliers)")
+    t.add_argument("--block", choices=BLOCK_TYPES, help="블록 종류 (block type)")
+    t.add_argument("--attention", choices=ATTENTION_TYPES, help="단계 어텐션 종류 (stage attention)")
+    t.add_argument("--subset", type=positive_int, help="학습 이미지 앞 N 장만 쓴다, 시험용 (use the first N images)")
+    t.add_argument("--device", type=_device, help="장치 (device): cuda, mps, cpu (기본: 자동). "
+                                                  "torchrun 아래에서 cpu 면 gloo 로 통신한다")
+    t.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    t.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
 
     s = sub.add_parser("sample", help="체크포인트로 이미지 생성 / sample images from a checkpoint")
-    s.add_argument("--checkpoint", required=True, help="체크포인트 (.safetensors), 'pretrained' 면 책의 사전 학습 모델")
-    s.add_argument("--num", type=positive_int, required=True, help="생성할 이미지 수")
-    s.add_argument("--sampler", choices=SAMPLERS, default="ddpm")
-    s.add_argument("--steps", type=positive_int, help="DDIM 단계 수 (기본: T)")
-    s.add_argument("--eta", type=float, default=0.0, help="DDIM 의 η (0..1)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--batch-size", type=positive_int, default=256, help="한 번에 생성할 이미지 수")
-    s.add_argument("--no-clip", action="store_true", help="x̂_0 을 [−1, 1] 로 자르지 않는다")
-    s.add_argument("--no-ema", action="store_true", help="EMA 대신 학습 가중치를 쓴다")
-    s.add_argument("--out", help="uint8 배열 (N, H, W, C) 을 쓸 .npy 파일")
-    s.add_argument("--grid", help="격자 PNG 파일")
-    s.add_argument("--gif", help="샘플링 궤적 GIF 파일 (처음 최대 16장)")
-    s.add_argument("--device", type=_device, help="cuda, mps, cpu (기본: 자동)")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--checkpoint", default="pretrained",
+                   help="체크포인트 .safetensors (checkpoint); 기본 'pretrained' 는 책의 사전 학습 모델")
+    s.add_argument("--num", type=positive_int, required=True, help="생성할 이미지 수 (number of images)")
+    s.add_argument("--sampler", choices=SAMPLERS, default="ddpm",
+                   help=f"샘플러 (sampler): {', '.join(SAMPLERS)} (기본 ddpm)")
+    s.add_argument("--steps", type=positive_int, help="DDIM 단계 수 (DDIM steps; 기본: T)")
+    s.add_argument("--eta", type=float, default=0.0, help="DDIM 의 η, 0..1 (DDIM eta; 기본 0)")
+    s.add_argument("--seed", type=int, default=0, help="난수 시드 (random seed; 기본 0)")
+    s.add_argument("--batch-size", type=positive_int, default=256,
+                   help="한 번에 생성할 이미지 수 (batch size; 기본 256)")
+    s.add_argument("--no-clip", action="store_true", help="x̂_0 을 [−1, 1] 로 자르지 않는다 (no x0 clipping)")
+    s.add_argument("--no-ema", action="store_true", help="EMA 대신 학습 가중치를 쓴다 (use raw weights)")
+    s.add_argument("--out", help="uint8 배열 (N, H, W, C) 을 쓸 .npy 파일 (output array)")
+    s.add_argument("--grid", help="격자 PNG 파일 (grid image)")
+    s.add_argument("--gif", help="샘플링 궤적 GIF 파일, 처음 최대 16장 (trajectory GIF)")
+    s.add_argument("--device", type=_device, help="장치 (device): cuda, mps, cpu (기본: 자동)")
+    s.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
 
     e = sub.add_parser("export", help="학습 체크포인트에서 EMA 가중치만 뽑아 작은 파일로 / export EMA weights")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--out", required=True, help="출력 .safetensors")
+    e.add_argument("--checkpoint", required=True, help="학습 체크포인트 .safetensors (training checkpoint)")
+    e.add_argument("--out", required=True, help="출력 .safetensors (output file)")
+    e.add_argument("--overwrite-shipped", action="store_true", help=OVERWRITE_SHIPPED_HELP)
     from .metrics import add_cli as add_metrics_cli
 
     add_metrics_cli(sub)  # train-classifier, evaluate
@@ -183,6 +245,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
     else:
         cfg = TrainConfig(**given)
     result = train(unet_cfg, cfg, resume=a.resume)
+    end = result.get("end") or {}
+    if end.get("reason") == "signal":  # 신호를 받아 그 단계를 마치고 저장한 뒤 멈췄다
+        print(f"ddpm-ko: 중단됨 / interrupted by {end['signal']} at step {end['step']} of {end['target_steps']}; "
+              f"이어 하려면 / resume with: ddpm-ko train --resume {result['checkpoint']}", file=sys.stderr)
+        return 128 + int(getattr(signal, end["signal"]))
     if int(os.environ.get("RANK", "0")) == 0:  # 분산 학습이면 rank 0 만 말한다
         print(f"[ddpm-ko] 학습 끝 / done: step {result['step']}, checkpoint {result['checkpoint']}")
     return 0
@@ -227,6 +294,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
 
     if Path(a.out).suffix != ".safetensors":
         raise ValueError(f"--out 파일은 .safetensors 로 끝나야 한다 / --out must end in .safetensors: {a.out}")
+    refuse_shipped_overwrite(a.out, a.overwrite_shipped)
     path = export_ema(a.checkpoint, a.out)
     print(f"[ddpm-ko] {path}")
     return 0

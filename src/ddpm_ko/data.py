@@ -5,6 +5,11 @@
 2. Debian 패키지 ``dataset-fashion-mnist`` 의 경로 ``/usr/share/datasets/fashion-mnist``
 3. Hugging Face Hub 의 ``zalando-datasets/fashion_mnist`` (Colab 에서 쓰는 경로)
 
+Hub 로 넘어갈 때는 곧바로 표준 오류에 그렇다고 알린다. ``HF_HUB_OFFLINE`` 이나 ``HF_DATASETS_OFFLINE`` 이 켜져
+있으면 Hub 에 접속하지 않는다 (``datasets`` 의 캐시에 받아 둔 사본이 있을 때만 그것을 읽는다). 그렇지 않으면 먼저
+Hub 주소(또는 프록시)에 몇 초 안에 TCP 로 닿는지만 확인하고, 닿지 않으면 ``datasets`` 의 재시도(수십 초)를 기다리지
+않고 바로 데이터를 얻는 세 가지 방법을 알린다.
+
 IDX 파일(``*-ubyte`` 또는 ``*-ubyte.gz``)은 매직 넘버와 크기를 검사한다.
 """
 
@@ -12,8 +17,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
 import struct
+import sys
+import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 import numpy as np
@@ -34,6 +43,10 @@ _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000),
 }
+#: 이 환경 변수 가운데 하나가 켜져 있으면 (1, true, yes, on) Hub 에 접속하지 않는다 (huggingface_hub·datasets 와 같은 뜻)
+HUB_OFFLINE_ENVS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+#: Hub 에 닿는지 확인할 때 기다리는 최대 시간 (초)
+HUB_PROBE_TIMEOUT_S = 3.0
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 _HOW_TO_GET = (
@@ -160,7 +173,62 @@ def _import_datasets():
     return datasets
 
 
+def _hub_offline_env() -> str | None:
+    """켜져 있는 오프라인 환경 변수의 이름 (없으면 None)."""
+    for name in HUB_OFFLINE_ENVS:
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
+            return name
+    return None
+
+
+def _hub_cached() -> bool:
+    """``datasets`` 의 캐시에 Fashion-MNIST 사본이 있어 보이는가 (오프라인 모드에서도 읽을 수 있다)."""
+    cache = os.environ.get("HF_DATASETS_CACHE")
+    if not cache:
+        home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+        cache = os.path.join(home, "datasets")
+    return (Path(cache).expanduser() / HUB_ID.replace("/", "___")).is_dir()
+
+
+def _hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Hub (또는 HTTPS 프록시) 에 ``timeout`` 초 안에 TCP 로 닿지 않으면 그 까닭, 닿으면 None.
+
+    이름 풀이(DNS)는 시간 제한을 받지 않으므로 데몬 스레드에서 하고 ``timeout`` 만큼만 기다린다.
+    """
+    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if os.environ.get(k)),
+                 None)
+    url = urlsplit(proxy or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(e)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        return f"{host}:{port} 가 {timeout:g}초 안에 답하지 않았다 / no answer from {host}:{port} within {timeout:g} s"
+    err = outcome[0]
+    return None if err is None else f"{host}:{port} 에 닿지 않는다 / cannot reach {host}:{port}: {type(err).__name__}: {err}"
+
+
 def _load_from_hub(split: str):
+    offline = _hub_offline_env()
+    if offline and not _hub_cached():
+        raise DataNotFoundError(f"${offline} 가 켜져 있어 Hugging Face Hub 에 접속하지 않았다 / not contacting the "
+                                f"Hugging Face Hub because {offline} is set (unset it to download)\n{_HOW_TO_GET}")
+    print(f"[ddpm-ko] 로컬 Fashion-MNIST 가 없어 Hugging Face Hub 의 '{HUB_ID}' 를 받는다 / no local copy, "
+          f"trying the Hugging Face Hub ('{HUB_ID}')", file=sys.stderr, flush=True)
+    unreachable = None if offline else _hub_unreachable()
+    if unreachable:
+        raise DataNotFoundError(f"Hugging Face Hub 에 닿지 않는다 (네트워크 없음?) / the Hugging Face Hub is unreachable "
+                                f"(no network?): {unreachable}\n{_HOW_TO_GET}")
     try:
         load_dataset = _import_datasets().load_dataset
 

@@ -32,7 +32,7 @@ from .errors import CheckpointError, DdpmKoError
 
 __all__ = [
     "CLASSIFIER_NAME", "CLASSIFIER_URL", "SampleInputError", "classifier_path", "load_classifier", "load_samples",
-    "to_classifier_input", "extract_features", "sqrtm_psd", "gaussian_stats", "frechet_distance", "fid", "kid",
+    "to_classifier_input", "extract_features", "progress_bar", "sqrtm_psd", "gaussian_stats", "frechet_distance", "fid", "kid",
     "class_histogram", "reference_features", "evaluate", "format_report", "add_cli", "run_cli",
 ]
 
@@ -158,9 +158,18 @@ def _shape_message(shape: tuple[int, ...], s: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------- 특징
+def progress_bar(enabled: bool, total: int, desc: str) -> Any:
+    """``train``·``sample`` 과 같은 tqdm 진행 막대 (표준 오류에 쓴다). ``enabled`` 가 거짓이면 None."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, mininterval=1.0)
+
+
 @torch.no_grad()
 def _features_and_logits(images: np.ndarray | torch.Tensor, classifier: FashionClassifier | None,
-                         batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+                         batch_size: int, bar: Any = None) -> tuple[np.ndarray, np.ndarray]:
     model = classifier if classifier is not None else load_classifier()
     x = to_classifier_input(images, model.config.image_size)
     device = next(model.parameters()).device
@@ -170,6 +179,8 @@ def _features_and_logits(images: np.ndarray | torch.Tensor, classifier: FashionC
         h = model.features(x[i:i + batch_size].to(device))
         feats.append(h.double().cpu())
         logits.append(model.logits_from_features(h).double().cpu())
+        if bar is not None:
+            bar.update(len(h))
     return torch.cat(feats).numpy(), torch.cat(logits).numpy()
 
 
@@ -335,8 +346,12 @@ _REF_CACHE: "weakref.WeakKeyDictionary[FashionClassifier, dict[str, Any]]" = wea
 
 
 def reference_features(split: str = "test", classifier: FashionClassifier | None = None,
-                       data_dir: str | os.PathLike | None = None, num: int | None = None) -> np.ndarray:
-    """진짜 Fashion-MNIST 분할의 (앞 ``num`` 장, 기본은 전체) 특징. 분류기마다 한 번만 계산해 둔다."""
+                       data_dir: str | os.PathLike | None = None, num: int | None = None, *,
+                       bar: Any = None) -> np.ndarray:
+    """진짜 Fashion-MNIST 분할의 (앞 ``num`` 장, 기본은 전체) 특징. 분류기마다 한 번만 계산해 둔다.
+
+    ``bar`` 는 tqdm 진행 막대 (``progress_bar``): 특징을 새로 계산하면 그 이미지 수만큼 막대의 전체 양을 늘리고 채운다.
+    """
     from .data import fashion_mnist_arrays
 
     model = classifier if classifier is not None else load_classifier()
@@ -349,14 +364,18 @@ def reference_features(split: str = "test", classifier: FashionClassifier | None
         images, _ = fashion_mnist_arrays(split, data_dir)
         if num is not None and not 2 <= num <= len(images):
             raise ValueError(f"reference_num 은 2..{len(images)} / reference_num must be in 2..{len(images)}, got {num}")
-        cache[key] = extract_features(images[:num] if num else images, model)
+        chosen = images[:num] if num else images
+        if bar is not None:
+            bar.total += len(chosen)
+            bar.refresh()
+        cache[key] = _features_and_logits(chosen, model, 500, bar)[0]
     return cache[key]
 
 
 def evaluate(samples: str | os.PathLike | np.ndarray | torch.Tensor, num: int | None = None, seed: int = 0,
              classifier: FashionClassifier | str | os.PathLike | None = None, kid_subsets: int = 100,
              kid_subset_size: int = 1000, data_dir: str | os.PathLike | None = None,
-             reference_num: int | None = None, floor_draws: int = 5) -> dict[str, Any]:
+             reference_num: int | None = None, floor_draws: int = 5, progress: bool = False) -> dict[str, Any]:
     """생성한 이미지 묶음을 평가하고, 같은 표본 수의 진짜 대 진짜 바닥값을 함께 돌려준다.
 
     - 생성 이미지 N 장(``num`` 을 주면 앞의 ``num`` 장)과 시험 분할 10,000 장의 특징으로 FID, KID 를 잰다.
@@ -368,6 +387,7 @@ def evaluate(samples: str | os.PathLike | np.ndarray | torch.Tensor, num: int | 
 
     ``samples`` 는 ``.npy`` 경로, uint8 (N, H, W, 1) 배열, 또는 [−1, 1] 텐서 (N, 1, H, W).
     ``reference_num`` 을 주면 시험 분할의 앞 그만큼만 기준으로 쓴다 (빠른 확인용; 기본은 10,000장 전부).
+    ``progress`` 면 특징을 뽑는 이미지 수(기준 분할, 표본, 바닥값 묶음들)를 tqdm 막대로 표준 오류에 보인다.
     """
     from .data import fashion_mnist_arrays
 
@@ -386,22 +406,27 @@ def evaluate(samples: str | os.PathLike | np.ndarray | torch.Tensor, num: int | 
     n = len(x)
     if n < 2:
         raise ValueError(f"평가에는 이미지가 2장 이상 필요하다 / need at least 2 images, got {n}")
-    ref = reference_features("test", model, data_dir, reference_num)
-    feat, logits = _features_and_logits(x, model, 500)
-
-    train_images, _ = fashion_mnist_arrays("train", data_dir)
-    if n > len(train_images):
-        raise ValueError(f"바닥값을 재려면 N ≤ {len(train_images)} / num must be <= {len(train_images)} for the floor")
     if floor_draws < 1:
         raise ValueError(f"floor_draws 는 1 이상 / floor_draws must be >= 1, got {floor_draws}")
-    rng = np.random.default_rng(seed)
-    floor_fids: list[float] = []
-    for k in range(floor_draws):
-        idx = np.sort(rng.choice(len(train_images), n, replace=False))
-        draw_feat, draw_logits = _features_and_logits(train_images[idx], model, 500)
-        if k == 0:
-            real_feat, real_logits = draw_feat, draw_logits
-        floor_fids.append(fid(draw_feat, ref))
+    bar = progress_bar(progress, n * (1 + floor_draws), "evaluate features")
+    try:
+        ref = reference_features("test", model, data_dir, reference_num, bar=bar)
+        feat, logits = _features_and_logits(x, model, 500, bar)
+
+        train_images, _ = fashion_mnist_arrays("train", data_dir)
+        if n > len(train_images):
+            raise ValueError(f"바닥값을 재려면 N ≤ {len(train_images)} / num must be <= {len(train_images)} for the floor")
+        rng = np.random.default_rng(seed)
+        floor_fids: list[float] = []
+        for k in range(floor_draws):
+            idx = np.sort(rng.choice(len(train_images), n, replace=False))
+            draw_feat, draw_logits = _features_and_logits(train_images[idx], model, 500, bar)
+            if k == 0:
+                real_feat, real_logits = draw_feat, draw_logits
+            floor_fids.append(fid(draw_feat, ref))
+    finally:
+        if bar is not None:
+            bar.close()
 
     kid_m, kid_s = kid(feat, ref, kid_subsets, kid_subset_size, seed)
     fkid_m, fkid_s = kid(real_feat, ref, kid_subsets, kid_subset_size, seed)
@@ -457,25 +482,35 @@ def _pm(k: dict[str, float]) -> str:
 
 
 # ---------------------------------------------------------------------------------------- 명령줄
+#: ``train-classifier`` 의 기본 출력. 책이 싣는 파일이 아니라 실행 디렉터리에 쓴다 (``train`` 의 runs/… 처럼).
+DEFAULT_CLASSIFIER_OUT = f"runs/classifier/{CLASSIFIER_NAME}"
+
+
 def add_cli(subparsers: Any) -> None:
     """``ddpm-ko`` 에 ``train-classifier`` 와 ``evaluate`` 하위 명령을 더한다 (처리는 ``run_cli``)."""
+    from .cli import DATA_DIR_HELP, NO_PROGRESS_HELP, OVERWRITE_SHIPPED_HELP, THREADS_HELP
     from .cli import positive_int as _pos_int
 
     c = subparsers.add_parser("train-classifier", help="평가용 Fashion-MNIST 분류기 학습 / train the evaluation classifier")
-    c.add_argument("--data-dir", help="IDX 파일 디렉터리 (기본: $DDPM_KO_DATA_DIR, Debian 경로, Hub 순)")
-    c.add_argument("--out", default=str(Path("checkpoints") / CLASSIFIER_NAME),
-                   help=f"출력 .safetensors (기본: checkpoints/{CLASSIFIER_NAME})")
-    c.add_argument("--epochs", type=_pos_int, default=3, help="에폭 수 (기본 3)")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--threads", type=_pos_int, help="CPU 스레드 수")
+    c.add_argument("--data-dir", help=DATA_DIR_HELP)
+    c.add_argument("--out", default=DEFAULT_CLASSIFIER_OUT,
+                   help=f"출력 .safetensors (output file; 기본 {DEFAULT_CLASSIFIER_OUT}). 책이 싣는 분류기는 "
+                        "--overwrite-shipped 없이는 덮어쓰지 않는다")
+    c.add_argument("--overwrite-shipped", action="store_true", help=OVERWRITE_SHIPPED_HELP)
+    c.add_argument("--epochs", type=_pos_int, default=3, help="에폭 수 (epochs; 기본 3)")
+    c.add_argument("--seed", type=int, default=0, help="난수 시드 (random seed; 기본 0)")
+    c.add_argument("--threads", type=_pos_int, help=THREADS_HELP)
+    c.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
 
     e = subparsers.add_parser("evaluate", help="생성한 이미지의 FID·KID·클래스 분포 / evaluate samples (FID, KID, classes)")
-    e.add_argument("--samples", required=True, help="`ddpm-ko sample --out` 이 쓴 uint8 .npy 파일")
-    e.add_argument("--num", type=_pos_int, help="앞에서부터 이만큼만 평가 (기본: 전부)")
-    e.add_argument("--classifier", help=f"분류기 .safetensors (기본: 책이 싣는 {CLASSIFIER_NAME})")
-    e.add_argument("--seed", type=int, default=0, help="바닥값의 진짜 이미지와 KID 부분집합을 뽑는 시드")
-    e.add_argument("--json", help="결과를 쓸 .json 파일")
-    e.add_argument("--data-dir", help="IDX 파일 디렉터리")
+    e.add_argument("--samples", required=True, help="`ddpm-ko sample --out` 이 쓴 uint8 .npy 파일 (samples file)")
+    e.add_argument("--num", type=_pos_int, help="앞에서부터 이만큼만 평가 (evaluate the first N; 기본: 전부)")
+    e.add_argument("--classifier", help=f"분류기 .safetensors (classifier; 기본: 책이 싣는 {CLASSIFIER_NAME})")
+    e.add_argument("--seed", type=int, default=0,
+                   help="바닥값의 진짜 이미지와 KID 부분집합을 뽑는 시드 (seed for the floor and KID subsets)")
+    e.add_argument("--json", help="결과를 쓸 .json 파일 (write the report as JSON)")
+    e.add_argument("--data-dir", help=DATA_DIR_HELP)
+    e.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -483,16 +518,20 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.command == "train-classifier":
         from .classifier import train_classifier
 
+        from .cli import refuse_shipped_overwrite
+
         if Path(args.out).suffix != ".safetensors":
             raise ValueError(f"--out 은 .safetensors 로 끝나야 한다 / --out must end in .safetensors: {args.out}")
+        refuse_shipped_overwrite(args.out, args.overwrite_shipped)  # 몇 분 학습하기 전에 알린다
         _, info = train_classifier(args.out, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
-                                   threads=args.threads)
+                                   threads=args.threads, progress=not args.no_progress)
         print(f"[ddpm-ko] 분류기 / classifier: {args.out} (test accuracy {info['test_accuracy']:.4f})")
         return 0
     if args.command == "evaluate":
         if args.json is not None and Path(args.json).suffix.lower() != ".json":
             raise ValueError(f"--json 파일은 .json 으로 끝나야 한다 / --json must end in .json: {args.json}")
-        result = evaluate(args.samples, num=args.num, seed=args.seed, classifier=args.classifier, data_dir=args.data_dir)
+        result = evaluate(args.samples, num=args.num, seed=args.seed, classifier=args.classifier, data_dir=args.data_dir,
+                          progress=not args.no_progress)
         print(format_report(result))
         if args.json:
             out = Path(args.json)

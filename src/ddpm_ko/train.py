@@ -9,6 +9,11 @@ x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε 을 **한 번에** 만들고, ‖ε − �
 손실이나 갱신한 가중치가 NaN/Inf 가 되면 몇 번째 단계인지 알리고 멈추며, 마지막 정상 체크포인트는
 덮어쓰지 않는다. ``torchrun --nproc_per_node N`` 아래에서는 DistributedDataParallel 로 돌고,
 기록과 파일 쓰기는 rank 0 만 한다.
+
+체크포인트의 ``end`` 항목은 그 파일이 학습의 어느 시점인지 밝힌다: ``{"step": 학습한 단계, "reason": …,
+"target_steps": 목표 단계}``. ``reason`` 은 ``max_steps``·``epochs`` (목표에 이르러 끝남), ``signal`` (SIGINT·SIGTERM 을
+받아 그 단계를 마치고 멈춤, 한 프로세스 학습만), ``in_progress`` (학습 도중의 주기적 저장: 그 뒤 프로세스가
+강제로 죽었다면 이 값이 남는다). ``train.max_steps`` 는 요청한 목표 그대로 두므로 ``--resume`` 은 그 목표까지 잇는다.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
@@ -179,6 +186,36 @@ def _check_images(images: Any, config: UnetConfig) -> None:
         )
 
 
+class _StopOnSignal:
+    """학습 고리 동안 SIGINT·SIGTERM 을 받으면 표시만 해 두어, 그 단계를 마치고 저장한 뒤 멈추게 한다.
+
+    처리기는 표시만 하고 원래 처리기를 되돌려 놓으므로, 두 번째 신호는 예전처럼 곧바로 멈춘다 (Ctrl-C 면
+    ``KeyboardInterrupt``). 분산 학습에서는 모든 프로세스가 같은 단계에서 멈춰야 하므로 쓰지 않는다.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        self.uninstall()
+
+    def install(self) -> None:
+        if self.enabled:
+            for name in ("SIGINT", "SIGTERM"):
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        """원래 처리기로 되돌린다."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
+
+
 class Trainer:
     """한 번의 학습 실행. ``Trainer(...).run()`` 또는 함수 ``train(...)`` 으로 쓴다."""
 
@@ -264,6 +301,9 @@ class Trainer:
         self.loss_window: list[float] = []
         self.history_partial = False  # history 의 마지막 항목이 창을 다 채우지 못한 중간 기록인가
         self.wall_time = 0.0
+        # 학습이 끝난 까닭 (run 이 끝날 때 정한다; 그 전의 체크포인트는 "in_progress")
+        self.end: dict[str, Any] | None = None
+        self._target_steps: int | None = None
         # 마지막으로 저장한(또는 이어 받은) 정상 체크포인트와 그 단계
         self.last_good: tuple[Path, int] | None = None
         self._last_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -317,6 +357,7 @@ class Trainer:
                             "loss_window": list(self.loss_window), "history_partial": self.history_partial},
             "optimizer": opt_meta,
             "loss_history": self.history,
+            "end": self.end or {"step": self.step, "reason": "in_progress", "target_steps": self._target_steps},
             "wall_time_s": round(self.wall_time, 2),
             "environment": self.env,
             "global_batch_size": self.cfg.batch_size,
@@ -517,10 +558,18 @@ class Trainer:
             self.epoch, self.batch_index = self.epoch + 1, 0
         return value
 
+    def _end_reason(self) -> str:
+        return "max_steps" if self.cfg.max_steps is not None else "epochs"
+
     def run(self) -> dict[str, Any]:
-        """``total_steps()`` 까지 학습한다. 결과 사전 (마지막 체크포인트 경로, 손실 기록 …) 을 돌려준다."""
+        """``total_steps()`` 까지 학습한다. 결과 사전 (마지막 체크포인트 경로, 손실 기록, ``end`` …) 을 돌려준다.
+
+        한 프로세스 학습에서 SIGINT·SIGTERM 을 받으면 그 단계를 마치고 체크포인트를 쓴 뒤 멈춘다.
+        그때 ``end["reason"]`` 은 ``"signal"`` 이다 (모듈 설명을 보라).
+        """
         cfg = self.cfg
         total = self.total_steps()
+        self._target_steps, self.end = total, None
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             for stale in clean_stale_temp_files(self.checkpoint_path):
@@ -539,6 +588,8 @@ class Trainer:
         window = self.loss_window
         last_saved = None
         t_start = time.perf_counter()
+        stop = _StopOnSignal(enabled=self.world == 1)
+        stop.install()
         try:
             while self.step < total:
                 x0 = self.batches.batch(self.epoch, self.batch_index)
@@ -565,19 +616,32 @@ class Trainer:
                         self._info(f"step {self.step}/{total} loss {mean:.4f} ({self.wall_time:.0f}s)")
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
                     self.save_samples()
+                if self.step == total:
+                    self.end = {"step": self.step, "reason": self._end_reason(), "target_steps": total}
                 if self.step % cfg.checkpoint_every == 0 or self.step == total:
                     last_saved = self.checkpoint() or last_saved
                     if pbar is None:
                         self._info(f"checkpoint step {self.step} -> {last_saved}")
+                if stop.signum is not None and self.step < total:
+                    break
         finally:
+            stop.uninstall()
             if pbar is not None:
                 pbar.close()
+        if stop.signum is not None and self.step < total:
+            name = signal.Signals(stop.signum).name
+            self.end = {"step": self.step, "reason": "signal", "signal": name, "target_steps": total}
+            last_saved = self.checkpoint() or last_saved
+            self._info(f"{name} 를 받아 {self.step} 단계에서 멈췄다 / stopped by {name} at step {self.step} of {total}; "
+                       f"checkpoint {last_saved}")
+        elif self.end is None:  # 이미 목표에 이른 체크포인트를 이어 받았다
+            self.end = {"step": self.step, "reason": self._end_reason(), "target_steps": total}
         if self.world > 1:
             dist.barrier()
             if self._owns_process_group:
                 dist.destroy_process_group()
         return {"checkpoint": str(last_saved or self.checkpoint_path), "step": self.step,
-                "loss_history": self.history, "wall_time_s": self.wall_time}
+                "loss_history": self.history, "wall_time_s": self.wall_time, "end": self.end}
 
 
 def train(unet_config: UnetConfig | None = None, config: TrainConfig | None = None,
