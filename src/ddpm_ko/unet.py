@@ -13,7 +13,8 @@
 
 모든 블록은 시간 임베딩(``TimeMLP`` 의 출력)을 받는다.
 
-``layout="annotated"`` (``UnetConfig.annotated()``) 는 Annotated Diffusion 노트북의 신경망을 그대로 옮긴 배치다.
+``layout="annotated"`` (``UnetConfig.annotated()``) 는 Annotated Diffusion 글의 이전 판(2022년 6월, ConvNeXt 블록이
+기본값이던 판; 2022년 12월에 ResNet 블록만 쓰는 판으로 바뀌었다)과 그 Colab 노트북의 신경망을 그대로 옮긴 배치다.
 
     init_conv 7×7 (dim·2/3 채널) ─► [down 1: 블록, 블록, 어텐션, 4×4 stride 2 합성곱] 28→14   (출력을 h 에 쌓는다)
                                    [down 2: 블록, 블록, 어텐션, 4×4 stride 2 합성곱] 14→7
@@ -128,7 +129,7 @@ class UnetConfig:
 
     @classmethod
     def annotated(cls, **overrides: Any) -> "UnetConfig":
-        """Annotated Diffusion 노트북의 신경망: dim 28, ConvNeXt 블록, dim_mults (1, 2, 4),
+        """Annotated Diffusion 글의 이전 판(2022년 6월) 노트북의 신경망: dim 28, ConvNeXt 블록, dim_mults (1, 2, 4),
         모든 단계에 선형 어텐션, 가운데에 전체 어텐션, 그리고 그 노트북의 단계 배치(``layout="annotated"``).
         매개변수 2,996,315 개로 원래 코드(denoising-diffusion-pytorch 0.11.2 의 ``use_convnext=True``)와
         모듈마다 같다. 정규화만 그 노트북처럼 ``GroupNorm(1, C)`` 다. 비교 실험용이다."""
