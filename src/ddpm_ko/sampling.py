@@ -88,14 +88,22 @@ def sample_images(checkpoint: str | os.PathLike, num: int, sampler: str = "ddpm"
         raise ValueError(f"eta 는 0 과 1 사이여야 한다 / eta must be in [0, 1], got {eta}")
     if steps is not None and steps < 1:
         raise ValueError(f"steps 는 1 이상 / steps must be >= 1, got {steps}")
+    if sampler == "dpm-solver++" and eta != 0.0:
+        raise ValueError(f"DPM-Solver++(2M) 은 결정적이라 η 를 받지 않는다 / DPM-Solver++(2M) is deterministic: "
+                         f"eta must be 0, got {eta}")
+    if sampler == "dpm-solver++" and steps is None:
+        from .solvers import DEFAULT_STEPS
+
+        steps = DEFAULT_STEPS  # 궤적 간격(trajectory_stride)을 실제 단계 수로 잡도록 미리 정한다
     dev = pick_device(str(device) if device is not None else None)
     if str(checkpoint) == "pretrained":
         from .pretrained import pretrained_path
 
         checkpoint = pretrained_path()
     model, diffusion, meta = load_model_from_checkpoint(checkpoint, use_ema=use_ema, device=dev)
-    if sampler == "ddim" and steps is not None and steps > diffusion.num_timesteps:
-        raise ValueError(f"DDIM steps({steps}) 가 T({diffusion.num_timesteps}) 보다 크다 / DDIM steps cannot exceed T")
+    if sampler in ("ddim", "dpm-solver++") and steps is not None and steps > diffusion.num_timesteps:
+        name = "DDIM" if sampler == "ddim" else "DPM-Solver++"
+        raise ValueError(f"{name} steps({steps}) 가 T({diffusion.num_timesteps}) 보다 크다 / {name} steps cannot exceed T")
     if sampler == "ddpm" and steps not in (None, diffusion.num_timesteps):
         raise ValueError(f"DDPM 은 항상 T={diffusion.num_timesteps} 단계다; 단계를 바꾸려면 --sampler ddim / "
                          "the DDPM sampler always runs T steps: use --sampler ddim with --steps")

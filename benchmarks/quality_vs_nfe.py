@@ -1,0 +1,204 @@
+"""신경망 호출 수(NFE)에 따른 품질: DDPM 1000, DDIM 10/25/50/100, DPM-Solver++ 5/8/10/15/20/25 의 특징 FID·KID.
+
+모든 설정이 같은 초기 잡음 x_T (같은 시드)에서 N 장을 만든다. 각 점에 같은 N 의 진짜 대 진짜 바닥값과
+샘플링 벽시계 시간을 함께 적는다 (``ddpm_ko.metrics.evaluate``).
+
+점 하나가 끝날 때마다 ``benchmarks/results/quality_vs_nfe.json`` 에 덧붙여 저장한다 (임시 파일 → 이름 바꾸기).
+중간에 멈춰도 다시 실행하면 이미 잰 점은 건너뛰고 이어 간다 (체크포인트·N·시드가 같을 때만; ``--fresh`` 면 새로).
+오래 걸리는 DDPM 1000 단계는 기본 순서의 맨 끝에 둔다.
+
+    .venv/bin/python benchmarks/quality_vs_nfe.py --num 1000 --threads 2      # 이슈의 설정 (CPU 에서 한 시간 남짓)
+    .venv/bin/python benchmarks/quality_vs_nfe.py --num 16 --points ddim:10,dpm-solver++:10 --out quality_vs_nfe_try
+
+점의 형식은 ``샘플러:단계`` 이고, DPM-Solver++ 는 ``dpm-solver++:단계:간격`` 으로 시각 간격(time, logsnr, karras)을
+고를 수 있다 (없으면 ``ddpm_ko.solvers.DEFAULT_SPACING``).
+
+결과의 ``recommended`` 는 기본값을 정하는 규칙의 답이다: DDPM 1000 단계의 특징 FID 의 1.1배 안에 드는 설정 가운데
+신경망 호출이 가장 적은 것. 그 값으로 ``ddpm_ko.diffusion.DEFAULT_SAMPLER`` 와 ``ddpm_ko.solvers.DEFAULT_STEPS`` 를 고친다.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, fmt_table, load_benchmark_model, machine_info  # noqa: E402
+
+DEFAULT_POINTS = ("ddim:10,ddim:25,ddim:50,ddim:100,"
+                  "dpm-solver++:5,dpm-solver++:8,dpm-solver++:10,dpm-solver++:15,dpm-solver++:20,dpm-solver++:25,"
+                  "ddpm:1000")
+RULE_FACTOR = 1.1  # 기본값 규칙: DDPM 1000 단계 FID 의 이 배수 안
+
+
+def parse_point(item: str) -> dict[str, Any]:
+    """``"ddim:50"`` / ``"dpm-solver++:10:logsnr"`` → ``{"sampler", "steps", "spacing"}``."""
+    from ddpm_ko.diffusion import SAMPLERS
+    from ddpm_ko.solvers import DEFAULT_SPACING, SPACINGS
+
+    parts = item.strip().split(":")
+    if len(parts) not in (2, 3) or parts[0] not in SAMPLERS or not parts[1].isdigit() or int(parts[1]) < 1:
+        raise SystemExit(f"점의 형식이 틀렸다 / bad point {item!r}: use sampler:steps[:spacing], sampler in {SAMPLERS}")
+    sampler, steps = parts[0], int(parts[1])
+    spacing = None
+    if sampler == "dpm-solver++":
+        spacing = parts[2] if len(parts) == 3 else DEFAULT_SPACING
+        if spacing not in SPACINGS:
+            raise SystemExit(f"알 수 없는 간격 / unknown spacing {spacing!r}: choose one of {SPACINGS}")
+    elif len(parts) == 3:
+        raise SystemExit(f"간격은 DPM-Solver++ 에만 / a spacing only applies to dpm-solver++: {item!r}")
+    return {"sampler": sampler, "steps": steps, "spacing": spacing}
+
+
+def point_label(p: dict[str, Any]) -> str:
+    name = {"ddpm": "DDPM", "ddim": "DDIM", "dpm-solver++": "DPM-Solver++"}[p["sampler"]]
+    return f"{name}-{p['steps']}" + (f"-{p['spacing']}" if p["spacing"] else "")
+
+
+def network_evaluations(diffusion: Any, p: dict[str, Any]) -> int:
+    """이 설정이 이미지 한 장에 신경망을 부르는 횟수 (DPM-Solver++ 는 반올림으로 겹친 시각을 뺀 수)."""
+    if p["sampler"] == "ddpm":
+        return diffusion.num_timesteps
+    if p["sampler"] == "ddim":
+        return p["steps"]
+    return len(diffusion.solver_timesteps(p["steps"], p["spacing"]))
+
+
+def save_atomic(name: str, data: dict[str, Any]) -> Path:
+    """``benchmarks/results/NAME.json`` 을 임시 파일에 쓴 뒤 이름을 바꿔, 어느 순간에 죽어도 이전 파일이 온전하게 한다."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """DDPM 1000 단계 대비 FID·속도를 채우고, 규칙(FID ≤ 1.1 × DDPM, 호출 수 최소)에 맞는 설정을 고른다."""
+    ref = next((r for r in rows if r["sampler"] == "ddpm"), None)
+    if ref is None:
+        return None
+    for r in rows:
+        r["fid_vs_ddpm"] = round(r["fid"] / ref["fid"], 3) if ref["fid"] > 0 else None
+        r["speedup_vs_ddpm"] = round(ref["sample_seconds"] / r["sample_seconds"], 1) if r["sample_seconds"] > 0 else None
+    ok = [r for r in rows if r["fid"] <= RULE_FACTOR * ref["fid"]]
+    best = min(ok, key=lambda r: (r["nfe"], r["fid"]))
+    return {"rule": f"fewest network evaluations with feature-FID <= {RULE_FACTOR} x DDPM-{ref['steps']}",
+            "label": best["label"], "sampler": best["sampler"], "steps": best["steps"], "spacing": best["spacing"],
+            "nfe": best["nfe"], "fid": best["fid"], "ddpm_fid": ref["fid"]}
+
+
+def main() -> None:
+    import numpy as np
+    import torch
+
+    from ddpm_ko.metrics import evaluate, load_classifier
+    from ddpm_ko.sampling import sample_with_oom_retry
+    from ddpm_ko.utils import pick_device
+    from ddpm_ko.viz import to_uint8
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", help="확산 모델 체크포인트 (기본: 책의 사전 학습 모델, 없으면 runs/pretrained)")
+    p.add_argument("--num", type=int, default=1000, help="점마다 만들 이미지 수 N (이슈: 1000 이상)")
+    p.add_argument("--points", default=DEFAULT_POINTS, help="쉼표로 나눈 sampler:steps[:spacing] (기본: 이슈의 11 점)")
+    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", default="quality_vs_nfe")
+    p.add_argument("--fresh", action="store_true", help="기존 결과를 무시하고 처음부터 (기본은 이어 하기)")
+    p.add_argument("--samples-dir", help="점마다 만든 이미지를 uint8 .npy 로 남길 디렉터리 (지표를 다시 잴 때)")
+    a = p.parse_args()
+    if a.num < 2:
+        raise SystemExit("--num 은 2 이상 / --num must be >= 2")
+    points = [parse_point(s) for s in a.points.split(",") if s.strip()]
+
+    device = pick_device()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    ckpt, model, diffusion, meta, provisional = load_benchmark_model(a.checkpoint, device)
+    clf = load_classifier()
+    c = model.config
+    machine = machine_info()
+
+    header = {
+        "benchmark": a.out,
+        "what": "feature-FID/KID vs number of network evaluations (NFE) per image, N samples per point from the same "
+                "x_T, vs the Fashion-MNIST test split, with the real-vs-real floor at the same N and sampling wall time",
+        "checkpoint": str(ckpt), "provisional": provisional, "checkpoint_step": meta.get("step"),
+        "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
+        "classifier_test_accuracy": clf.meta.get("test_accuracy"), "num": a.num, "seed": a.seed,
+    }
+    rows: list[dict[str, Any]] = []
+    earlier: list[dict[str, Any]] = []
+    prev_path = RESULTS / f"{a.out}.json"
+    if prev_path.is_file() and not a.fresh:
+        old = json.loads(prev_path.read_text(encoding="utf-8"))
+        same = all(old.get(k) == header[k] for k in ("checkpoint", "checkpoint_step", "num", "seed"))
+        if not same:
+            raise SystemExit(f"{prev_path} 는 다른 체크포인트·N·시드의 결과다. 이어 할 수 없다 (--fresh 로 새로, 또는 --out) / "
+                             "existing results use a different checkpoint, N or seed: pass --fresh or another --out")
+        rows = old.get("results", [])
+        earlier = old.get("runs", [])
+        print(f"[bench] {prev_path.name}: {len(rows)} 점을 이어 간다 / resuming with {len(rows)} points", flush=True)
+    run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join([Path(sys.executable).name, *sys.argv]),
+           "machine": machine}
+
+    def save() -> None:
+        summary = summarize(rows)
+        machine["load_average_now"] = machine_info()["load_average_1_5_15min"]
+        floor = rows[0]["fid_floor"] if rows else None
+        save_atomic(a.out, {**header, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "fid_floor": floor,
+                            "recommended": summary, "runs": [*earlier, run], "results": rows})
+
+    done = {r["label"] for r in rows}
+    for pt in points:
+        label = point_label(pt)
+        if label in done:
+            print(f"[bench] {label}: 이미 있다, 건너뛴다 / already measured, skipping", flush=True)
+            continue
+        g = torch.Generator().manual_seed(a.seed)   # 모든 점이 같은 x_T 에서 시작한다
+        kw: dict[str, Any] = {"sampler": pt["sampler"], "steps": None if pt["sampler"] == "ddpm" else pt["steps"]}
+        if pt["spacing"]:
+            kw["spacing"] = pt["spacing"]
+        load_before = machine_info()["load_average_1_5_15min"]
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            images, _ = sample_with_oom_retry(diffusion, model, a.num, (c.channels, c.image_size, c.image_size),
+                                              a.batch, g, device, **kw)
+        dt = time.perf_counter() - t0
+        if a.samples_dir:
+            Path(a.samples_dir).mkdir(parents=True, exist_ok=True)
+            np.save(Path(a.samples_dir) / f"{label}.npy", to_uint8(images))
+        r = evaluate(images.cpu(), seed=a.seed, classifier=clf, kid_subsets=50)
+        nfe = network_evaluations(diffusion, pt)
+        row = {"label": label, **pt, "nfe": nfe, "num": a.num, "fid": r["fid"], "fid_floor": r["floor"]["fid"],
+               "fid_floor_std": r["floor"].get("fid_std"), "fid_over_floor": r["fid_over_floor"],
+               "kid_mean": r["kid"]["mean"], "kid_std": r["kid"]["std"], "kid_floor_mean": r["floor"]["kid"]["mean"],
+               "coverage": r["histogram"]["coverage"], "normalized_entropy": r["histogram"]["normalized_entropy"],
+               "sample_seconds": round(dt, 2), "s_per_image": round(dt / a.num, 5),
+               "ms_per_image_per_nfe": round(1000 * dt / a.num / nfe, 4),
+               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average_before": load_before}
+        rows.append(row)
+        done.add(label)
+        save()
+        print(f"[bench] {label} (NFE {nfe}): FID {row['fid']:.3f} (floor {row['fid_floor']:.3f}), "
+              f"KID {1e3 * row['kid_mean']:.3f}e-3, {dt:.0f}s", flush=True)
+    save()
+    rows.sort(key=lambda r: (r["sampler"] != "ddpm", r["sampler"], r["nfe"]))
+    print(fmt_table(rows, ["label", "nfe", "fid", "fid_floor", "fid_vs_ddpm", "speedup_vs_ddpm", "s_per_image"]))
+    summary = summarize(rows)
+    if summary:
+        print(f"[bench] 규칙 / rule ({summary['rule']}): {summary['label']} (NFE {summary['nfe']})")
+    print(f"[bench] wrote {prev_path.relative_to(RESULTS.parents[1])}")
+
+
+if __name__ == "__main__":
+    main()
