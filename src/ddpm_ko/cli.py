@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="학습 체크포인트에서 EMA 가중치만 뽑아 작은 파일로 / export EMA weights")
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--out", required=True, help="출력 .safetensors")
+    e.add_argument("--out", required=True, help="출력 .safetensors (--format onnx 면 .onnx)")
+    e.add_argument("--format", choices=["safetensors", "onnx"], default="safetensors",
+                   help="onnx: 브라우저·onnxruntime 용 U-Net (ddpm_ko.onnx_export, pip install \"ddpm_ko[onnx]\")")
     from .metrics import add_cli as add_metrics_cli
 
     add_metrics_cli(sub)  # train-classifier, evaluate
@@ -225,6 +227,11 @@ def _cmd_sample(a: argparse.Namespace) -> int:
 def _cmd_export(a: argparse.Namespace) -> int:
     from .checkpoint import export_ema
 
+    if a.format == "onnx":
+        from .onnx_export import export_onnx
+
+        print(f"[ddpm-ko] {export_onnx(a.checkpoint, a.out)}")
+        return 0
     if Path(a.out).suffix != ".safetensors":
         raise ValueError(f"--out 파일은 .safetensors 로 끝나야 한다 / --out must end in .safetensors: {a.out}")
     path = export_ema(a.checkpoint, a.out)
