@@ -79,3 +79,25 @@ def reference_ddim(site_dir: Path, seed: int, num: int, steps: int, eta: float) 
     with mock.patch.object(diffusion_module, "_randn", same_noise):
         final = diffusion.sample(model, shape, sampler="ddim", steps=steps, eta=eta, x_T=torch.from_numpy(x_T.copy()))
     return {"xT": x_T, "final": final.numpy()}
+
+
+def package_has_dpm_solver() -> bool:
+    """패키지에 DPM-Solver++(2M) 샘플러가 있는가 (``GaussianDiffusion.sample(sampler="dpm-solver++")``)."""
+    from ddpm_ko.diffusion import SAMPLERS
+
+    return "dpm-solver++" in SAMPLERS
+
+
+def reference_dpm_solver(site_dir: Path, seed: int, num: int, steps: int, spacing: str) -> dict[str, np.ndarray]:
+    """브라우저와 같은 x_T 로 패키지의 DPM-Solver++(2M) 를 돌린 결과 {"xT", "final"} (난수는 x_T 에만 쓴다)."""
+    from ddpm_ko.diffusion import GaussianDiffusion
+    from ddpm_ko.onnx_export import OnnxUnet
+
+    info = model_info(site_dir)
+    shape = (num, info["channels"], info["image_size"], info["image_size"])
+    diffusion = GaussianDiffusion.from_schedule(info["diffusion"]["schedule"], info["diffusion"]["timesteps"],
+                                                prediction_type=info["diffusion"]["prediction_type"])
+    x_T = NormalStream(seed).take(int(np.prod(shape))).reshape(shape)
+    final = diffusion.sample(OnnxUnet(site_dir / "_static" / "live" / "unet.onnx"), shape, sampler="dpm-solver++",
+                             steps=steps, spacing=spacing, x_T=torch.from_numpy(x_T.copy()))
+    return {"xT": x_T, "final": final.numpy()}

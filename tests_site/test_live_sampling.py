@@ -72,10 +72,14 @@ def live(browser, site):
     context.close()
 
 
-def _run(page, *, steps: int, eta: float, seed: int, num: int) -> dict:
+def _run(page, *, steps: int, eta: float, seed: int, num: int, sampler: str = "ddim") -> dict:
     """화면의 입력을 채우고 단추를 눌러 샘플링한 뒤 결과(window.ddpmLive.lastResult)를 돌려준다."""
+    page.select_option("#live-sampler", sampler)
     page.fill("#live-steps", str(steps))
-    page.fill("#live-eta", str(eta))
+    if page.is_enabled("#live-eta"):
+        page.fill("#live-eta", str(eta))
+    else:  # DPM-Solver++ 는 결정적이라 η 칸이 0 으로 잠긴다
+        assert eta == 0 and page.input_value("#live-eta") == "0"
     page.fill("#live-seed", str(seed))
     page.select_option("#live-num", str(num))
     page.click("#live-run")
@@ -118,6 +122,7 @@ def _js(page, body: str, arg=None):
     """ES 모듈 ddim.js·prng.js 를 불러와 ``body`` (async 함수의 몸통, 인자 arg)를 돌린다."""
     return page.evaluate(
         "async (arg) => { const ddim = await import('../_static/live/ddim.js');"
+        " const dpm = await import('../_static/live/dpm_solver.js');"
         " const prng = await import('../_static/live/prng.js');" + body + "}",
         arg,
     )
@@ -199,6 +204,46 @@ def test_ddim_step_matches_package(live, t, t_prev, eta) -> None:
     np.testing.assert_allclose(js["xPrev"], x_prev.flatten().numpy(), rtol=0, atol=tol)
     if t >= 500:
         assert clipped > 0.1  # 큰 t 에서는 클리핑이 실제로 일어나는 경우를 시험한다
+
+
+needs_dpm = pytest.mark.skipif(not live_reference.package_has_dpm_solver(),
+                               reason="이 패키지에는 아직 DPM-Solver++ 샘플러가 없다 (ddpm_ko.diffusion.SAMPLERS)")
+
+
+@needs_dpm
+@pytest.mark.parametrize("spacing", ["logsnr", "time"])
+def test_dpm_solver_timesteps_match_package(live, spacing) -> None:
+    """DPM-Solver++ 의 시각(λ 보간과 반올림, 겹친 시각 빼기까지)이 패키지의 solver_timesteps 와 똑같다."""
+    from ddpm_ko.diffusion import GaussianDiffusion
+
+    page, _ = live
+    d = GaussianDiffusion.from_schedule("linear", 1000)
+    js = _js(page, """const s = ddim.makeSchedule(1000); const out = [];
+        for (let n = 1; n <= 200; n++) out.push(dpm.dpmSolverTimesteps(s, n, arg));
+        return {ts: out, lam: Array.from({length: 1000}, (_, t) => dpm.alphaSigmaLambda(s, t).lambda)};""", spacing)
+    # λ = log α − log σ 를 같은 float32 버퍼에서 float64 로 계산한다. log 구현의 마지막 비트 차이만 남는다
+    np.testing.assert_allclose(js["lam"], d.lambdas().numpy(), rtol=1e-14, atol=1e-14)
+    for steps, got in enumerate(js["ts"], start=1):
+        assert got == d.solver_timesteps(steps, spacing), f"steps={steps}"
+
+
+@needs_dpm
+@pytest.mark.parametrize(("steps", "spacing"), [(8, "logsnr"), (5, "time")])
+def test_dpm_solver_sampling_matches_python(live, steps, spacing) -> None:
+    """브라우저의 DPM-Solver++(2M) = 같은 x_T·같은 ONNX 파일로 패키지의 DPM-Solver++ 를 돌린 이미지."""
+    page, log = live
+    seed, num = 21, 4
+    result = _run(page, steps=steps, eta=0.0, seed=seed, num=num, sampler=f"dpm-{spacing}")
+    _record_timing(f"phone_{num}img_dpm{steps}_{spacing}", result)
+    ref = live_reference.reference_dpm_solver(SITE_DIR, seed, num, steps, spacing)
+    final = np.array(result["final"], dtype=np.float32).reshape(ref["final"].shape)
+    diff = float(np.abs(final - ref["final"]).max())
+    # DDIM 과 같은 까닭(WASM 과 파이썬 onnxruntime 의 float32 합 순서)으로 2e-3. 2차 보정이 앞 단계의 x̂₀ 을
+    # 한 번 더 쓰지만 그 계수(1/(2r))는 1 안팎이라 오차를 키우지 않는다.
+    assert diff < 2e-3, f"브라우저와 파이썬의 최대 차이 {diff:.2e}"
+    assert _pixel_smoothness(_canvas_tiles(page, "live-xt", num)) > 0.5
+    _assert_clean(log)
+    page.select_option("#live-sampler", "ddim")
 
 
 # ----------------------------------------------------------------------------------------

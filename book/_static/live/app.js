@@ -1,15 +1,18 @@
-// "브라우저에서 샘플링" 쪽의 화면: 단추를 누르면 책의 U-Net 을 onnxruntime-web(WASM)으로 돌려 DDIM 샘플링을 한다.
-// 샘플러의 산수는 ddim.js, 난수는 prng.js 에 있다. 이 파일은 불러오기, 입력 읽기, 그리기만 한다.
+// "브라우저에서 샘플링" 쪽의 화면: 단추를 누르면 책의 U-Net 을 onnxruntime-web(WASM)으로 돌려 샘플링한다.
+// 샘플러의 산수는 ddim.js (DDIM) 와 dpm_solver.js (DPM-Solver++(2M)), 난수는 prng.js 에 있다.
+// 이 파일은 불러오기, 입력 읽기, 그리기만 한다.
 //
 // 검사(tests_site/test_live_sampling.py)는 window.ddpmLive 를 통해 결과를 읽는다:
 //   ddpmLive.ready      — 모델을 다 불러오면 풀리는 Promise (실패하면 오류 메시지로 거절된다)
 //   ddpmLive.lastResult — 마지막 샘플링의 입력, x_T, 최종 이미지, 단계별 U-Net 시간(ms)
 
 import { clampImage, ddimStep, ddimTimesteps, makeSchedule, toByte } from "./ddim.js";
+import { dpmSolverStep, dpmSolverTimesteps } from "./dpm_solver.js";
 import { NormalStream } from "./prng.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
+  sampler: $("live-sampler"),
   run: $("live-run"),
   stop: $("live-stop"),
   steps: $("live-steps"),
@@ -78,7 +81,16 @@ async function load() {
     ` · 모델 ${(info.bytes / 1e6).toFixed(1)} MB (${info.source.checkpoint}, ${info.source.step} 단계 학습)`;
 }
 
+// 샘플러 선택지: DDIM, 또는 DPM-Solver++(2M) 과 그 시각 간격
+const SAMPLERS = {
+  ddim: { kind: "ddim" },
+  "dpm-logsnr": { kind: "dpm-solver++", spacing: "logsnr" },
+  "dpm-time": { kind: "dpm-solver++", spacing: "time" },
+};
+
 function readInputs() {
+  const sampler = SAMPLERS[ui.sampler.value];
+  if (!sampler) throw new Error(`알 수 없는 샘플러: ${ui.sampler.value}`);
   const steps = Number(ui.steps.value);
   const eta = Number(ui.eta.value);
   const seed = Number(ui.seed.value);
@@ -88,7 +100,8 @@ function readInputs() {
   if (!(eta >= 0 && eta <= 1)) throw new Error("η 는 0 에서 1 사이여야 한다");
   if (!Number.isInteger(seed) || seed < 0 || seed > 4294967295) throw new Error("시드는 0 에서 4294967295 사이의 정수여야 한다");
   if (!Number.isInteger(num) || num < 1 || num > 64) throw new Error("이미지 수는 1 에서 64 사이여야 한다");
-  return { steps, eta, seed, num };
+  if (sampler.kind !== "ddim" && eta !== 0) throw new Error("DPM-Solver++(2M) 은 결정적이라 η 는 0 이어야 한다");
+  return { sampler, steps, eta, seed, num };
 }
 
 // (N, 1, S, S) 이미지를 격자로 캔버스 하나에 그린다. 캔버스의 한 픽셀이 이미지의 한 픽셀이고, CSS 가 키운다.
@@ -123,15 +136,16 @@ function drawGrid(canvas, x, num) {
 const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
 
 async function sample() {
-  const { steps, eta, seed, num } = readInputs();
+  const { sampler, steps, eta, seed, num } = readInputs();
   const { ort, session, info, schedule } = state;
   const size = info.image_size;
   const shape = [num, info.channels, size, size];
-  const ts = ddimTimesteps(schedule.T, steps);
+  const ts = sampler.kind === "ddim" ? ddimTimesteps(schedule.T, steps) : dpmSolverTimesteps(schedule, steps, sampler.spacing);
   const rng = new NormalStream(seed);
   const xT = rng.take(num * info.channels * size * size); // x_T ~ N(0, I): 먼저 뽑고, 그다음 단계마다 z 를 뽑는다
   let x = xT;
   let x0 = null;
+  let history = null; // DPM-Solver++(2M) 가 기억하는 바로 앞 단계의 { t, x0 }
   const msPerEval = [];
   const started = performance.now();
   drawGrid(ui.xt, x, num);
@@ -148,13 +162,20 @@ async function sample() {
     const out = await session.run(feeds);
     msPerEval.push(performance.now() - t0);
     const eps = out[info.output].data;
-    const z = eta > 0 && tPrev >= 0 ? rng.take(x.length) : null;
-    const step = ddimStep(schedule, x, eps, t, tPrev, eta, z);
+    let step;
+    if (sampler.kind === "ddim") {
+      const z = eta > 0 && tPrev >= 0 ? rng.take(x.length) : null;
+      const s = ddimStep(schedule, x, eps, t, tPrev, eta, z);
+      step = { xNext: s.xPrev, x0: s.x0 };
+    } else {
+      step = dpmSolverStep(schedule, x, eps, t, tPrev, history);
+      history = { t, x0: step.x0 };
+    }
     ui.xtLabel.textContent = `현재 xₜ (t = ${t + 1})`;
     ui.x0Label.textContent = `짐작한 x̂₀ (t = ${t + 1} 에서)`;
     drawGrid(ui.xt, x, num);
     drawGrid(ui.x0, step.x0, num);
-    x = step.xPrev;
+    x = step.xNext;
     x0 = step.x0;
     setStatus(`${i + 1} / ${ts.length} 단계 (t = ${t + 1} → ${tPrev + 1})`);
     await nextFrame(); // 화면을 다시 그릴 틈을 준다
@@ -171,7 +192,7 @@ async function sample() {
     `U-Net 평가 ${msPerEval.length}번, 한 번에 평균 ${mean.toFixed(0)} ms (이미지 ${num}장 묶음), ` +
     `전체 ${(wallMs / 1000).toFixed(1)} 초`;
   live.lastResult = {
-    steps, eta, seed, num, stopped, timesteps: ts,
+    sampler: ui.sampler.value, steps, eta, seed, num, stopped, timesteps: ts,
     threads: ort.env.wasm.numThreads, crossOriginIsolated: !!globalThis.crossOriginIsolated,
     xT: Array.from(xT), final: Array.from(final), lastX0: x0 ? Array.from(x0) : null,
     msPerEval, wallMs,
@@ -199,6 +220,12 @@ async function onRun() {
 }
 
 ui.run.addEventListener("click", onRun);
+// DPM-Solver++(2M) 은 결정적이므로 η 칸을 잠근다
+ui.sampler.addEventListener("change", () => {
+  const deterministic = SAMPLERS[ui.sampler.value]?.kind !== "ddim";
+  if (deterministic) ui.eta.value = "0";
+  ui.eta.disabled = deterministic;
+});
 ui.stop.addEventListener("click", () => {
   state.stopRequested = true;
 });

@@ -33,8 +33,9 @@ export function linearBetas(T) {
 }
 
 /**
- * 샘플링에 쓰는 스케줄 버퍼. 파이썬처럼 float64 로 계산한 뒤 float32 로 반올림해 저장한다 (Math.fround).
- *   ᾱ_t = ∏_{s≤t} (1 − β_s),  √(1/ᾱ_t),  √(1/ᾱ_t − 1)
+ * 샘플링에 쓰는 스케줄 버퍼. 파이썬처럼 float64 로 계산한 뒤 float32 로 반올림해 저장한다 (Float32Array).
+ *   ᾱ_t = ∏_{s≤t} (1 − β_s),  √(1/ᾱ_t),  √(1/ᾱ_t − 1),  √ᾱ_t,  √(1 − ᾱ_t)
+ * (마지막 둘은 DPM-Solver++ 의 α_t, σ_t 다: dpm_solver.js)
  */
 export function makeSchedule(T, schedule = "linear") {
   if (schedule !== "linear") {
@@ -44,14 +45,21 @@ export function makeSchedule(T, schedule = "linear") {
   const alphasCumprod = new Float32Array(T);
   const sqrtRecipAlphasCumprod = new Float32Array(T);
   const sqrtRecipm1AlphasCumprod = new Float32Array(T);
+  const sqrtAlphasCumprod = new Float32Array(T);
+  const sqrtOneMinusAlphasCumprod = new Float32Array(T);
   let abar = 1.0; // float64 누적곱
   for (let t = 0; t < T; t++) {
     abar *= 1.0 - betas[t];
     alphasCumprod[t] = abar;
     sqrtRecipAlphasCumprod[t] = Math.sqrt(1.0 / abar);
     sqrtRecipm1AlphasCumprod[t] = Math.sqrt(1.0 / abar - 1.0);
+    sqrtAlphasCumprod[t] = Math.sqrt(abar);
+    sqrtOneMinusAlphasCumprod[t] = Math.sqrt(1.0 - abar);
   }
-  return { T, betas, alphasCumprod, sqrtRecipAlphasCumprod, sqrtRecipm1AlphasCumprod };
+  return {
+    T, betas, alphasCumprod, sqrtRecipAlphasCumprod, sqrtRecipm1AlphasCumprod, sqrtAlphasCumprod,
+    sqrtOneMinusAlphasCumprod,
+  };
 }
 
 /** numpy 의 np.round 와 같은 반올림: 정확히 .5 이면 짝수 쪽으로 (Math.round 는 늘 위로 올린다). */
@@ -63,6 +71,15 @@ export function roundHalfEven(v) {
   return f % 2 === 0 ? f : f + 1;
 }
 
+/** np.linspace(start, stop, num) 을 numpy 와 같은 순서로 계산한다: y_i = i·step + start, 마지막은 stop. */
+export function linspace(start, stop, num) {
+  if (num === 1) return [start];
+  const step = (stop - start) / (num - 1);
+  const out = [];
+  for (let i = 0; i < num; i++) out.push(i === num - 1 ? stop : i * step + start);
+  return out;
+}
+
 /**
  * T 개 시각 가운데 steps 개를 고르게 골라 큰 것부터 돌려준다 (늘 T−1 과 0 을 포함).
  * np.linspace(T−1, 0, steps) 를 numpy 와 같은 순서로 계산하고 (y_i = i·step + start, 마지막은 stop),
@@ -72,14 +89,7 @@ export function ddimTimesteps(T, steps) {
   if (!Number.isInteger(steps) || steps < 1) throw new Error(`단계 수는 1 이상의 정수여야 한다: ${steps}`);
   if (steps > T) throw new Error(`단계 수(${steps})가 T(${T})보다 클 수 없다`);
   if (steps === 1) return [T - 1];
-  const start = T - 1;
-  const step = (0 - start) / (steps - 1);
-  const ts = [];
-  for (let i = 0; i < steps; i++) {
-    const y = i === steps - 1 ? 0 : i * step + start;
-    ts.push(roundHalfEven(y));
-  }
-  return ts;
+  return linspace(T - 1, 0, steps).map(roundHalfEven);
 }
 
 /**
