@@ -59,7 +59,8 @@ async function load() {
   }
   ort.env.wasm.wasmPaths = here("./ort/");
   ort.env.wasm.numThreads = wasmThreads();
-  ort.env.wasm.proxy = false;
+  // 계산은 onnxruntime 이 띄우는 웹 워커에서 한다: U-Net 이 도는 동안에도 쪽이 멈추지 않고 '멈춤' 단추가 눌린다
+  ort.env.wasm.proxy = true;
   ort.env.logLevel = "error";
   const response = await fetch(here("./unet.json"));
   if (!response.ok) throw new Error(`unet.json 을 읽지 못했다 (HTTP ${response.status})`);
@@ -133,8 +134,6 @@ function drawGrid(canvas, x, num) {
   ctx.putImageData(img, 0, 0);
 }
 
-const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
-
 async function sample() {
   const { sampler, steps, eta, seed, num } = readInputs();
   const { ort, session, info, schedule } = state;
@@ -155,7 +154,8 @@ async function sample() {
     const t = ts[i];
     const tPrev = i + 1 < ts.length ? ts[i + 1] : -1;
     const feeds = {
-      x_t: new ort.Tensor("float32", x, shape),
+      // 워커로 보내는 배열은 넘겨주고 나면 비므로(transfer) 사본을 보낸다
+      x_t: new ort.Tensor("float32", x.slice(), shape),
       t: new ort.Tensor("int64", new BigInt64Array(num).fill(BigInt(t)), [num]),
     };
     const t0 = performance.now();
@@ -178,7 +178,7 @@ async function sample() {
     x = step.xNext;
     x0 = step.x0;
     setStatus(`${i + 1} / ${ts.length} 단계 (t = ${t + 1} → ${tPrev + 1})`);
-    await nextFrame(); // 화면을 다시 그릴 틈을 준다
+    // 따로 쉬어 갈 필요가 없다: 다음 U-Net 을 워커가 계산하는 동안 브라우저가 이 그림을 화면에 그린다
   }
   const stopped = state.stopRequested;
   const final = clampImage(x);
