@@ -5,7 +5,8 @@ HTML 빌드가 끝나면 ``_static/live/`` 에 다음을 더한다. 어느 것�
 * ``ort/``: onnxruntime-web 의 WASM 실행기. ``web/package.json`` 이 버전을 고정하고(``web/package-lock.json``
   이 무결성 해시를 고정한다) ``npm ci --prefix web`` (``make book`` 이 부른다)이 받아 둔
   ``web/node_modules/onnxruntime-web/dist`` 에서 세 파일만 복사한다:
-  ``ort.wasm.min.mjs`` (자바스크립트 API, WASM 만), ``ort-wasm-simd-threaded.mjs`` 와 ``.wasm`` (실행기 본체).
+  ``ort.wasm.min.mjs`` (자바스크립트 API, WASM 만), ``ort-wasm-simd-threaded.mjs`` 와 ``.wasm`` (실행기 본체),
+  그리고 출처와 라이선스를 적은 ``NOTICE.txt``.
   설치된 버전이 ``web/package.json`` 의 버전과 다르면 경고한다(``-W`` 빌드에서는 실패).
 * ``unet.onnx`` 와 ``unet.json``: 책의 사전 학습 모델(EMA U-Net)을 패키지의 내보내기
   (``ddpm_ko.onnx_export.export_onnx``, ``ddpm-ko export --format onnx`` 와 같다)로 만든 것. 내보내기는
@@ -57,12 +58,14 @@ def _copy_runtime(web_dir: Path, dest: Path) -> str | None:
         _warn(f"{web_dir / 'package.json'} 에 {ORT_PACKAGE} 버전이 없다 / no pinned {ORT_PACKAGE} version there")
         return None
     try:
-        installed = json.loads((package / "package.json").read_text(encoding="utf-8"))["version"]
+        manifest = json.loads((package / "package.json").read_text(encoding="utf-8"))
+        installed = manifest["version"]
     except (OSError, ValueError, KeyError):
         _warn(f"{ORT_PACKAGE} {pinned} 이 {package} 에 없다: {how}")
         return None
     if installed != pinned:
-        _warn(f"{package} 의 {ORT_PACKAGE} 는 {installed} 인데 web/package.json 은 {pinned} 을 고정했다: {how}")
+        _warn(f"{package} 의 {ORT_PACKAGE} 는 {installed} 인데 web/package.json 은 {pinned} 을 고정했다 / "
+              f"installed {ORT_PACKAGE} {installed} differs from the pinned {pinned}: {how}")
         return None
     dest.mkdir(parents=True, exist_ok=True)
     for name in ORT_FILES:
@@ -71,9 +74,12 @@ def _copy_runtime(web_dir: Path, dest: Path) -> str | None:
             _warn(f"{src} 가 없다 (onnxruntime-web {installed} 의 파일 구성이 바뀌었나?) / missing file: {how}")
             return None
         shutil.copyfile(src, dest / name)
-    for name in ("LICENSE", "README.md"):
-        if (package / name).is_file():
-            shutil.copyfile(package / name, dest / name)
+    # 함께 싣는 제3자 파일의 출처와 라이선스 (npm 패키지에는 LICENSE 파일이 따로 없다)
+    repo = manifest.get("repository")
+    (dest / "NOTICE.txt").write_text(
+        f"{ORT_PACKAGE} {installed} (npm), license: {manifest.get('license', '?')}\n"
+        f"{manifest.get('homepage') or (repo.get('url') if isinstance(repo, dict) else repo) or ''}\n"
+        f"files: {', '.join(ORT_FILES)} from node_modules/{ORT_PACKAGE}/dist\n", encoding="utf-8")
     return installed
 
 
