@@ -14,8 +14,15 @@ $(STAMP): requirements.txt constraints-cpu.txt pyproject.toml scripts/setup.sh
 
 setup: $(STAMP)
 
+## "브라우저에서 샘플링" 쪽의 onnxruntime-web: web/package-lock.json 이 고정한 그대로 받는다 (빌드가 사이트로 복사한다)
+WEB_STAMP := web/node_modules/.package-lock.json
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm 이 없다: sudo apt-get install npm / npm is missing: sudo apt-get install npm" >&2; exit 1; }
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund
+	@touch $@
+
 ## 사이트를 _build/html 에 빌드한다. 노트북은 독자 설정으로 실행되고, 경고나 실패한 셀이 있으면 빌드가 실패한다.
-book: $(STAMP)
+book: $(STAMP) $(WEB_STAMP)
 	env -u MPLBACKEND $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 ## 단위 검사 → 노트북(빠른 모드, nbval) → 책 빌드 → 브라우저 검사

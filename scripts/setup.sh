@@ -25,6 +25,17 @@ if [ -n "$missing" ]; then
   fi
 fi
 
+# 책의 "브라우저에서 샘플링" 쪽은 npm 으로 onnxruntime-web 을 받는다 (make book 의 `npm ci --prefix web`).
+# nodejs 를 다른 곳(NodeSource 등)에서 설치했다면 npm 이 이미 있으므로 Debian 패키지를 더하지 않는다.
+if ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] apt-get install npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm >/dev/null 2>&1 || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm >/dev/null; }
+  else
+    echo "[setup] 경고: npm 이 없다 — sudo apt-get install npm / warning: npm is missing (needed by make book)" >&2
+  fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] $PYTHON -m venv $VENV"
   "$PYTHON" -m venv "$VENV"

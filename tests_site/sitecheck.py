@@ -175,9 +175,9 @@ class Site:
 # 브라우저
 
 
-def open_page(browser, site: Site):
+def open_page(browser, site: Site, viewport: dict[str, int] | None = None):
     """새 브라우저 문맥에서 탭 하나를 연다. localhost 밖으로 나가는 요청은 막고 기록한다."""
-    context = browser.new_context(viewport=VIEWPORT, locale="ko-KR", device_scale_factor=1)
+    context = browser.new_context(viewport=viewport or VIEWPORT, locale="ko-KR", device_scale_factor=1)
     context.set_default_timeout(NAV_TIMEOUT_MS)
     log: dict[str, list[str]] = {"external": [], "console": [], "failed": []}
 

@@ -205,8 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
 
     e = sub.add_parser("export", help="학습 체크포인트에서 EMA 가중치만 뽑아 작은 파일로 / export EMA weights")
-    e.add_argument("--checkpoint", required=True, help="학습 체크포인트 .safetensors (training checkpoint)")
-    e.add_argument("--out", required=True, help="출력 .safetensors (output file)")
+    e.add_argument("--checkpoint", required=True,
+                   help="학습 체크포인트 .safetensors; --format onnx 면 'pretrained' (책의 사전 학습 모델)도 된다 "
+                        "(checkpoint to export)")
+    e.add_argument("--out", required=True, help="출력 파일: .safetensors, --format onnx 면 .onnx (output file)")
+    e.add_argument("--format", choices=["safetensors", "onnx"], default="safetensors",
+                   help="파일 형식 (file format): safetensors, 또는 브라우저·onnxruntime 용 U-Net 인 onnx "
+                        "(ddpm_ko.onnx_export, pip install \"ddpm_ko[onnx]\")")
     e.add_argument("--overwrite-shipped", action="store_true", help=OVERWRITE_SHIPPED_HELP)
     from .metrics import add_cli as add_metrics_cli
 
@@ -292,6 +297,11 @@ def _cmd_sample(a: argparse.Namespace) -> int:
 def _cmd_export(a: argparse.Namespace) -> int:
     from .checkpoint import export_ema
 
+    if a.format == "onnx":
+        from .onnx_export import export_onnx
+
+        print(f"[ddpm-ko] {export_onnx(a.checkpoint, a.out)}")
+        return 0
     if Path(a.out).suffix != ".safetensors":
         raise ValueError(f"--out 파일은 .safetensors 로 끝나야 한다 / --out must end in .safetensors: {a.out}")
     refuse_shipped_overwrite(a.out, a.overwrite_shipped)

@@ -1,0 +1,244 @@
+// "브라우저에서 샘플링" 쪽의 화면: 단추를 누르면 책의 U-Net 을 onnxruntime-web(WASM)으로 돌려 샘플링한다.
+// 샘플러의 산수는 ddim.js (DDIM) 와 dpm_solver.js (DPM-Solver++(2M)), 난수는 prng.js 에 있다.
+// 이 파일은 불러오기, 입력 읽기, 그리기만 한다.
+//
+// 검사(tests_site/test_live_sampling.py)는 window.ddpmLive 를 통해 결과를 읽는다:
+//   ddpmLive.ready      — 모델을 다 불러오면 풀리는 Promise (실패하면 오류 메시지로 거절된다)
+//   ddpmLive.lastResult — 마지막 샘플링의 입력, x_T, 최종 이미지, 단계별 U-Net 시간(ms)
+
+import { clampImage, ddimStep, ddimTimesteps, makeSchedule, toByte } from "./ddim.js";
+import { dpmSolverStep, dpmSolverTimesteps } from "./dpm_solver.js";
+import { NormalStream } from "./prng.js";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  sampler: $("live-sampler"),
+  run: $("live-run"),
+  stop: $("live-stop"),
+  steps: $("live-steps"),
+  eta: $("live-eta"),
+  seed: $("live-seed"),
+  num: $("live-num"),
+  status: $("live-status"),
+  stats: $("live-stats"),
+  runtime: $("live-runtime"),
+  xt: $("live-xt"),
+  x0: $("live-x0"),
+  xtLabel: $("live-xt-label"),
+  x0Label: $("live-x0-label"),
+};
+
+const here = (name) => new URL(name, import.meta.url).href;
+const state = { ort: null, session: null, info: null, schedule: null, running: false, stopRequested: false };
+const live = { ready: null, lastResult: null, state };
+window.ddpmLive = live;
+
+function setStatus(text, kind = "info") {
+  ui.status.textContent = text;
+  ui.status.dataset.kind = kind;
+}
+
+// 교차 출처 격리(COOP/COEP 헤더)가 켜진 쪽에서만 SharedArrayBuffer 가 있어 WASM 스레드를 쓸 수 있다.
+function wasmThreads() {
+  if (!globalThis.crossOriginIsolated) return 1;
+  return Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
+}
+
+async function load() {
+  if (location.protocol === "file:") {
+    throw new Error(
+      "이 쪽을 파일(file://)로 열었다. 브라우저는 파일로 연 쪽에서 WASM 실행기와 모델을 읽지 못하게 막는다. " +
+        "사이트 폴더에서 `python -m http.server` 를 띄운 뒤 http://localhost:8000/ 으로 열어라.",
+    );
+  }
+  let ort;
+  try {
+    ort = await import("./ort/ort.wasm.min.mjs");
+  } catch (e) {
+    throw new Error(`onnxruntime-web 을 불러오지 못했다 (${e.message}). 책을 빌드할 때 npm ci --prefix web 을 했는지 확인하라.`);
+  }
+  ort.env.wasm.wasmPaths = here("./ort/");
+  ort.env.wasm.numThreads = wasmThreads();
+  // 계산은 onnxruntime 이 띄우는 웹 워커에서 한다: U-Net 이 도는 동안에도 쪽이 멈추지 않고 '멈춤' 단추가 눌린다
+  ort.env.wasm.proxy = true;
+  ort.env.logLevel = "error";
+  const response = await fetch(here("./unet.json"));
+  if (!response.ok) throw new Error(`unet.json 을 읽지 못했다 (HTTP ${response.status})`);
+  const info = await response.json();
+  if (info.diffusion.prediction_type !== "eps") {
+    throw new Error(`이 쪽의 샘플러는 ε-예측 모델만 돌린다 (받은 모델: ${info.diffusion.prediction_type})`);
+  }
+  state.schedule = makeSchedule(info.diffusion.timesteps, info.diffusion.schedule);
+  state.session = await ort.InferenceSession.create(here("./unet.onnx"), {
+    executionProviders: ["wasm"],
+    graphOptimizationLevel: "all",
+  });
+  state.ort = ort;
+  state.info = info;
+  const threads = ort.env.wasm.numThreads;
+  ui.runtime.textContent =
+    `onnxruntime-web ${ort.env.versions?.web ?? ""} · WASM · 스레드 ${threads}개` +
+    (globalThis.crossOriginIsolated ? " (교차 출처 격리 켜짐)" : " (교차 출처 격리 꺼짐: 한 스레드)") +
+    ` · 모델 ${(info.bytes / 1e6).toFixed(1)} MB (${info.source.checkpoint}, ${info.source.step} 단계 학습)`;
+}
+
+// 샘플러 선택지: DDIM, 또는 DPM-Solver++(2M) 과 그 시각 간격
+const SAMPLERS = {
+  ddim: { kind: "ddim" },
+  "dpm-logsnr": { kind: "dpm-solver++", spacing: "logsnr" },
+  "dpm-time": { kind: "dpm-solver++", spacing: "time" },
+};
+
+function readInputs() {
+  const sampler = SAMPLERS[ui.sampler.value];
+  if (!sampler) throw new Error(`알 수 없는 샘플러: ${ui.sampler.value}`);
+  const steps = Number(ui.steps.value);
+  const eta = Number(ui.eta.value);
+  const seed = Number(ui.seed.value);
+  const num = Number(ui.num.value);
+  const T = state.info.diffusion.timesteps;
+  if (!Number.isInteger(steps) || steps < 1 || steps > T) throw new Error(`단계 수는 1 에서 ${T} 사이의 정수여야 한다`);
+  if (!(eta >= 0 && eta <= 1)) throw new Error("η 는 0 에서 1 사이여야 한다");
+  if (!Number.isInteger(seed) || seed < 0 || seed > 4294967295) throw new Error("시드는 0 에서 4294967295 사이의 정수여야 한다");
+  if (!Number.isInteger(num) || num < 1 || num > 64) throw new Error("이미지 수는 1 에서 64 사이여야 한다");
+  if (sampler.kind !== "ddim" && eta !== 0) throw new Error("DPM-Solver++(2M) 은 결정적이라 η 는 0 이어야 한다");
+  return { sampler, steps, eta, seed, num };
+}
+
+// (N, 1, S, S) 이미지를 격자로 캔버스 하나에 그린다. 캔버스의 한 픽셀이 이미지의 한 픽셀이고, CSS 가 키운다.
+function drawGrid(canvas, x, num) {
+  const size = state.info.image_size;
+  const cols = Math.ceil(Math.sqrt(num));
+  const rows = Math.ceil(num / cols);
+  const gap = 2;
+  const width = cols * size + (cols - 1) * gap;
+  const height = rows * size + (rows - 1) * gap;
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+  const ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(width, height);
+  img.data.fill(255); // 칸 사이는 흰색
+  for (let k = 0; k < num; k++) {
+    const ox = (k % cols) * (size + gap);
+    const oy = Math.floor(k / cols) * (size + gap);
+    for (let r = 0; r < size; r++) {
+      for (let c = 0; c < size; c++) {
+        const v = toByte(x[k * size * size + r * size + c]);
+        const p = 4 * ((oy + r) * width + (ox + c));
+        img.data[p] = img.data[p + 1] = img.data[p + 2] = v;
+      }
+    }
+  }
+  ctx.putImageData(img, 0, 0);
+}
+
+async function sample() {
+  const { sampler, steps, eta, seed, num } = readInputs();
+  const { ort, session, info, schedule } = state;
+  const size = info.image_size;
+  const shape = [num, info.channels, size, size];
+  const ts = sampler.kind === "ddim" ? ddimTimesteps(schedule.T, steps) : dpmSolverTimesteps(schedule, steps, sampler.spacing);
+  const rng = new NormalStream(seed);
+  const xT = rng.take(num * info.channels * size * size); // x_T ~ N(0, I): 먼저 뽑고, 그다음 단계마다 z 를 뽑는다
+  let x = xT;
+  let x0 = null;
+  let history = null; // DPM-Solver++(2M) 가 기억하는 바로 앞 단계의 { t, x0 }
+  const msPerEval = [];
+  const started = performance.now();
+  drawGrid(ui.xt, x, num);
+  drawGrid(ui.x0, new Float32Array(x.length).fill(-1), num);
+  for (let i = 0; i < ts.length; i++) {
+    if (state.stopRequested) break;
+    const t = ts[i];
+    const tPrev = i + 1 < ts.length ? ts[i + 1] : -1;
+    const feeds = {
+      // 워커로 보내는 배열은 넘겨주고 나면 비므로(transfer) 사본을 보낸다
+      x_t: new ort.Tensor("float32", x.slice(), shape),
+      t: new ort.Tensor("int64", new BigInt64Array(num).fill(BigInt(t)), [num]),
+    };
+    const t0 = performance.now();
+    const out = await session.run(feeds);
+    msPerEval.push(performance.now() - t0);
+    const eps = out[info.output].data;
+    let step;
+    if (sampler.kind === "ddim") {
+      const z = eta > 0 && tPrev >= 0 ? rng.take(x.length) : null;
+      const s = ddimStep(schedule, x, eps, t, tPrev, eta, z);
+      step = { xNext: s.xPrev, x0: s.x0 };
+    } else {
+      step = dpmSolverStep(schedule, x, eps, t, tPrev, history);
+      history = { t, x0: step.x0 };
+    }
+    ui.xtLabel.textContent = `현재 xₜ (t = ${t + 1})`;
+    ui.x0Label.textContent = `짐작한 x̂₀ (t = ${t + 1} 에서)`;
+    drawGrid(ui.xt, x, num);
+    drawGrid(ui.x0, step.x0, num);
+    x = step.xNext;
+    x0 = step.x0;
+    setStatus(`${i + 1} / ${ts.length} 단계 (t = ${t + 1} → ${tPrev + 1})`);
+    // 따로 쉬어 갈 필요가 없다: 다음 U-Net 을 워커가 계산하는 동안 브라우저가 이 그림을 화면에 그린다
+  }
+  const stopped = state.stopRequested;
+  const final = clampImage(x);
+  const wallMs = performance.now() - started;
+  if (!stopped) {
+    ui.xtLabel.textContent = "완성된 x₀";
+    drawGrid(ui.xt, final, num);
+  }
+  const mean = msPerEval.reduce((a, b) => a + b, 0) / Math.max(1, msPerEval.length);
+  ui.stats.textContent =
+    `U-Net 평가 ${msPerEval.length}번, 한 번에 평균 ${mean.toFixed(0)} ms (이미지 ${num}장 묶음), ` +
+    `전체 ${(wallMs / 1000).toFixed(1)} 초`;
+  live.lastResult = {
+    sampler: ui.sampler.value, steps, eta, seed, num, stopped, timesteps: ts,
+    threads: ort.env.wasm.numThreads, crossOriginIsolated: !!globalThis.crossOriginIsolated,
+    xT: Array.from(xT), final: Array.from(final), lastX0: x0 ? Array.from(x0) : null,
+    msPerEval, wallMs,
+  };
+  return stopped;
+}
+
+async function onRun() {
+  if (state.running) return;
+  state.running = true;
+  state.stopRequested = false;
+  setStatus("샘플링을 시작한다…", "running");
+  ui.run.disabled = true;
+  ui.stop.disabled = false;
+  try {
+    const stopped = await sample();
+    setStatus(stopped ? "멈췄다." : "끝났다. 시드나 η를 바꿔 다시 해 보자.", "done");
+  } catch (e) {
+    setStatus(`샘플링하지 못했다: ${e.message}`, "error");
+  } finally {
+    state.running = false;
+    ui.run.disabled = false;
+    ui.stop.disabled = true;
+  }
+}
+
+ui.run.addEventListener("click", onRun);
+// DPM-Solver++(2M) 은 결정적이므로 η 칸을 잠근다
+ui.sampler.addEventListener("change", () => {
+  const deterministic = SAMPLERS[ui.sampler.value]?.kind !== "ddim";
+  if (deterministic) ui.eta.value = "0";
+  ui.eta.disabled = deterministic;
+});
+ui.stop.addEventListener("click", () => {
+  state.stopRequested = true;
+});
+
+live.ready = (async () => {
+  setStatus("모델과 WASM 실행기를 불러오는 중이다…");
+  try {
+    await load();
+  } catch (e) {
+    setStatus(e.message, "error");
+    throw e;
+  }
+  ui.run.disabled = false;
+  setStatus("준비되었다. ‘샘플링 시작’을 누르자.", "ready");
+})();
+live.ready.catch(() => {}); // 실패는 화면에 적었다: 처리되지 않은 거절로 콘솔을 어지럽히지 않는다

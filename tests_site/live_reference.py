@@ -1,0 +1,103 @@
+"""브라우저 샘플러(book/_static/live/*.js)의 파이썬 짝: 같은 난수 생성기와, 패키지 샘플러로 만든 기준 이미지.
+
+- ``NormalStream`` 은 ``prng.js`` 를 한 줄씩 옮긴 것이다 (mulberry32 + 박스-뮬러). 같은 시드면 같은 수열을 낸다.
+- ``reference_ddim`` 은 그 수열의 x_T 로 패키지의 ``GaussianDiffusion.sample(sampler="ddim")`` 을 돌린다.
+  신경망은 사이트에 실린 바로 그 ONNX 파일을 onnxruntime 으로 돌린다 (``ddpm_ko.onnx_export.OnnxUnet``).
+  η > 0 이면 패키지가 단계마다 뽑는 노이즈(``ddpm_ko.diffusion._randn``) 자리에 같은 수열의 다음 값을 넣는다.
+  브라우저도 x_T 를 먼저 뽑고 단계마다 z 를 같은 순서로 뽑으므로, 두 쪽이 같은 난수를 쓴다.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+
+_M32 = 0xFFFFFFFF
+
+
+def _imul(a: int, b: int) -> int:
+    """자바스크립트 Math.imul 처럼 32비트로 넘치는 곱 (부호 없는 값으로)."""
+    return (a * b) & _M32
+
+
+class NormalStream:
+    """prng.js 의 NormalStream 과 같은 수열을 내는 생성기."""
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed & _M32
+        self.spare: float | None = None
+
+    def next_uint32(self) -> int:
+        self.state = (self.state + 0x6D2B79F5) & _M32
+        t = self.state
+        t = _imul(t ^ (t >> 15), t | 1)
+        t ^= (t + _imul(t ^ (t >> 7), t | 61)) & _M32
+        return (t ^ (t >> 14)) & _M32
+
+    def uniform(self) -> float:
+        return (self.next_uint32() + 0.5) / 4294967296
+
+    def normal(self) -> float:
+        if self.spare is not None:
+            z, self.spare = self.spare, None
+            return z
+        r = math.sqrt(-2 * math.log(self.uniform()))
+        angle = 2 * math.pi * self.uniform()
+        self.spare = r * math.sin(angle)
+        return r * math.cos(angle)
+
+    def take(self, n: int) -> np.ndarray:
+        return np.array([self.normal() for _ in range(n)], dtype=np.float64).astype(np.float32)
+
+
+def model_info(site_dir: Path) -> dict:
+    return json.loads((site_dir / "_static" / "live" / "unet.json").read_text(encoding="utf-8"))
+
+
+def reference_ddim(site_dir: Path, seed: int, num: int, steps: int, eta: float) -> dict[str, np.ndarray]:
+    """브라우저와 같은 시드·설정으로 패키지의 DDIM 샘플러를 돌린 결과 {"xT", "final"} (둘 다 (N, C, H, W))."""
+    import ddpm_ko.diffusion as diffusion_module
+    from ddpm_ko.diffusion import GaussianDiffusion
+    from ddpm_ko.onnx_export import OnnxUnet
+
+    info = model_info(site_dir)
+    shape = (num, info["channels"], info["image_size"], info["image_size"])
+    diffusion = GaussianDiffusion.from_schedule(info["diffusion"]["schedule"], info["diffusion"]["timesteps"],
+                                                prediction_type=info["diffusion"]["prediction_type"])
+    model = OnnxUnet(site_dir / "_static" / "live" / "unet.onnx")
+    stream = NormalStream(seed)
+    x_T = stream.take(int(np.prod(shape))).reshape(shape)
+
+    def same_noise(noise_shape, generator, device, dtype=torch.float32):
+        return torch.from_numpy(stream.take(int(np.prod(noise_shape))).reshape(noise_shape)).to(device, dtype)
+
+    with mock.patch.object(diffusion_module, "_randn", same_noise):
+        final = diffusion.sample(model, shape, sampler="ddim", steps=steps, eta=eta, x_T=torch.from_numpy(x_T.copy()))
+    return {"xT": x_T, "final": final.numpy()}
+
+
+def package_has_dpm_solver() -> bool:
+    """패키지에 DPM-Solver++(2M) 샘플러가 있는가 (``GaussianDiffusion.sample(sampler="dpm-solver++")``)."""
+    from ddpm_ko.diffusion import SAMPLERS
+
+    return "dpm-solver++" in SAMPLERS
+
+
+def reference_dpm_solver(site_dir: Path, seed: int, num: int, steps: int, spacing: str) -> dict[str, np.ndarray]:
+    """브라우저와 같은 x_T 로 패키지의 DPM-Solver++(2M) 를 돌린 결과 {"xT", "final"} (난수는 x_T 에만 쓴다)."""
+    from ddpm_ko.diffusion import GaussianDiffusion
+    from ddpm_ko.onnx_export import OnnxUnet
+
+    info = model_info(site_dir)
+    shape = (num, info["channels"], info["image_size"], info["image_size"])
+    diffusion = GaussianDiffusion.from_schedule(info["diffusion"]["schedule"], info["diffusion"]["timesteps"],
+                                                prediction_type=info["diffusion"]["prediction_type"])
+    x_T = NormalStream(seed).take(int(np.prod(shape))).reshape(shape)
+    final = diffusion.sample(OnnxUnet(site_dir / "_static" / "live" / "unet.onnx"), shape, sampler="dpm-solver++",
+                             steps=steps, spacing=spacing, x_T=torch.from_numpy(x_T.copy()))
+    return {"xT": x_T, "final": final.numpy()}
