@@ -123,14 +123,18 @@ def shipped_or_provisional_checkpoint(explicit: str | None) -> tuple[Path, bool]
     """
     if explicit:
         return Path(explicit), "runs/" in str(explicit)
-    shipped = ROOT / "checkpoints" / "fashion_mnist_ema.safetensors"
-    if shipped.is_file():
-        return shipped, False
+    from ddpm_ko.errors import CheckpointError
+    from ddpm_ko.pretrained import pretrained_path
+
+    try:
+        return pretrained_path(), False
+    except CheckpointError:
+        pass
     running = ROOT / "runs" / "pretrained" / "checkpoint.safetensors"
     if running.is_file():
         return running, True
     raise SystemExit("확산 모델 체크포인트가 없다 / no diffusion checkpoint: pass --checkpoint PATH "
-                     "(checkpoints/fashion_mnist_ema.safetensors is not there yet)")
+                     "(src/ddpm_ko/weights/fashion_mnist_ema.safetensors is not there yet)")
 
 
 def fmt_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
