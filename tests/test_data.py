@@ -29,6 +29,7 @@ def assert_lists_three_ways(message: str) -> None:
 def _no_data_env(monkeypatch):
     # 검사 결과가 사용자의 환경 변수에 따라 달라지지 않게 한다
     monkeypatch.delenv("DDPM_KO_DATA_DIR", raising=False)
+    monkeypatch.delenv("DDPM_KO_DATA_SOURCE", raising=False)
 
 
 # ---------------------------------------------------------------------------- 실제 데이터
@@ -258,6 +259,34 @@ def test_hub_failure_explains_how_to_get_data(no_local_data, monkeypatch):
     with pytest.raises(DataNotFoundError) as info:
         fashion_mnist_arrays("train", allow_hub=False)
     assert_lists_three_ways(str(info.value))
+
+
+def test_data_source_choice(fake_test_split, monkeypatch):
+    """DDPM_KO_DATA_SOURCE: hub 는 로컬 파일이 있어도 Hub 경로만, local 은 Hub 로 넘어가지 않는다."""
+    import datasets
+
+    d = fake_test_split()
+    monkeypatch.setattr(data, "DEBIAN_DIR", d)           # 로컬(데비안 경로)에 시험 분할이 있다
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda path, **kw: calls.append((path, kw)) or {"image": [np.zeros((28, 28), np.uint8)], "label": [7]})
+    monkeypatch.setenv("DDPM_KO_DATA_SOURCE", "hub")
+    images, labels = fashion_mnist_arrays("test")
+    assert calls == [("zalando-datasets/fashion_mnist", {"split": "test"})] and labels.tolist() == [7]
+    assert load_fashion_mnist("test")["label"] == [7]
+    # 인자로 준 디렉터리는 언제나 그것을 쓴다
+    assert len(fashion_mnist_arrays("test", data_dir=d)[0]) == 10000
+    monkeypatch.setenv("DDPM_KO_DATA_SOURCE", "local")
+    monkeypatch.setattr(data, "DEBIAN_DIR", d.parent / "nothing-here")
+    calls.clear()
+    for load in (fashion_mnist_arrays, load_fashion_mnist):
+        with pytest.raises(DataNotFoundError) as info:
+            load("test")
+        assert_lists_three_ways(str(info.value))
+    assert calls == []
+    monkeypatch.setenv("DDPM_KO_DATA_SOURCE", "cloud")
+    with pytest.raises(ValueError, match="auto, local, hub"):
+        fashion_mnist_arrays("test")
 
 
 # ---------------------------------------------------------------------------- 전처리
