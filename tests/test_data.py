@@ -377,3 +377,26 @@ def test_image_batches_errors():
         ImageBatches(_id_images(4), batch_size=8)
     with pytest.raises(IndexError, match="out of range"):
         ImageBatches(_id_images(16), batch_size=8).batch(0, 2)
+
+
+def test_hub_arrays_are_decoded_once_per_dataset(no_local_data, monkeypatch):
+    """같은 Hub 데이터셋(지문이 같다)을 다시 부르면 PNG 를 다시 풀지 않고, 사본을 준다."""
+    import datasets
+
+    decoded = []
+
+    class FakeHubDataset:
+        _fingerprint = "abc123"
+
+        def __getitem__(self, key):
+            if key == "image":
+                decoded.append(1)
+                return [np.full((28, 28), 5, np.uint8)] * 3
+            return [1, 2, 3]
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, **kw: FakeHubDataset())
+    monkeypatch.setattr(data, "_HUB_ARRAYS", {})
+    a, la = fashion_mnist_arrays("train")
+    a[0, 0, 0] = 99                                  # 돌려받은 배열을 고쳐도
+    b, lb = fashion_mnist_arrays("train")
+    assert decoded == [1] and b[0, 0, 0] == 5 and lb.tolist() == [1, 2, 3]

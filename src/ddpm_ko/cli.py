@@ -85,6 +85,7 @@ def _dim_mults(s: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     from .diffusion import LOSS_TYPES, PREDICTION_TYPES, SAMPLERS
     from .schedules import SCHEDULES
+    from .train import PRECISIONS
     from .unet import ATTENTION_TYPES, BLOCK_TYPES
 
     p = _Parser(prog="ddpm-ko", description="DDPM 한국어 해설서의 학습·샘플링 도구 / train and sample the ddpm_ko DDPM")
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--subset", type=positive_int, help="학습 이미지 앞 N 장만 쓴다 (시험용)")
     t.add_argument("--device", type=_device, help="cuda, mps, cpu (기본: 자동). torchrun 아래에서 cpu 면 gloo 로 통신한다")
     t.add_argument("--threads", type=positive_int, help="CPU 스레드 수")
+    t.add_argument("--precision", choices=PRECISIONS,
+                   help="학습 정밀도 (기본 auto: CUDA 면 bf16, bf16 이 없는 GPU 는 fp16 + 스케일러, CPU 는 fp32)")
     t.add_argument("--no-progress", action="store_true", help="진행 막대를 끈다")
 
     s = sub.add_parser("sample", help="체크포인트로 이미지 생성 / sample images from a checkpoint")
@@ -172,6 +175,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         "schedule": a.schedule, "timesteps": a.timesteps, "prediction_type": a.prediction, "loss_type": a.loss,
         "seed": a.seed, "checkpoint_every": a.checkpoint_every, "sample_every": a.sample_every,
         "log_every": a.log_every, "subset": a.subset, "device": a.device, "num_threads": a.threads,
+        "precision": a.precision,
     }
     given = {k: v for k, v in given.items() if v is not None}
     given["progress"] = not a.no_progress

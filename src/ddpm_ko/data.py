@@ -164,8 +164,20 @@ def fashion_mnist_arrays(split: str = "train", data_dir: str | os.PathLike | Non
     if not allow_hub or data_source() == "local":
         raise DataNotFoundError(_HOW_TO_GET)
     ds = _load_from_hub(split)
-    images = np.stack([np.asarray(im, dtype=np.uint8) for im in ds["image"]])
-    return images, np.asarray(ds["label"], dtype=np.int64)
+    # Hub 의 이미지는 PNG 로 들어 있어 풀어 쓰는 데 학습 분할이면 10초쯤 걸린다. 같은 데이터셋(지문이 같은
+    # datasets.Dataset)을 다시 부르면 한 번 푼 배열의 사본을 준다 (Colab 에서 한 장이 여러 번 부를 때).
+    fingerprint = getattr(ds, "_fingerprint", None)
+    if fingerprint is None or fingerprint not in _HUB_ARRAYS:
+        images = np.stack([np.asarray(im, dtype=np.uint8) for im in ds["image"]])
+        arrays = (images, np.asarray(ds["label"], dtype=np.int64))
+        if fingerprint is None:
+            return arrays
+        _HUB_ARRAYS[fingerprint] = arrays
+    images, labels = _HUB_ARRAYS[fingerprint]
+    return images.copy(), labels.copy()
+
+
+_HUB_ARRAYS: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _import_datasets():
