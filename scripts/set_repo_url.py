@@ -7,7 +7,7 @@
 주소의 원본은 ``_config.yml`` 의 ``repository.url``, 판의 원본은 ``src/ddpm_ko/__init__.py`` 의 ``__version__`` 이다.
 README.md, CONTRIBUTING.md, book/how_to_read.md, pyproject.toml, 패키지 모듈, 각 장 노트북에 나오는
 이 저장소의 주소(github.com/주인/이름, 주인.github.io/이름, Colab 의 github/주인/이름)와 노트북 첫 셀의
-``VERSION`` 을 그 값으로 바꾼다. ``tests/test_notebooks_meta.py`` 가 어긋난 곳을 모두 이름으로 알려 준다.
+``VERSION``, 설치 명령의 태그(``…/이름@v판``)를 그 값으로 바꾼다. ``tests/test_notebooks_meta.py`` 가 어긋난 곳을 모두 이름으로 알려 준다.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def rewrite(text: str, owner: str, repo: str, version: str) -> str:
                   lambda m: f"{m.group(1)}{owner}/{repo}{m.group(2) or ''}", text, flags=re.M)
     text = re.sub(r"https?://[\w-]+\.github\.io/[\w.-]+", f"https://{owner.lower()}.github.io/{repo}", text)
     text = re.sub(r"(colab\.research\.google\.com/github/)[\w.-]+/[\w.-]+", rf"\g<1>{owner}/{repo}", text)
+    # 설치 명령의 태그: git+https://github.com/주인/이름@v판
+    text = re.sub(r"(github\.com/[\w.-]+/[\w.-]+?)@v[0-9][\w.]*[0-9A-Za-z]", rf"\g<1>@v{version}", text)
     # 첫 셀의 VERSION = "…" (노트북과 CONTRIBUTING.md 의 예시)
     return re.sub(r'^(\s*)VERSION = "[^"]*"', rf'\g<1>VERSION = "{version}"', text, flags=re.M)
 

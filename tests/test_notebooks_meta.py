@@ -124,6 +124,7 @@ def repo_url_disagreements(root: Path = ROOT) -> list[str]:
     m = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+)", url)
     assert m, f"repository.url 은 https://github.com/주인/이름 꼴이어야 한다: {url}"
     owner, repo = m.groups()
+    version = _package_version(root)
     found = []
     for pattern in URL_PLACES:
         for path in sorted(root.glob(pattern)):
@@ -134,6 +135,10 @@ def repo_url_disagreements(root: Path = ROOT) -> list[str]:
                     for hit in rx.finditer(line):
                         if (hit["owner"].lower(), hit["repo"].lower()) != (owner.lower(), repo.lower()):
                             found.append(f"{path.relative_to(root)}:{lineno}{where}: {hit.group(0)}")
+                # 설치 명령의 태그는 패키지의 판과 같아야 한다 (git+https://github.com/주인/이름@v판)
+                for tag in re.finditer(r"github\.com/[\w.-]+/[\w.-]+?@v([0-9][\w.]*[0-9A-Za-z])", line):
+                    if tag.group(1) != version:
+                        found.append(f"{path.relative_to(root)}:{lineno}{where}: {tag.group(0)} (판 / version {version})")
     return found
 
 
@@ -179,7 +184,10 @@ def test_set_repo_url_script_fixes_every_place(tmp_path: Path) -> None:
     init = copy / "src/ddpm_ko/__init__.py"
     init.write_text(re.sub(r'__version__ = "[^"]+"', '__version__ = "9.8.7"', init.read_text(encoding="utf-8")),
                     encoding="utf-8")
+    assert any("(판 / version 9.8.7)" in w for w in repo_url_disagreements(copy))   # 문서의 설치 명령 @v0.1.0
     subprocess.run([sys.executable, str(copy / "scripts/set_repo_url.py")], check=True, capture_output=True)
+    assert not repo_url_disagreements(copy)
+    assert "git+https://github.com/me/my-book@v9.8.7" in (copy / "README.md").read_text(encoding="utf-8")
     for nb in NOTEBOOKS:
         first = _code(copy / "notebooks" / nb.name)[0]
         assert 'VERSION = "9.8.7"' in first and first == _contributing_first_cell(copy), nb.name
