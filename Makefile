@@ -6,7 +6,7 @@ export PYTHONHASHSEED ?= 0
 # 코어보다 스레드가 많을 때 OpenMP 스레드가 바쁘게 기다리며 CPU 를 태우지 않게 한다 (부하가 걸린 2코어에서 수십 배 차이).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: book test setup browser clean bench-peers
+.PHONY: book test setup browser reader clean bench-peers
 
 $(STAMP): requirements.txt constraints-cpu.txt pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -25,12 +25,18 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 book: $(STAMP) $(WEB_STAMP)
 	env -u MPLBACKEND $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-## 단위 검사 → 노트북(빠른 모드, nbval) → 책 빌드 → 브라우저 검사
+## 단위 검사 → 노트북(빠른 모드, nbval) → 독자처럼 모든 장 실행 → 책 빌드 → 브라우저 검사
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 	env -u MPLBACKEND DDPM_KO_FAST=1 $(PY) -m pytest -q --nbval-lax notebooks/
+	$(MAKE) reader
 	$(MAKE) book
 	$(PY) -m pytest -q tests_site
+
+## 모든 장을 저장소 밖의 독자처럼 실행한다: Colab 과 같은 의존성만 든 .reader/venv, 장마다 빈 임시 디렉터리,
+## 첫 셀의 pip install (원본은 이 작업 트리), 빠른 모드, Hugging Face datasets 경로(로컬 캐시, 오프라인 모드).
+reader: $(STAMP)
+	$(PY) tests_reader/run_chapters.py
 
 ## 빌드된 사이트(_build/html)를 헤드리스 Chromium 으로 검사한다
 browser: $(STAMP)

@@ -118,7 +118,7 @@ def portable_path(path: str | os.PathLike) -> str:
     try:
         from ddpm_ko.pretrained import pretrained_path
 
-        if p.exists() and os.path.samefile(p, pretrained_path(download=False)):
+        if p.exists() and os.path.samefile(p, pretrained_path()):
             return "pretrained"
     except Exception:  # 사전 학습 모델이 없는 checkout
         pass
@@ -167,7 +167,7 @@ def shipped_or_provisional_checkpoint(explicit: str | None) -> tuple[Path, bool]
     if explicit and explicit != "pretrained":
         return Path(explicit), "runs/" in str(explicit)
     try:
-        return pretrained_path(download=False), False
+        return pretrained_path(), False
     except CheckpointError:
         if explicit:
             raise

@@ -1,6 +1,6 @@
 """샘플링 속도: DDPM 1000 단계 대 DDIM 10/25/50/100 단계의 이미지 한 장당 시간.
 
-책이 싣는 모델(checkpoints/fashion_mnist_ema.safetensors)로 작은 배치를 만들며 잰다. 그 파일이 아직 없으면
+책이 싣는 모델(src/ddpm_ko/weights/fashion_mnist_ema.safetensors)로 작은 배치를 만들며 잰다. 그 파일이 아직 없으면
 학습 중인 runs/pretrained/checkpoint.safetensors 를 쓰고 결과에 "provisional": true 를 남긴다
 (속도는 가중치 값과 상관없으므로 잠정 체크포인트로 잰 시간도 유효하다).
 

@@ -124,7 +124,7 @@ def test_export_refuses_to_overwrite_the_shipped_model(planted_shipped, capsys):
     target = planted_shipped["fashion_mnist_ema.safetensors"]
     saved = os.environ.pop(PRETRAINED_ENV)
     try:
-        real = pretrained_path(download=False)
+        real = pretrained_path()
     except Exception as e:  # noqa: BLE001 — 사전 학습 모델이 없는 checkout
         pytest.skip(f"사전 학습 모델이 없다: {e}")
     finally:
@@ -456,7 +456,7 @@ def test_shipped_model_sidecar_tells_how_far_it_was_trained():
     from ddpm_ko.pretrained import pretrained_path
 
     try:
-        weights = pretrained_path(download=False)
+        weights = pretrained_path()
     except Exception as e:  # noqa: BLE001 — 사전 학습 모델이 없는 checkout
         pytest.skip(f"사전 학습 모델이 없다: {e}")
     sidecar = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))

@@ -29,6 +29,7 @@ def assert_lists_three_ways(message: str) -> None:
 def _no_data_env(monkeypatch):
     # 검사 결과가 사용자의 환경 변수에 따라 달라지지 않게 한다
     monkeypatch.delenv("DDPM_KO_DATA_DIR", raising=False)
+    monkeypatch.delenv("DDPM_KO_DATA_SOURCE", raising=False)
 
 
 # ---------------------------------------------------------------------------- 실제 데이터
@@ -264,6 +265,34 @@ def test_hub_failure_explains_how_to_get_data(no_local_data, monkeypatch):
     assert_lists_three_ways(str(info.value))
 
 
+def test_data_source_choice(fake_test_split, monkeypatch):
+    """DDPM_KO_DATA_SOURCE: hub 는 로컬 파일이 있어도 Hub 경로만, local 은 Hub 로 넘어가지 않는다."""
+    import datasets
+
+    d = fake_test_split()
+    monkeypatch.setattr(data, "DEBIAN_DIR", d)           # 로컬(데비안 경로)에 시험 분할이 있다
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda path, **kw: calls.append((path, kw)) or {"image": [np.zeros((28, 28), np.uint8)], "label": [7]})
+    monkeypatch.setenv("DDPM_KO_DATA_SOURCE", "hub")
+    images, labels = fashion_mnist_arrays("test")
+    assert calls == [("zalando-datasets/fashion_mnist", {"split": "test"})] and labels.tolist() == [7]
+    assert load_fashion_mnist("test")["label"] == [7]
+    # 인자로 준 디렉터리는 언제나 그것을 쓴다
+    assert len(fashion_mnist_arrays("test", data_dir=d)[0]) == 10000
+    monkeypatch.setenv("DDPM_KO_DATA_SOURCE", "local")
+    monkeypatch.setattr(data, "DEBIAN_DIR", d.parent / "nothing-here")
+    calls.clear()
+    for load in (fashion_mnist_arrays, load_fashion_mnist):
+        with pytest.raises(DataNotFoundError) as info:
+            load("test")
+        assert_lists_three_ways(str(info.value))
+    assert calls == []
+    monkeypatch.setenv("DDPM_KO_DATA_SOURCE", "cloud")
+    with pytest.raises(ValueError, match="auto, local, hub"):
+        fashion_mnist_arrays("test")
+
+
 # ---------------------------------------------------------------------------- 전처리
 def test_to_model_range():
     u8 = np.array([[[0, 255], [128, 64]]], dtype=np.uint8)          # (1, 2, 2)
@@ -352,3 +381,26 @@ def test_image_batches_errors():
         ImageBatches(_id_images(4), batch_size=8)
     with pytest.raises(IndexError, match="out of range"):
         ImageBatches(_id_images(16), batch_size=8).batch(0, 2)
+
+
+def test_hub_arrays_are_decoded_once_per_dataset(no_local_data, monkeypatch):
+    """같은 Hub 데이터셋(지문이 같다)을 다시 부르면 PNG 를 다시 풀지 않고, 사본을 준다."""
+    import datasets
+
+    decoded = []
+
+    class FakeHubDataset:
+        _fingerprint = "abc123"
+
+        def __getitem__(self, key):
+            if key == "image":
+                decoded.append(1)
+                return [np.full((28, 28), 5, np.uint8)] * 3
+            return [1, 2, 3]
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, **kw: FakeHubDataset())
+    monkeypatch.setattr(data, "_HUB_ARRAYS", {})
+    a, la = fashion_mnist_arrays("train")
+    a[0, 0, 0] = 99                                  # 돌려받은 배열을 고쳐도
+    b, lb = fashion_mnist_arrays("train")
+    assert decoded == [1] and b[0, 0, 0] == 5 and lb.tolist() == [1, 2, 3]

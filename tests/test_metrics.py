@@ -1,7 +1,7 @@
 """평가 지표 검사: 행렬 제곱근, FID (닫힌 꼴과 비교), KID (치우침 없음), 히스토그램, 입력 검사, 분류기.
 
 FID·KID 의 기준값은 패키지 함수를 쓰지 않고 따로 계산한다. 분류기 가중치
-(checkpoints/fashion_mnist_classifier.safetensors) 나 실제 Fashion-MNIST 가 없으면 그 검사만 건너뛴다.
+(src/ddpm_ko/weights/fashion_mnist_classifier.safetensors) 나 실제 Fashion-MNIST 가 없으면 그 검사만 건너뛴다.
 """
 
 from __future__ import annotations
@@ -271,7 +271,7 @@ def test_cli_parser_and_errors(tmp_path):
 @pytest.fixture(scope="module")
 def shipped_classifier():
     try:
-        return metrics.load_classifier(metrics.classifier_path(download=False))
+        return metrics.load_classifier(metrics.classifier_path())
     except CheckpointError as e:
         pytest.skip(f"책의 분류기 가중치가 없다: {e}")
 
@@ -297,7 +297,7 @@ def test_shipped_classifier_accuracy(shipped_classifier, test_split):
     # 특징은 학습 이미지로 표준화되어 있다: 시험 이미지에서도 차원별 평균 ≈ 0, 표준편차 ≈ 1
     f = extract_features(images[:1000][..., None], shipped_classifier)
     assert np.abs(f.mean(0)).mean() < 0.2 and 0.8 < f.std(0).mean() < 1.2
-    size = metrics.classifier_path(download=False).stat().st_size
+    size = metrics.classifier_path().stat().st_size
     assert size < 2_000_000, size
 
 

@@ -38,7 +38,7 @@ OVERWRITE_SHIPPED_HELP = "책이 싣는 가중치 파일을 덮어써도 된다 
 def shipped_files() -> list[Path]:
     """책이 싣는 가중치 파일과 그 JSON 사본의 경로 (사전 학습 모델, 평가용 분류기).
 
-    위치는 패키지의 찾기 함수(``pretrained_path``, ``classifier_path``, 내려받지 않음)가 정한다. 그래서 파일이
+    위치는 패키지의 찾기 함수(``pretrained_path``, ``classifier_path``)가 정한다. 그래서 파일이
     저장소의 어디에 있든, 환경 변수로 다른 곳을 가리키든 같은 파일을 가리킨다. 찾지 못한 파일은 빠진다.
     """
     from .errors import DdpmKoError
@@ -48,7 +48,7 @@ def shipped_files() -> list[Path]:
     found: list[Path] = []
     for locate in (pretrained_path, classifier_path):
         try:
-            weights = locate(download=False)
+            weights = locate()
         except DdpmKoError:
             continue
         found += [weights, weights.with_suffix(".json")]
@@ -134,6 +134,7 @@ def _dim_mults(s: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     from .diffusion import LOSS_TYPES, PREDICTION_TYPES, SAMPLERS
     from .schedules import SCHEDULES
+    from .train import PRECISIONS
     from .unet import ATTENTION_TYPES, BLOCK_TYPES
 
     p = _Parser(prog="ddpm-ko", description="DDPM 한국어 해설서의 학습·샘플링 도구 / train and sample the ddpm_ko DDPM")
@@ -183,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", type=_device, help="장치 (device): cuda, mps, cpu (기본: 자동). "
                                                   "torchrun 아래에서 cpu 면 gloo 로 통신한다")
     t.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    t.add_argument("--precision", choices=PRECISIONS,
+                   help="학습 정밀도 (training precision; 기본 auto: CUDA 면 bf16, bf16 이 없는 GPU 는 fp16 + 스케일러, "
+                        "CPU 는 fp32)")
     t.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
 
     s = sub.add_parser("sample", help="체크포인트로 이미지 생성 / sample images from a checkpoint")
@@ -239,6 +243,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         "schedule": a.schedule, "timesteps": a.timesteps, "prediction_type": a.prediction, "loss_type": a.loss,
         "seed": a.seed, "checkpoint_every": a.checkpoint_every, "sample_every": a.sample_every,
         "log_every": a.log_every, "subset": a.subset, "device": a.device, "num_threads": a.threads,
+        "precision": a.precision,
     }
     given = {k: v for k, v in given.items() if v is not None}
     given["progress"] = not a.no_progress

@@ -5,8 +5,12 @@
 2. Debian 패키지 ``dataset-fashion-mnist`` 의 경로 ``/usr/share/datasets/fashion-mnist``
 3. Hugging Face Hub 의 ``zalando-datasets/fashion_mnist`` (Colab 에서 쓰는 경로)
 
+환경 변수 ``DDPM_KO_DATA_SOURCE`` 로 어느 곳을 쓸지 정할 수 있다: ``auto`` (기본, 위 순서), ``local`` (1·2 만,
+Hub 로 넘어가지 않는다), ``hub`` (로컬 파일이 있어도 Hub 의 ``datasets`` 경로만, Colab 과 같은 길).
+인자 ``data_dir`` 로 직접 준 디렉터리는 언제나 그것을 쓴다.
+
 Hub 로 넘어갈 때는 곧바로 표준 오류에 그렇다고 알린다. ``HF_HUB_OFFLINE`` 이나 ``HF_DATASETS_OFFLINE`` 이 켜져
-있으면 Hub 에 접속하지 않는다 (``datasets`` 의 캐시에 받아 둔 사본이 있을 때만 그것을 읽는다). 그렇지 않으면 먼저
+있으면 Hub 에 접속하지 않는다 (받아 둔 캐시가 있을 때만 그것을 읽는다). 그렇지 않으면 먼저
 Hub 주소(또는 프록시)에 몇 초 안에 TCP 로 닿는지만 확인하고, 닿지 않으면 ``datasets`` 의 재시도(수십 초)를 기다리지
 않고 바로 데이터를 얻는 세 가지 방법을 알린다.
 
@@ -29,12 +33,14 @@ import numpy as np
 import torch
 
 __all__ = [
-    "CLASS_NAMES", "CLASS_NAMES_KO", "DEBIAN_DIR", "HUB_ID", "DataNotFoundError",
+    "CLASS_NAMES", "CLASS_NAMES_KO", "DEBIAN_DIR", "HUB_ID", "DATA_SOURCES", "DataNotFoundError", "data_source",
     "read_idx", "load_fashion_mnist", "fashion_mnist_arrays", "to_model_range", "random_hflip",
     "transform_batch", "ImageBatches",
 ]
 
 DATA_ENV = "DDPM_KO_DATA_DIR"
+SOURCE_ENV = "DDPM_KO_DATA_SOURCE"
+DATA_SOURCES = ("auto", "local", "hub")
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 HUB_ID = "zalando-datasets/fashion_mnist"
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -54,7 +60,8 @@ _HOW_TO_GET = (
     f"  1) IDX 파일 4개가 있는 디렉터리를 --data-dir 또는 환경 변수 {DATA_ENV} 로 지정 "
     "(point --data-dir or $" + DATA_ENV + " at a folder with the four *-ubyte[.gz] files)\n"
     "  2) Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist  (→ /usr/share/datasets/fashion-mnist)\n"
-    f"  3) 인터넷이 되면 Hugging Face Hub 의 '{HUB_ID}' 를 자동으로 받는다 (pip install datasets; needs network)"
+    f"  3) 인터넷이 되면 Hugging Face Hub 의 '{HUB_ID}' 를 자동으로 받는다 (pip install datasets; needs network)\n"
+    f"  (${SOURCE_ENV}=auto|local|hub 로 어느 곳을 쓸지 고를 수 있다 / choose the source with ${SOURCE_ENV})"
 )
 
 
@@ -132,10 +139,21 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split 은 'train' 또는 'test' / split must be 'train' or 'test', got '{split}'")
 
 
+def data_source() -> str:
+    """환경 변수 ``DDPM_KO_DATA_SOURCE`` 의 값: ``auto`` (기본), ``local``, ``hub``."""
+    value = os.environ.get(SOURCE_ENV, "").strip().lower() or "auto"
+    if value not in DATA_SOURCES:
+        raise ValueError(f"${SOURCE_ENV} 는 auto, local, hub 중 하나 / ${SOURCE_ENV} must be one of "
+                         f"{', '.join(DATA_SOURCES)}, got '{value}'")
+    return value
+
+
 def _local_dirs(data_dir: str | os.PathLike | None) -> tuple[list[Path], bool]:
     """찾아볼 로컬 디렉터리 목록과, 사용자가 명시했는지 여부."""
     if data_dir is not None:
         return [Path(data_dir)], True
+    if data_source() == "hub":
+        return [], False
     env = os.environ.get(DATA_ENV)
     if env:
         return [Path(env)], True
@@ -156,11 +174,23 @@ def fashion_mnist_arrays(split: str = "train", data_dir: str | os.PathLike | Non
             return _read_split_dir(d, split)
         if explicit:
             raise DataNotFoundError(f"디렉터리가 없다 / no such directory: {d}\n{_HOW_TO_GET}")
-    if not allow_hub:
+    if not allow_hub or data_source() == "local":
         raise DataNotFoundError(_HOW_TO_GET)
     ds = _load_from_hub(split)
-    images = np.stack([np.asarray(im, dtype=np.uint8) for im in ds["image"]])
-    return images, np.asarray(ds["label"], dtype=np.int64)
+    # Hub 의 이미지는 PNG 로 들어 있어 풀어 쓰는 데 학습 분할이면 10초쯤 걸린다. 같은 데이터셋(지문이 같은
+    # datasets.Dataset)을 다시 부르면 한 번 푼 배열의 사본을 준다 (Colab 에서 한 장이 여러 번 부를 때).
+    fingerprint = getattr(ds, "_fingerprint", None)
+    if fingerprint is None or fingerprint not in _HUB_ARRAYS:
+        images = np.stack([np.asarray(im, dtype=np.uint8) for im in ds["image"]])
+        arrays = (images, np.asarray(ds["label"], dtype=np.int64))
+        if fingerprint is None:
+            return arrays
+        _HUB_ARRAYS[fingerprint] = arrays
+    images, labels = _HUB_ARRAYS[fingerprint]
+    return images.copy(), labels.copy()
+
+
+_HUB_ARRAYS: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _import_datasets():
@@ -247,7 +277,7 @@ def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None 
     _check_split(split)
     dirs, explicit = _local_dirs(data_dir)
     local_ok = explicit or any(d.is_dir() and _find_file(d, _FILES[split][0]) for d in dirs)
-    if not local_ok and allow_hub:
+    if not local_ok and allow_hub and data_source() != "local":
         return _load_from_hub(split)
     images, labels = fashion_mnist_arrays(split, data_dir, allow_hub=False)
     ds_mod = _import_datasets()

@@ -29,16 +29,14 @@ import torch
 
 from .classifier import FashionClassifier, read_classifier
 from .errors import CheckpointError, DdpmKoError
+from .pretrained import CLASSIFIER_NAME, locate_shipped_file
 
 __all__ = [
-    "CLASSIFIER_NAME", "CLASSIFIER_URL", "SampleInputError", "classifier_path", "load_classifier", "load_samples",
+    "CLASSIFIER_NAME", "SampleInputError", "classifier_path", "load_classifier", "load_samples",
     "to_classifier_input", "extract_features", "progress_bar", "sqrtm_psd", "gaussian_stats", "frechet_distance", "fid", "kid",
     "class_histogram", "reference_features", "evaluate", "format_report", "add_cli", "run_cli",
 ]
 
-CLASSIFIER_NAME = "fashion_mnist_classifier.safetensors"
-#: 저장소를 클론하지 않은 환경(Colab 의 pip 설치)에서 분류기를 받는 주소.
-CLASSIFIER_URL = "https://github.com/ddpm-ko/ddpm_ko/raw/main/checkpoints/" + CLASSIFIER_NAME
 CLASSIFIER_ENV = "DDPM_KO_CLASSIFIER"
 
 
@@ -47,12 +45,10 @@ class SampleInputError(DdpmKoError, ValueError):
 
 
 # ---------------------------------------------------------------------------------------- 분류기
-def classifier_path(download: bool = True) -> Path:
-    """분류기 파일 경로: $DDPM_KO_CLASSIFIER → 저장소의 checkpoints/ → 캐시(필요하면 내려받기)."""
-    from .pretrained import locate_shipped_file
-
-    return locate_shipped_file(CLASSIFIER_NAME, CLASSIFIER_ENV, CLASSIFIER_URL, download,
-                               "`ddpm-ko train-classifier` 로 만들 수 있다")
+def classifier_path() -> Path:
+    """분류기 파일 경로: ``$DDPM_KO_CLASSIFIER`` → 패키지에 든 파일 (SHA-256 검사)."""
+    return locate_shipped_file(CLASSIFIER_NAME, CLASSIFIER_ENV,
+                               "`ddpm-ko train-classifier` 로 만들 수 있다 / make one with train-classifier")
 
 
 _LOADED: dict[tuple[str, float, str], FashionClassifier] = {}

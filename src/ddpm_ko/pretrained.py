@@ -1,8 +1,19 @@
-"""책이 싣는 사전 학습 모델 (Fashion-MNIST, EMA 가중치)."""
+"""책이 싣는 가중치: 사전 학습 확산 모델(Fashion-MNIST, EMA 가중치)과 평가용 분류기.
+
+두 파일(과 JSON 사본)은 패키지 데이터로 ``ddpm_ko/weights/`` 에 들어 있다. 저장소를 클론했든
+``pip install`` 했든(Colab, Kaggle) 같은 파일을 ``importlib.resources`` 로 찾으므로 네트워크가 필요 없다.
+불러오기 전에 파일의 SHA-256 을 아래 ``SHIPPED_SHA256`` 과 맞춰 보아, 손상되거나 바뀐 파일을 조용히
+쓰지 않는다. 환경 변수(``DDPM_KO_PRETRAINED``, ``DDPM_KO_CLASSIFIER``)나 인자로 준 경로는 사용자의
+파일이므로 그대로 쓴다 (해시를 기록해 둔 파일이 아니다).
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import hashlib
 import os
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -10,48 +21,93 @@ import torch
 from .checkpoint import load_model_from_checkpoint
 from .errors import CheckpointError
 
-__all__ = ["PRETRAINED_NAME", "PRETRAINED_URL", "locate_shipped_file", "pretrained_path", "load_pretrained"]
+__all__ = [
+    "PRETRAINED_NAME", "CLASSIFIER_NAME", "SHIPPED_SHA256", "WEIGHTS_DIR", "shipped_file", "file_sha256",
+    "verify_shipped_file", "locate_shipped_file", "pretrained_path", "load_pretrained",
+]
 
+#: 패키지 안에서 가중치를 두는 디렉터리 (``ddpm_ko/weights``)
+WEIGHTS_DIR = "weights"
 PRETRAINED_NAME = "fashion_mnist_ema.safetensors"
-#: 저장소를 클론하지 않은 환경(Colab 의 pip 설치)에서 받는 주소. 포크라면 바꾼다.
-PRETRAINED_URL = "https://github.com/ddpm-ko/ddpm_ko/raw/main/checkpoints/" + PRETRAINED_NAME
+CLASSIFIER_NAME = "fashion_mnist_classifier.safetensors"
 PRETRAINED_ENV = "DDPM_KO_PRETRAINED"
 
+#: 패키지가 싣는 가중치 파일의 SHA-256 (이 값을 기록하는 유일한 곳).
+#: 가중치를 일부러 바꾸었다면(다시 학습해 내보냈다면) 오류 메시지에 나온 새 값으로 이곳을 고친다.
+SHIPPED_SHA256: dict[str, str] = {
+    PRETRAINED_NAME: "2657c673f9b16bad4291062c8869ed7d426a79bc2cb47f95a6147f99c180a76b",
+    CLASSIFIER_NAME: "529fe47a7ca30963fc41de80253d287e1182cb78c89d08078130c11c5653d734",
+}
 
-def locate_shipped_file(name: str, env_var: str, url: str, download: bool = True, how_to_make: str = "") -> Path:
-    """저장소가 싣는 파일의 경로: $env_var → 저장소의 checkpoints/ → 캐시 (없으면 ``url`` 에서 내려받기).
+_RESOURCE_FILES = contextlib.ExitStack()
+atexit.register(_RESOURCE_FILES.close)
+# 한 번 검사한 파일: (경로, 크기, 수정 시각) → 해시. 같은 파일을 여러 번 불러도 한 번만 읽는다.
+_VERIFIED: dict[tuple[str, int, int], str] = {}
 
-    사전 학습 모델과 평가용 분류기가 함께 쓴다. JSON 사이드카도 같은 이름으로 함께 받는다.
+
+def shipped_file(name: str) -> Path:
+    """패키지에 든 가중치 파일 ``name`` 의 경로 (``importlib.resources`` 로 찾는다).
+
+    보통의 설치와 저장소(``src/ddpm_ko/weights``)에서는 파일 그 자체의 경로다. 압축된 배포처럼 파일 시스템에
+    없는 경우에만 임시 파일로 풀어 그 경로를 준다 (프로세스가 끝날 때 지운다).
+    """
+    res = resources.files("ddpm_ko").joinpath(WEIGHTS_DIR, name)
+    if isinstance(res, Path):
+        return res
+    return _RESOURCE_FILES.enter_context(resources.as_file(res))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """파일 내용의 SHA-256 (16진수)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_shipped_file(path: str | os.PathLike, name: str, env_var: str) -> None:
+    """``path`` 의 SHA-256 이 ``SHIPPED_SHA256[name]`` 과 같은지 본다. 다르면 ``CheckpointError``."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    expected = SHIPPED_SHA256[name]
+    got = _VERIFIED.get(key) or file_sha256(p)
+    if got != expected:
+        raise CheckpointError(
+            f"{p} 의 SHA-256 이 패키지에 기록된 값과 다르다: 파일이 손상되었거나 바뀌었다. "
+            f"패키지를 다시 설치하거나(pip install --force-reinstall ddpm_ko) 클론이라면 git checkout 으로 되돌려라. "
+            f"일부러 바꾼 파일이면 ${env_var} 로 그 파일을 가리키거나 ddpm_ko/pretrained.py 의 SHIPPED_SHA256 을 고쳐라 / "
+            f"SHA-256 mismatch for {p}: expected {expected}, got {got} — the file is corrupt or was replaced. "
+            f"Reinstall the package (pip install --force-reinstall ddpm_ko) or restore it with git checkout; "
+            f"to use your own file on purpose, point ${env_var} at it or update SHIPPED_SHA256 in ddpm_ko/pretrained.py"
+        )
+    _VERIFIED[key] = got
+
+
+def locate_shipped_file(name: str, env_var: str, how_to_make: str = "") -> Path:
+    """책이 싣는 파일의 경로: ``$env_var`` (사용자의 파일) → 패키지의 ``weights/`` (SHA-256 검사).
+
+    사전 학습 모델과 평가용 분류기가 함께 쓴다. JSON 사본은 같은 디렉터리에 같은 이름으로 있다.
     """
     env = os.environ.get(env_var)
     if env:
         return Path(env)
-    repo_file = Path(__file__).resolve().parents[2] / "checkpoints" / name
-    if repo_file.is_file():
-        return repo_file
-    cache = Path(torch.hub.get_dir()) / "ddpm_ko" / name
-    if cache.is_file():
-        return cache
-    hint = f" — {how_to_make}" if how_to_make else ""
-    if not download:
-        raise CheckpointError(f"{name} 이 없다 / {name} not found (looked at {repo_file}, {cache}){hint}")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        for suffix in (".json", ".safetensors"):
-            torch.hub.download_url_to_file(url[: -len(".safetensors")] + suffix, str(cache.with_suffix(suffix)),
-                                           progress=False)
-    except Exception as e:  # 네트워크 없음 등
+    path = shipped_file(name)
+    if not path.is_file():
+        hint = f" ({how_to_make})" if how_to_make else ""
         raise CheckpointError(
-            f"{name} 을 받지 못했다 / could not download {url}: {type(e).__name__}{hint}; "
-            f"또는 파일을 받아 ${env_var} 로 가리켜라 (or point ${env_var} at a local copy)"
-        ) from e
-    return cache
+            f"패키지에 {name} 이 없다: ddpm_ko 를 다시 설치하거나 ${env_var} 로 파일을 가리켜라{hint} / "
+            f"{name} is missing from the package ({path}): reinstall ddpm_ko or point ${env_var} at a file"
+        )
+    verify_shipped_file(path, name, env_var)
+    return path
 
 
-def pretrained_path(download: bool = True) -> Path:
-    """사전 학습 체크포인트 경로: $DDPM_KO_PRETRAINED → 저장소의 checkpoints/ → 캐시(내려받기)."""
-    return locate_shipped_file(PRETRAINED_NAME, PRETRAINED_ENV, PRETRAINED_URL, download,
-                               "저장소를 클론하거나 `ddpm-ko train` 후 `ddpm-ko export` 로 만든다")
+def pretrained_path() -> Path:
+    """사전 학습 체크포인트 경로: ``$DDPM_KO_PRETRAINED`` → 패키지에 든 파일 (SHA-256 검사)."""
+    return locate_shipped_file(PRETRAINED_NAME, PRETRAINED_ENV,
+                               "`ddpm-ko train` 후 `ddpm-ko export` 로 만들 수 있다 / make one with train + export")
 
 
 def load_pretrained(device: torch.device | str = "cpu"):

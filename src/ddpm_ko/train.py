@@ -27,7 +27,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import torch
 import torch.distributed as dist
@@ -48,7 +48,43 @@ __all__ = ["TrainConfig", "train", "Trainer", "resume_config", "DATA_ORDER_KEYS"
 #: 데이터 순서(에폭마다의 섞기, 좌우 반전, 배치 경계)를 정하는 설정. 이어 학습에서 바꾸면 원래 곡선을 잇지 못한다.
 DATA_ORDER_KEYS = ("seed", "batch_size", "subset", "flip", "data_dir")
 #: 이어 학습에서 체크포인트 값을 물려받지 않는 설정: 실행하는 기계와 출력 위치에 딸린 것이다.
-_MACHINE_KEYS = ("out_dir", "device", "num_threads", "progress")
+_MACHINE_KEYS = ("out_dir", "device", "num_threads", "progress", "precision")
+#: 학습 정밀도. auto 는 장치를 보고 고른다 (``resolve_precision``).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_precision(requested: str, device_type: str, bf16_supported: Callable[[], bool] | None = None) -> str:
+    """요청한 정밀도(auto|fp32|bf16|fp16)와 장치로 실제로 쓸 정밀도를 정한다.
+
+    - CPU·MPS: 언제나 fp32 (자동 혼합 정밀도를 쓰지 않는다). bf16·fp16 을 요청하면 ``ValueError``.
+    - CUDA, auto: GPU 가 bf16 을 지원하면(Ampere 이상) bf16, 아니면(예: Colab 의 T4) fp16 + 그래디언트 스케일러.
+    - CUDA, bf16 을 요청했는데 GPU 가 지원하지 않으면 ``ValueError`` (fp16 을 쓰라고 알린다).
+
+    ``bf16_supported`` 는 GPU 의 능력을 묻는 함수다 (기본 ``torch.cuda.is_bf16_supported``; 검사에서 바꿔 넣는다).
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"알 수 없는 정밀도 '{requested}' / unknown precision: choose one of {list(PRECISIONS)}")
+    if device_type != "cuda":
+        if requested in ("bf16", "fp16"):
+            raise ValueError(f"--precision {requested} 는 CUDA 에서만 쓴다 / {requested} autocast is only used on CUDA "
+                             f"(device: {device_type}); use --precision auto or fp32")
+        return "fp32"
+    if requested in ("auto", "bf16"):
+        supported = (bf16_supported or torch.cuda.is_bf16_supported)()
+        if requested == "auto":
+            return "bf16" if supported else "fp16"
+        if not supported:
+            raise ValueError("이 GPU 는 bf16 을 지원하지 않는다: --precision fp16 (또는 auto) 을 써라 / "
+                             "this GPU has no bf16 support: use --precision fp16 (or auto)")
+    return requested
+
+
+def autocast_for(precision: str, device_type: str) -> ContextManager:
+    """정밀도에 맞는 자동 혼합 정밀도(autocast) 문맥. fp32 면 아무것도 하지 않는다."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type, dtype=dtype)
 
 
 @dataclass
@@ -91,6 +127,7 @@ class TrainConfig:
     num_threads: int | None = None
     channels_last: bool = True
     progress: bool = True
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
@@ -120,6 +157,7 @@ class TrainConfig:
         need(0.0 <= self.ema_decay < 1.0, f"ema_decay 는 [0, 1) / ema_decay must be in [0, 1), got {self.ema_decay}")
         need(self.warmup_steps >= 0, "warmup_steps 는 0 이상 / warmup_steps must be >= 0")
         need(self.grad_clip >= 0, "grad_clip 은 0 이상 / grad_clip must be >= 0")
+        need(self.precision in PRECISIONS, f"알 수 없는 정밀도 '{self.precision}' / unknown precision: choose one of {list(PRECISIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -274,6 +312,9 @@ class Trainer:
         self.device = pick_device(cfg.device)
         if self.device.type == "cpu":
             tune_cpu(cfg.num_threads)
+        # CUDA 에서는 bf16 이 되면 bf16, 아니면 fp16 + 그래디언트 스케일러. CPU 는 fp32 그대로.
+        self.precision = resolve_precision(cfg.precision, self.device.type)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
 
         torch.manual_seed(cfg.seed)
         self.model = Unet(self.unet_config).to(self.device)
@@ -360,6 +401,8 @@ class Trainer:
             "end": self.end or {"step": self.step, "reason": "in_progress", "target_steps": self._target_steps},
             "wall_time_s": round(self.wall_time, 2),
             "environment": self.env,
+            "precision": self.precision,
+            "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "global_batch_size": self.cfg.batch_size,
             "seed": self.cfg.seed,
         }
@@ -413,10 +456,7 @@ class Trainer:
         value = float("nan")
         if not bad and self._last_batch is not None:
             x0, t, noise = self._last_batch
-            if self.device.type == "cuda":
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    loss = self.diffusion.training_loss(self.model, x0, t, noise)
-            else:
+            with autocast_for(self.precision, self.device.type):
                 loss = self.diffusion.training_loss(self.model, x0, t, noise)
             value = float(loss)
             if not math.isfinite(value):
@@ -463,6 +503,8 @@ class Trainer:
             raise CheckpointError(f"옵티마이저 상태가 모델과 맞지 않는다 / optimizer state does not match the model: {e}") from e
         self.noise_gen.set_state(tensors["rng.noise"])
         torch.set_rng_state(tensors["rng.torch"])
+        if self.scaler is not None and meta.get("grad_scaler"):
+            self.scaler.load_state_dict(meta["grad_scaler"])
         try:
             ts = meta["train_state"]
             self.step = int(meta["step"])
@@ -524,14 +566,11 @@ class Trainer:
             # 마지막 조각에서만 프로세스 사이 그래디언트 평균(all-reduce)을 한다
             sync = nullcontext() if i == len(starts) - 1 or self.world == 1 else self.ddp.no_sync()
             with sync:
-                if self.device.type == "cuda":
-                    with torch.autocast("cuda", dtype=torch.bfloat16):
-                        loss = self.diffusion.training_loss(self.ddp, x0[sl], t[sl], noise[sl])
-                else:
+                with autocast_for(self.precision, self.device.type):
                     loss = self.diffusion.training_loss(self.ddp, x0[sl], t[sl], noise[sl])
                 # 조각의 평균 손실에 조각이 차지하는 몫을 곱해 더하면 배치 전체의 평균 손실과 그 그래디언트가 된다
                 loss = loss * (x0[sl].shape[0] / n)
-                loss.backward()
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             loss_sum += loss.detach()
         loss_value = loss_sum
         if self.world > 1:
@@ -543,13 +582,20 @@ class Trainer:
             ko, en = self._kept_message()
             raise TrainingDivergedError(f"{self.step + 1} 단계에서 손실이 {value} 가 되었다; {ko} / "
                                         f"loss became {value} at step {self.step + 1}; {en}")
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)   # 클리핑은 원래 크기의 그래디언트에
         if cfg.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            if not torch.isfinite(norm):
+            # fp16 스케일러는 Inf 그래디언트를 만나면 그 단계를 건너뛰고 배율을 줄인다 (발산이 아니다)
+            if not torch.isfinite(norm) and self.scaler is None:
                 ko, en = self._kept_message()
                 raise TrainingDivergedError(f"{self.step + 1} 단계에서 그래디언트가 발산했다; {ko} / "
                                             f"non-finite gradient at step {self.step + 1}; {en}")
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self._last_batch = (x0, t, noise)
         self.ema.update(self.model)
         self.step += 1
@@ -576,7 +622,7 @@ class Trainer:
                 self._info(f"죽은 프로세스가 남긴 임시 파일을 지웠다 / removed stale temp file {stale}")
             n_params = self.model.num_parameters()
             self._info(
-                f"[ddpm-ko] device={self.device} processes={self.world} params={n_params / 1e6:.2f}M "
+                f"[ddpm-ko] device={self.device} precision={self.precision} processes={self.world} params={n_params / 1e6:.2f}M "
                 f"global_batch={cfg.batch_size} (per process {cfg.batch_size // self.world}) lr={cfg.lr} "
                 f"steps {self.step}->{total} out={self.out_dir}"
             )
