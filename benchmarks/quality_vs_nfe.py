@@ -96,6 +96,48 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
             "nfe": best["nfe"], "fid": best["fid"], "ddpm_fid": ref["fid"]}
 
 
+def sample_in_saved_batches(diffusion: Any, model: Any, num: int, shape: tuple[int, int, int], batch: int, g: Any,
+                            device: Any, part: Path | None, **kw: Any) -> tuple[Any, float]:
+    """``sample_with_oom_retry`` 와 같은 난수 순서로 N 장을 만든다: x_T 를 한꺼번에 뽑고, 배치마다 생성기를 이어 쓴다.
+
+    ``part`` 가 있으면 배치가 끝날 때마다 지금까지의 결과, 생성기 상태, 걸린 시간을 그 파일에 (임시 파일 → 이름 바꾸기로)
+    남기고, 다시 실행하면 끝난 배치를 건너뛰고 이어 간다. CPU 에서 한 시간이 넘는 DDPM 1000 단계를 세션을 넘겨 재려는 것이다.
+    같은 배치 크기로 이어 가면 결과는 한 번에 만든 것과 비트까지 같다. ``(이미지, 샘플링 초)`` 를 돌려준다.
+    """
+    import numpy as np
+    import torch
+
+    x_T = torch.randn((num, *shape), generator=g)
+    outputs: list[Any] = []
+    seconds = 0.0
+    if part is not None and part.is_file():
+        z = np.load(part)
+        if int(z["num"]) != num or int(z["batch"]) != batch:
+            raise SystemExit(f"{part}: N·배치가 다르다 / saved batches use another N or batch size")
+        outputs = [torch.from_numpy(z["images"])]
+        g.set_state(torch.from_numpy(z["generator_state"]))
+        seconds = float(z["seconds"])
+        print(f"[bench] {part.name}: {len(z['images'])}/{num} 장을 이어 간다 / resuming", flush=True)
+    start = sum(len(o) for o in outputs)
+    while start < num:
+        end = min(num, start + batch)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            x = diffusion.sample(model, (end - start, *shape), generator=g, device=device, x_T=x_T[start:end], **kw)
+        seconds += time.perf_counter() - t0
+        outputs.append(x.cpu())
+        start = end
+        if part is not None:
+            part.parent.mkdir(parents=True, exist_ok=True)
+            tmp = part.with_name(part.stem + ".tmp.npz")
+            np.savez(tmp, images=torch.cat(outputs).numpy(), generator_state=g.get_state().numpy(), seconds=seconds,
+                     num=num, batch=batch)
+            os.replace(tmp, part)
+            print(f"[bench] {start}/{num} 장 / images ({seconds:.0f}s)", flush=True)
+    return torch.cat(outputs), seconds
+
+
+
 def main() -> None:
     import numpy as np
     import torch
@@ -114,7 +156,8 @@ def main() -> None:
     p.add_argument("--threads", type=int)
     p.add_argument("--out", default="quality_vs_nfe")
     p.add_argument("--fresh", action="store_true", help="기존 결과를 무시하고 처음부터 (기본은 이어 하기)")
-    p.add_argument("--samples-dir", help="점마다 만든 이미지를 uint8 .npy 로 남길 디렉터리 (지표를 다시 잴 때)")
+    p.add_argument("--samples-dir", help="점마다 만든 이미지를 uint8 .npy 로 남길 디렉터리 (지표를 다시 잴 때). "
+                   "DDPM 점은 배치마다 여기에 남겨, 멈춘 뒤 다시 실행하면 이어 간다")
     a = p.parse_args()
     if a.num < 2:
         raise SystemExit("--num 은 2 이상 / --num must be >= 2")
@@ -169,11 +212,15 @@ def main() -> None:
         if pt["spacing"]:
             kw["spacing"] = pt["spacing"]
         load_before = machine_info()["load_average_1_5_15min"]
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            images, _ = sample_with_oom_retry(diffusion, model, a.num, (c.channels, c.image_size, c.image_size),
-                                              a.batch, g, device, **kw)
-        dt = time.perf_counter() - t0
+        if a.samples_dir and pt["sampler"] == "ddpm":   # 오래 걸리는 점은 배치마다 남겨 이어 할 수 있게
+            images, dt = sample_in_saved_batches(diffusion, model, a.num, (c.channels, c.image_size, c.image_size),
+                                                 a.batch, g, device, Path(a.samples_dir) / f"{label}.part.npz", **kw)
+        else:
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                images, _ = sample_with_oom_retry(diffusion, model, a.num, (c.channels, c.image_size, c.image_size),
+                                                  a.batch, g, device, **kw)
+            dt = time.perf_counter() - t0
         if a.samples_dir:
             Path(a.samples_dir).mkdir(parents=True, exist_ok=True)
             np.save(Path(a.samples_dir) / f"{label}.npy", to_uint8(images))
