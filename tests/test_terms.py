@@ -101,7 +101,9 @@ def test_checker_names_file_and_cell_of_a_planted_variant(tmp_path):
     ("한국어 의 뜻", "한국어 의 뜻"),                      # 한글 뒤는 건드리지 않는다
     ("DDPM 이상의 것", "DDPM 이상의 것"),                 # '이상'은 조사가 아니다
     ("U-Net 과 DDPM 은", "U-Net과 DDPM은"),
-    ("(MSE) 를", "(MSE) 를"),                             # 괄호 뒤는 이 스크립트의 범위 밖
+    ("(MSE) 를", "(MSE)를"),                              # 닫는 괄호 뒤에도 붙인다
+    ("DPM-Solver++ 는", "DPM-Solver++는"),
+    ("( 를 )", "( 를 )"),                                 # 여는 괄호 뒤는 그대로
 ])
 def test_fix_line(before, after):
     assert fix_particles.fix_line(before) == after
