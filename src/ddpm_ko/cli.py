@@ -2,7 +2,7 @@
 
     ddpm-ko train  [--data-dir D] [--epochs N | --max-steps N] [--out-dir D] [--checkpoint-every N]
                    [--resume PATH] [--seed K] ...
-    ddpm-ko sample [--checkpoint PATH|pretrained] --num N [--sampler ddpm|ddim] [--steps S] [--eta E]
+    ddpm-ko sample [--checkpoint PATH|pretrained] --num N [--sampler ddpm|ddim|dpm-solver++] [--steps S] [--eta E]
                    [--seed K] [--out FILE.npy] [--gif FILE.gif]
     ddpm-ko export --checkpoint PATH --out FILE.safetensors
     ddpm-ko train-classifier [--out FILE.safetensors]      (평가용 특징 신경망, ddpm_ko.metrics)
@@ -132,7 +132,7 @@ def _dim_mults(s: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .diffusion import LOSS_TYPES, PREDICTION_TYPES, SAMPLERS
+    from .diffusion import DEFAULT_SAMPLER, LOSS_TYPES, PREDICTION_TYPES, SAMPLERS
     from .schedules import SCHEDULES
     from .train import PRECISIONS
     from .unet import ATTENTION_TYPES, BLOCK_TYPES
@@ -193,9 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", default="pretrained",
                    help="체크포인트 .safetensors (checkpoint); 기본 'pretrained' 는 책의 사전 학습 모델")
     s.add_argument("--num", type=positive_int, required=True, help="생성할 이미지 수 (number of images)")
-    s.add_argument("--sampler", choices=SAMPLERS, default="ddpm",
-                   help=f"샘플러 (sampler): {', '.join(SAMPLERS)} (기본 ddpm)")
-    s.add_argument("--steps", type=positive_int, help="DDIM 단계 수 (DDIM steps; 기본: T)")
+    s.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
+                   help=f"샘플러 (sampler): {', '.join(SAMPLERS)} (기본 {DEFAULT_SAMPLER}, ddpm_ko.diffusion.DEFAULT_SAMPLER)")
+    s.add_argument("--steps", type=positive_int,
+                   help="신경망 호출 수 = 단계 수 (sampling steps): DDIM 기본 T, DPM-Solver++ 기본 "
+                        "ddpm_ko.solvers.DEFAULT_STEPS; DDPM 은 언제나 T")
     s.add_argument("--eta", type=float, default=0.0, help="DDIM 의 η, 0..1 (DDIM eta; 기본 0)")
     s.add_argument("--seed", type=int, default=0, help="난수 시드 (random seed; 기본 0)")
     s.add_argument("--batch-size", type=positive_int, default=256,

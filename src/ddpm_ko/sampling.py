@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from .checkpoint import load_model_from_checkpoint
-from .diffusion import SAMPLERS, GaussianDiffusion
+from .diffusion import DEFAULT_SAMPLER, SAMPLERS, GaussianDiffusion
 from .utils import pick_device
 
 __all__ = ["sample_images", "sample_with_oom_retry", "is_out_of_memory"]
@@ -69,7 +69,7 @@ def sample_with_oom_retry(diffusion: GaussianDiffusion, model: torch.nn.Module, 
     return torch.cat(outputs), traj
 
 
-def sample_images(checkpoint: str | os.PathLike, num: int, sampler: str = "ddpm", steps: int | None = None,
+def sample_images(checkpoint: str | os.PathLike, num: int, sampler: str = DEFAULT_SAMPLER, steps: int | None = None,
                   eta: float = 0.0, seed: int = 0, clip_x0: bool = True, use_ema: bool = True,
                   device: str | torch.device | None = None, batch_size: int = 256, trajectory: bool = False,
                   progress: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
