@@ -215,14 +215,18 @@ def test_read_idx_roundtrip_and_other_dtypes(tmp_path):
 
 # ---------------------------------------------------------------------------- Hub 경로
 @pytest.fixture
-def no_local_data(tmp_path, monkeypatch):
-    empty = tmp_path / "empty-debian-dir"
-    empty.mkdir()
-    monkeypatch.setattr(data, "DEBIAN_DIR", empty)
-    # Hub 경로는 가짜 load_dataset 으로 흉내 낸다: 오프라인 환경 변수와 실제 네트워크 확인은 끈다
+def hub_reachable(monkeypatch):
+    """Hub 경로는 가짜 load_dataset 으로 흉내 낸다: 오프라인 환경 변수와 실제 네트워크 확인은 끈다."""
     for name in data.HUB_OFFLINE_ENVS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(data, "_hub_unreachable", lambda *a, **k: None)
+
+
+@pytest.fixture
+def no_local_data(tmp_path, monkeypatch, hub_reachable):
+    empty = tmp_path / "empty-debian-dir"
+    empty.mkdir()
+    monkeypatch.setattr(data, "DEBIAN_DIR", empty)
     return empty
 
 
@@ -265,7 +269,7 @@ def test_hub_failure_explains_how_to_get_data(no_local_data, monkeypatch):
     assert_lists_three_ways(str(info.value))
 
 
-def test_data_source_choice(fake_test_split, monkeypatch):
+def test_data_source_choice(fake_test_split, monkeypatch, hub_reachable):
     """DDPM_KO_DATA_SOURCE: hub 는 로컬 파일이 있어도 Hub 경로만, local 은 Hub 로 넘어가지 않는다."""
     import datasets
 
