@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, fmt_table, load_benchmark_model, machine_info  # noqa: E402
+from _common import RESULTS, fmt_table, load_benchmark_model, machine_info, portable_command, portable_path  # noqa: E402
 
 DEFAULT_POINTS = ("ddim:10,ddim:25,ddim:50,ddim:100,"
                   "dpm-solver++:5,dpm-solver++:8,dpm-solver++:10,dpm-solver++:15,dpm-solver++:20,dpm-solver++:25,"
@@ -175,7 +175,7 @@ def main() -> None:
         "benchmark": a.out,
         "what": "feature-FID/KID vs number of network evaluations (NFE) per image, N samples per point from the same "
                 "x_T, vs the Fashion-MNIST test split, with the real-vs-real floor at the same N and sampling wall time",
-        "checkpoint": str(ckpt), "provisional": provisional, "checkpoint_step": meta.get("step"),
+        "checkpoint": portable_path(ckpt), "provisional": provisional, "checkpoint_step": meta.get("step"),
         "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
         "classifier_test_accuracy": clf.meta.get("test_accuracy"), "num": a.num, "seed": a.seed,
     }
@@ -191,7 +191,7 @@ def main() -> None:
         rows = old.get("results", [])
         earlier = old.get("runs", [])
         print(f"[bench] {prev_path.name}: {len(rows)} 점을 이어 간다 / resuming with {len(rows)} points", flush=True)
-    run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": portable_command([Path(sys.executable).name, *sys.argv]),
            "machine": machine}
 
     def save() -> None:
