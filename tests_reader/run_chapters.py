@@ -6,8 +6,10 @@
 - **독자용 가상환경** ``.reader/venv``: Colab 사용자가 가진 실행 의존성만 든다 (torch — CPU 휠,
   ``constraints-cpu.txt`` —, numpy, matplotlib, datasets, pillow, safetensors, tqdm, ipykernel). jupyter-book,
   myst-nb, pytest 는 없다 (없음을 확인한다). 요구 목록이 같으면 다시 만들지 않는다.
-- **노트북 하나씩, 빈 임시 디렉터리에서**: ``../src`` 도 ``../checkpoints`` 도 없다. 커널은 바깥 환경(이 파일을
-  돌리는 .venv)의 nbclient 가 독자용 파이썬을 가리키는 커널 명세로 띄운다.
+- **노트북 하나씩, 빈 임시 디렉터리에서, nbval 로**: ``../src`` 도 ``../checkpoints`` 도 없다. 바깥 환경(이 파일을
+  돌리는 .venv)의 ``pytest --nbval-lax`` 가 독자용 파이썬을 가리키는 커널 명세(``--nbval-kernel-name``)로 커널을
+  띄운다. 이 실행이 곧 저장소의 nbval 검사다: 저장소 안에서 노트북을 한 번 더 돌리지 않는다 (저장소 안의 경로,
+  곧 ``../src`` 를 쓰는 첫 셀은 책 빌드가 모든 장을 독자 설정으로 실행하며 검사한다).
 - **첫 셀의 설치를 그대로**: 실행 전에 독자 환경에서 ddpm_ko 를 지운다. 그러면 첫 장의 첫 셀이
   ``pip install`` 을 한다. 바꾸는 것은 설치 원본뿐이다: ``DDPM_KO_INSTALL_SOURCE`` 가 이 작업 트리의 사본
   (git 이 아는 파일, 곧 이 커밋과 아직 커밋하지 않은 변경)을 가리킨다. 나머지 장은 설치된 패키지를 쓴다
@@ -19,7 +21,7 @@
   만들어 ``datasets`` 캐시(``HF_HOME``)에 한 번 준비하고, 커널은 ``HF_HUB_OFFLINE=1``, ``HF_DATASETS_OFFLINE=1`` (datasets 의 오프라인 모드)과
   ``DDPM_KO_DATA_SOURCE=hub`` (독자도 쓸 수 있는 설정: 로컬 파일이 있어도 Hub 경로만 쓴다)로 돈다.
 
-장마다 걸린 시간을 출력하고 ``.reader/last_run.json`` 에 남긴다. 실행한 노트북은 ``.reader/executed/`` 에 있다.
+장마다 걸린 시간(첫 셀, 곧 설치에 걸린 시간도)을 출력하고 ``.reader/last_run.json`` 에 남긴다.
 
     .venv/bin/python tests_reader/run_chapters.py [--only 03_silu] [--install-each]
 """
@@ -30,6 +32,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -145,44 +148,33 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _cell_seconds(cell: dict) -> float | None:
-    """nbclient 가 기록한 셀 하나의 실행 시간 (초)."""
-    from datetime import datetime
-
-    t = cell.get("metadata", {}).get("execution", {})
-    try:
-        start = datetime.fromisoformat(t["iopub.execute_input"].replace("Z", "+00:00"))
-        end = datetime.fromisoformat(t["shell.execute_reply"].replace("Z", "+00:00"))
-    except (KeyError, ValueError):
-        return None
-    return (end - start).total_seconds()
+_DURATION = re.compile(r"^\s*([0-9.]+)s call\s+\S+::Cell (\d+)\s*$", re.M)
 
 
-def run_chapter(nb_path: Path, env: dict[str, str], out_dir: Path, timeout: int) -> tuple[float, float | None, str | None]:
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+def run_chapter(nb_path: Path, env: dict[str, str], timeout: int) -> tuple[float, float | None, str | None]:
+    """장 하나를 nbval 로 실행한다 (``pytest --nbval-lax``, 커널은 독자용 파이썬). 이것이 이 저장소의 nbval 검사다.
 
+    pytest 와 nbval 은 바깥 환경(.venv)에 있고, 셀을 실행하는 커널만 독자 환경이다: 커널 안에서는 pytest 도
+    nbval 도 import 할 수 없다. 노트북은 빈 임시 디렉터리에 혼자 있고, nbval 은 커널을 그 디렉터리에서 띄운다.
+    돌려주는 값: (걸린 시간, 첫 셀의 시간, 실패했으면 pytest 출력의 끝).
+    """
     with tempfile.TemporaryDirectory(prefix="ddpm_ko_reader_") as tmp:
         workdir = Path(tmp) / "chapter"          # 부모 디렉터리에도 src/ 가 없다
         workdir.mkdir()
         shutil.copy2(nb_path, workdir / nb_path.name)
-        nb = nbformat.read(workdir / nb_path.name, as_version=4)
-        client = NotebookClient(nb, kernel_name=KERNEL_NAME, timeout=timeout, allow_errors=False,
-                                resources={"metadata": {"path": str(workdir)}})
+        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--nbval-lax",
+               "--nbval-kernel-name", KERNEL_NAME, "--nbval-cell-timeout", str(timeout),
+               "--durations=0", "--durations-min=0", nb_path.name]
         t0 = time.perf_counter()
-        error = None
-        try:
-            client.execute(env=env)
-        except (CellExecutionError, CellTimeoutError) as e:
-            error = str(e)
+        r = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
-        first = next((_cell_seconds(c) for c in nb.cells if c.cell_type == "code"), None)
-        nbformat.write(nb, out_dir / nb_path.name)
+        out = r.stdout + r.stderr
+        cells = {int(i): float(s) for s, i in _DURATION.findall(out)}
         leftovers = sorted(p.name for p in workdir.iterdir() if p.name != nb_path.name)
         if leftovers:
             log(f"  {nb_path.stem}: 임시 디렉터리에 남긴 것 / wrote {leftovers}")
-    return wall, first, error
+    error = None if r.returncode == 0 else out[-6000:]
+    return wall, cells.get(0), error
 
 
 def main() -> int:
@@ -200,16 +192,13 @@ def main() -> int:
     t_setup = time.perf_counter()
     ensure_venv()
     ensure_hub_cache()
-    out_dir = WORK / "executed"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir()
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="ddpm_ko_src_") as src_tmp, \
             tempfile.TemporaryDirectory(prefix="ddpm_ko_jupyter_") as jupyter_tmp:
         source = snapshot_source(Path(src_tmp) / "ddpm_ko")
         write_kernelspec(Path(jupyter_tmp))
-        os.environ["JUPYTER_PATH"] = jupyter_tmp      # nbclient 가 독자용 커널 명세를 찾는 곳
         env = _clean_env({
+            "JUPYTER_PATH": jupyter_tmp,                # nbval(jupyter_client)이 독자용 커널 명세를 찾는 곳
             "DDPM_KO_FAST": "1",
             "DDPM_KO_INSTALL_SOURCE": str(source),
             "DDPM_KO_DATA_SOURCE": "hub",
@@ -225,7 +214,7 @@ def main() -> int:
         for i, nb in enumerate(notebooks):
             if args.install_each and i:
                 run([PY, "-m", "pip", "uninstall", "-q", "-y", "ddpm_ko"], capture_output=True)
-            wall, first, error = run_chapter(nb, env, out_dir, args.timeout)
+            wall, first, error = run_chapter(nb, env, args.timeout)
             results.append({"chapter": nb.stem, "seconds": round(wall, 1), "first_cell_s": first and round(first, 1),
                             "ok": error is None})
             first_txt = f"(첫 셀 / first cell {first:.1f}s)" if first is not None else ""
