@@ -91,6 +91,23 @@ def test_checker_names_file_and_cell_of_a_planted_variant(tmp_path):
                      "page.md: '연쇄' → '마르코프 사슬'"], found
 
 
+def test_step_rules_catch_counts_of_단계_but_not_u_net_stages_or_ordinary_korean(tmp_path):
+    """"단계"는 U-Net 단계와 보통의 뜻으로만: 횟수(학습·샘플링·타임스텝)로 쓴 것은 모두 잡고, 나머지는 건드리지 않는다."""
+    bad = ["DDIM 50단계로 만든다.", "print(f\"{steps} 단계\")", "4,750 단계 학습", "3만 단계 학습", "$T$ 단계를 밟는다.",
+           "학습 단계를 늘린다.", "(단계당 312 ms)", "단계 수를 줄인다.", "DDIM 한 단계", "수백 단계 뒤", "매 단계 기록한다.",
+           "$t$번째 단계", "확산 단계 수", "샘플링 단계"]
+    good = ["U-Net 단계 0은 28×28이다.", "28×28 단계에는 어텐션이 없다.", "세 단계를 다시 짚는다.", "2. 단계를 나눠 본다.",
+            "단계 $k$의 해상도", "U-Net 단계 수", "2차 다단계 풀이법", "올라가기 단계가 $n - 1$ 개", "DDIM 50 스텝"]
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": [line]} for line in bad + good]
+    nb = tmp_path / "notebooks" / "98_steps.ipynb"
+    nb.parent.mkdir()
+    nb.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}), encoding="utf-8")
+    found = find_violations([nb], TERMS, root=tmp_path)
+    flagged = {int(f.split("셀 ")[1].split(":")[0]) for f in found}
+    assert flagged == set(range(len(bad))), [bad[i] if i < len(bad) else good[i - len(bad)] for i in
+                                            flagged.symmetric_difference(range(len(bad)))]
+
+
 @pytest.mark.parametrize("before, after", [
     ("DDPM 의 손실", "DDPM의 손실"),
     ("$x_t$ 를 만든다", "$x_t$를 만든다"),

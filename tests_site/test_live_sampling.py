@@ -356,7 +356,7 @@ def test_bad_input_is_reported(live) -> None:
     page.fill("#live-steps", "0")
     page.click("#live-run")
     page.wait_for_function("() => document.getElementById('live-status').dataset.kind === 'error'")
-    assert "단계 수" in page.inner_text("#live-status")
+    assert "샘플링 스텝 수" in page.inner_text("#live-status")
     page.fill("#live-steps", "25")
 
 

@@ -4,7 +4,7 @@
 //
 // 검사(tests_site/test_live_sampling.py)는 window.ddpmLive 를 통해 결과를 읽는다:
 //   ddpmLive.ready      — 모델을 다 불러오면 풀리는 Promise (실패하면 오류 메시지로 거절된다)
-//   ddpmLive.lastResult — 마지막 샘플링의 입력, x_T, 최종 이미지, 단계별 U-Net 시간(ms)
+//   ddpmLive.lastResult — 마지막 샘플링의 입력, x_T, 최종 이미지, 스텝별 U-Net 시간(ms)
 
 import { clampImage, ddimStep, ddimTimesteps, makeSchedule, toByte } from "./ddim.js";
 import { dpmSolverStep, dpmSolverTimesteps } from "./dpm_solver.js";
@@ -79,7 +79,7 @@ async function load() {
   ui.runtime.textContent =
     `onnxruntime-web ${ort.env.versions?.web ?? ""} · WASM · 스레드 ${threads}개` +
     (globalThis.crossOriginIsolated ? " (교차 출처 격리 켜짐)" : " (교차 출처 격리 꺼짐: 한 스레드)") +
-    ` · 모델 ${(info.bytes / 1e6).toFixed(1)} MB (${info.source.checkpoint}, ${info.source.step} 단계 학습)`;
+    ` · 모델 ${(info.bytes / 1e6).toFixed(1)} MB (${info.source.checkpoint}, ${info.source.step} 학습 스텝)`;
 }
 
 // 샘플러 선택지: DDIM, 또는 DPM-Solver++(2M) 과 그 시각 간격
@@ -97,7 +97,7 @@ function readInputs() {
   const seed = Number(ui.seed.value);
   const num = Number(ui.num.value);
   const T = state.info.diffusion.timesteps;
-  if (!Number.isInteger(steps) || steps < 1 || steps > T) throw new Error(`단계 수는 1 에서 ${T} 사이의 정수여야 한다`);
+  if (!Number.isInteger(steps) || steps < 1 || steps > T) throw new Error(`샘플링 스텝 수는 1 에서 ${T} 사이의 정수여야 한다`);
   if (!(eta >= 0 && eta <= 1)) throw new Error("η 는 0 에서 1 사이여야 한다");
   if (!Number.isInteger(seed) || seed < 0 || seed > 4294967295) throw new Error("시드는 0 에서 4294967295 사이의 정수여야 한다");
   if (!Number.isInteger(num) || num < 1 || num > 64) throw new Error("이미지 수는 1 에서 64 사이여야 한다");
@@ -141,10 +141,10 @@ async function sample() {
   const shape = [num, info.channels, size, size];
   const ts = sampler.kind === "ddim" ? ddimTimesteps(schedule.T, steps) : dpmSolverTimesteps(schedule, steps, sampler.spacing);
   const rng = new NormalStream(seed);
-  const xT = rng.take(num * info.channels * size * size); // x_T ~ N(0, I): 먼저 뽑고, 그다음 단계마다 z 를 뽑는다
+  const xT = rng.take(num * info.channels * size * size); // x_T ~ N(0, I): 먼저 뽑고, 그다음 스텝마다 z 를 뽑는다
   let x = xT;
   let x0 = null;
-  let history = null; // DPM-Solver++(2M) 가 기억하는 바로 앞 단계의 { t, x0 }
+  let history = null; // DPM-Solver++(2M) 가 기억하는 바로 앞 스텝의 { t, x0 }
   const msPerEval = [];
   const started = performance.now();
   drawGrid(ui.xt, x, num);
@@ -177,7 +177,7 @@ async function sample() {
     drawGrid(ui.x0, step.x0, num);
     x = step.xNext;
     x0 = step.x0;
-    setStatus(`${i + 1} / ${ts.length} 단계 (t = ${t + 1} → ${tPrev + 1})`);
+    setStatus(`${i + 1} / ${ts.length} 스텝 (t = ${t + 1} → ${tPrev + 1})`);
     // 따로 쉬어 갈 필요가 없다: 다음 U-Net 을 워커가 계산하는 동안 브라우저가 이 그림을 화면에 그린다
   }
   const stopped = state.stopRequested;

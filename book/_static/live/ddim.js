@@ -86,8 +86,8 @@ export function linspace(start, stop, num) {
  * np.round 처럼 반올림한다.
  */
 export function ddimTimesteps(T, steps) {
-  if (!Number.isInteger(steps) || steps < 1) throw new Error(`단계 수는 1 이상의 정수여야 한다: ${steps}`);
-  if (steps > T) throw new Error(`단계 수(${steps})가 T(${T})보다 클 수 없다`);
+  if (!Number.isInteger(steps) || steps < 1) throw new Error(`샘플링 스텝 수는 1 이상의 정수여야 한다: ${steps}`);
+  if (steps > T) throw new Error(`샘플링 스텝 수(${steps})가 T(${T})보다 클 수 없다`);
   if (steps === 1) return [T - 1];
   return linspace(T - 1, 0, steps).map(roundHalfEven);
 }

@@ -43,7 +43,7 @@ function interp(x, xp, fp) {
  */
 export function dpmSolverTimesteps(sched, steps, spacing = "logsnr") {
   const T = sched.T;
-  if (!Number.isInteger(steps) || steps < 1 || steps > T) throw new Error(`단계 수는 1 에서 ${T} 사이의 정수여야 한다`);
+  if (!Number.isInteger(steps) || steps < 1 || steps > T) throw new Error(`샘플링 스텝 수는 1 에서 ${T} 사이의 정수여야 한다`);
   if (steps === 1) return [T - 1];
   let ts;
   if (spacing === "time") {
