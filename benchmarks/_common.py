@@ -23,8 +23,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 #: 다른 구현(denoising-diffusion-pytorch 등)을 설치하는 곳: ``make bench-peers`` (git 이 무시한다). ``--external`` 의 기본값
 PEERS = ROOT / "benchmarks" / ".peers"
 _ABSOLUTE = re.compile(r"^(/|~/|[A-Za-z]:[\\/])")
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
 
 
 def cpu_model() -> str:

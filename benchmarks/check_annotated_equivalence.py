@@ -17,11 +17,9 @@ LayerNorm 을 ``GroupNorm(1, C)`` 로 바꾼 것이다. 이 스크립트는
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PEERS, import_lucidrains  # noqa: E402
+from _common import PEERS, import_lucidrains
 
 
 def rename(key: str) -> str:

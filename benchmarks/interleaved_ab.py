@@ -13,12 +13,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, merge_with_previous, save_result  # noqa: E402
+from _common import machine_info, merge_with_previous, save_result
 
 # 쌍마다 (모델, channels_last, 배치 배수) 두 개. 배치 배수는 --batch 에 곱한다 (0.5 면 절반 배치).
 PAIRS = {

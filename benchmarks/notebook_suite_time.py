@@ -18,8 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, fmt_table, machine_info, save_result  # noqa: E402
+from _common import ROOT, fmt_table, machine_info, save_result
 
 
 def main() -> None:

@@ -27,8 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, fmt_table, load_benchmark_model, machine_info, portable_command, portable_path  # noqa: E402
+from _common import RESULTS, fmt_table, load_benchmark_model, machine_info, portable_command, portable_path
 
 DEFAULT_POINTS = ("ddim:10,ddim:25,ddim:50,ddim:100,"
                   "dpm-solver++:5,dpm-solver++:8,dpm-solver++:10,dpm-solver++:15,dpm-solver++:20,dpm-solver++:25,"

@@ -12,12 +12,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (fmt_table, load_benchmark_model, machine_info, merge_with_previous, portable_path,  # noqa: E402
+from _common import (fmt_table, load_benchmark_model, machine_info, merge_with_previous, portable_path,
                      save_result)
 
 

@@ -25,14 +25,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PEERS, import_lucidrains, machine_info, save_result  # noqa: E402
+from _common import PEERS, import_lucidrains, machine_info, save_result
 
 
 def parse_minutes(text: str) -> list[float]:

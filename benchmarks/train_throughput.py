@@ -23,8 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (PEERS, ROOT, current_rss_mb, fmt_table, import_lucidrains, machine_info,  # noqa: E402
+from _common import (PEERS, ROOT, current_rss_mb, fmt_table, import_lucidrains, machine_info,
                      merge_with_previous, peak_rss_mb, save_result)
 
 # (이름, 모델, channels_last, tune_cpu, 추가 환경 변수). 추가 환경 변수가 없으면 지휘 프로세스의 환경을 물려받는다.
