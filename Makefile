@@ -6,7 +6,7 @@ export PYTHONHASHSEED ?= 0
 # 코어보다 스레드가 많을 때 OpenMP 스레드가 바쁘게 기다리며 CPU 를 태우지 않게 한다 (부하가 걸린 2코어에서 수십 배 차이).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: book test unit setup browser reader clean bench-peers
+.PHONY: book test unit lint setup browser reader clean bench-peers
 
 $(STAMP): requirements.txt constraints-cpu.txt pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -25,11 +25,12 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 book: $(STAMP) $(WEB_STAMP)
 	env -u MPLBACKEND $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-## 단위 검사 ∥ 독자처럼 모든 장 실행 → 노트북(빠른 모드, nbval) → 책 빌드 → 브라우저 검사
+## 린트 → 단위 검사 ∥ 독자처럼 모든 장 실행 → 노트북(빠른 모드, nbval) → 책 빌드 → 브라우저 검사
 ## 단위 검사와 "독자처럼 모든 장 실행"은 서로 다른 파일을 쓰므로 나란히 돌린다 (단위 검사는 스레드 하나, 독자 실행의
 ## 준비는 주로 pip 설치라서 2코어에서 둘을 합친 시간이 차례로 돌린 시간보다 몇 분 짧다). 노트북·책 빌드는 둘 다
 ## notebooks/ 에서 실행하므로 차례로 돌린다.
 test: $(STAMP)
+	$(MAKE) lint
 	$(MAKE) -j2 --output-sync=target unit reader
 	env -u MPLBACKEND DDPM_KO_FAST=1 $(PY) -m pytest -q --nbval-lax notebooks/
 	$(MAKE) book
@@ -38,6 +39,12 @@ test: $(STAMP)
 ## 단위 검사만 (몇 분): 패키지를 고친 뒤 먼저 돌린다
 unit: $(STAMP)
 	$(PY) -m pytest -q tests
+
+## ruff 린트와 포맷 검사 (몇 초). 고치려면 .venv/bin/ruff check --fix … 와 .venv/bin/ruff format … (설정: pyproject.toml)
+LINT_PATHS := src tests tests_site tests_reader benchmarks scripts
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 ## 모든 장을 저장소 밖의 독자처럼 실행한다: Colab 과 같은 의존성만 든 .reader/venv, 장마다 빈 임시 디렉터리,
 ## 첫 셀의 pip install (원본은 이 작업 트리), 빠른 모드, Hugging Face datasets 경로(로컬 캐시, 오프라인 모드).
