@@ -9,7 +9,7 @@ export PYTHONHASHSEED ?= 0
 # (이 기계, 기본 신경망, 스레드 2: 이미지 4장 한 번 94 ms 대 43 ms, 16장 152 ms 대 95 ms).
 PARALLEL_OMP := OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: book test unit setup browser reader clean bench-peers
+.PHONY: book test unit lint setup browser reader clean bench-peers
 
 $(STAMP): requirements.txt constraints-cpu.txt pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -28,11 +28,12 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 book: $(STAMP) $(WEB_STAMP)
 	env -u MPLBACKEND $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-## 단위 검사 ∥ 독자처럼 모든 장 실행(nbval, 빠른 모드) → 책 빌드(독자 설정) → 브라우저 검사
+## 린트 → 단위 검사 ∥ 독자처럼 모든 장 실행(nbval, 빠른 모드) → 책 빌드(독자 설정) → 브라우저 검사
 ## 단위 검사와 "독자처럼 모든 장 실행"은 서로 다른 파일을 쓰므로 나란히 돌린다 (단위 검사는 스레드 하나, 독자 실행의
 ## 준비는 주로 pip 설치라서 2코어에서 둘을 합친 시간이 차례로 돌린 시간보다 몇 분 짧다). 노트북의 nbval 검사는
 ## 독자 실행이 한다 (빈 임시 디렉터리, 독자용 커널). 저장소 안의 경로는 책 빌드가 모든 장을 실행하며 검사한다.
 test: $(STAMP)
+	$(MAKE) lint
 	$(MAKE) -j2 --output-sync=target unit reader
 	$(MAKE) book
 	$(PY) -m pytest -q tests_site
@@ -40,6 +41,12 @@ test: $(STAMP)
 ## 단위 검사만 (몇 분): 패키지를 고친 뒤 먼저 돌린다
 unit: $(STAMP)
 	$(PARALLEL_OMP) $(PY) -m pytest -q tests
+
+## ruff 린트와 포맷 검사 (몇 초). 고치려면 .venv/bin/ruff check --fix … 와 .venv/bin/ruff format … (설정: pyproject.toml)
+LINT_PATHS := src tests tests_site tests_reader benchmarks scripts
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 ## 모든 장을 저장소 밖의 독자처럼 실행한다: Colab 과 같은 의존성만 든 .reader/venv, 장마다 빈 임시 디렉터리,
 ## 첫 셀의 pip install (원본은 이 작업 트리), 빠른 모드, Hugging Face datasets 경로(로컬 캐시, 오프라인 모드).

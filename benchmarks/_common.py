@@ -23,8 +23,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 #: 다른 구현(denoising-diffusion-pytorch 등)을 설치하는 곳: ``make bench-peers`` (git 이 무시한다). ``--external`` 의 기본값
 PEERS = ROOT / "benchmarks" / ".peers"
 _ABSOLUTE = re.compile(r"^(/|~/|[A-Za-z]:[\\/])")
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
 
 
 def cpu_model() -> str:
@@ -65,9 +63,11 @@ def machine_info() -> dict[str, Any]:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     if load is not None and load[0] > 0.75 * cores:
-        info["note"] = (f"shared machine: 1-min load average {load[0]} on {cores} cores when this run started (other jobs, "
-                        "or this benchmark's own previous runs); absolute numbers may be pessimistic and noisy, "
-                        "compare variants measured side by side")
+        info["note"] = (
+            f"shared machine: 1-min load average {load[0]} on {cores} cores when this run started (other jobs, "
+            "or this benchmark's own previous runs); absolute numbers may be pessimistic and noisy, "
+            "compare variants measured side by side"
+        )
     return info
 
 
@@ -88,8 +88,9 @@ def current_rss_mb() -> float | None:
     return None
 
 
-def merge_with_previous(name: str, rows: list[dict[str, Any]], key: str, machine: dict[str, Any],
-                        check: Any = None) -> list[dict[str, Any]]:
+def merge_with_previous(
+    name: str, rows: list[dict[str, Any]], key: str, machine: dict[str, Any], check: Any = None
+) -> list[dict[str, Any]]:
     """``--append``: ``benchmarks/results/NAME.json`` 의 기존 줄에 새 줄을 덧붙인다 (``key`` 가 같은 줄은 새 값으로).
 
     기존 결과의 기계 정보는 ``machine["earlier_runs"]`` 에 남긴다. ``check(old)`` 가 주어지면 덧붙이기 전에 부르고,
@@ -102,7 +103,7 @@ def merge_with_previous(name: str, rows: list[dict[str, Any]], key: str, machine
     if check is not None:
         check(old)
     new_keys = {r[key] for r in rows}
-    machine["earlier_runs"] = old.get("machine", {}).pop("earlier_runs", []) + [old.get("machine", {})]
+    machine["earlier_runs"] = [*old.get("machine", {}).pop("earlier_runs", []), old.get("machine", {})]
     return [r for r in old.get("results", []) if r[key] not in new_keys] + rows
 
 
@@ -174,8 +175,10 @@ def shipped_or_provisional_checkpoint(explicit: str | None) -> tuple[Path, bool]
     running = ROOT / "runs" / "pretrained" / "checkpoint.safetensors"
     if running.is_file():
         return running, True
-    raise SystemExit("확산 모델 체크포인트가 없다 / no diffusion checkpoint: pass --checkpoint PATH "
-                     "(the pretrained model is not there yet)")
+    raise SystemExit(
+        "확산 모델 체크포인트가 없다 / no diffusion checkpoint: pass --checkpoint PATH "
+        "(the pretrained model is not there yet)"
+    )
 
 
 def fmt_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
@@ -195,7 +198,9 @@ def load_benchmark_model(explicit: str | None, device: Any) -> tuple[Path, Any, 
 
     ckpt, provisional = shipped_or_provisional_checkpoint(explicit)
     model, diffusion, meta = load_model_from_checkpoint(ckpt, use_ema=True, device=device)
-    print(f"[bench] {portable_path(ckpt)} (step {meta.get('step')}{', provisional' if provisional else ''})", flush=True)
+    print(
+        f"[bench] {portable_path(ckpt)} (step {meta.get('step')}{', provisional' if provisional else ''})", flush=True
+    )
     return ckpt, model, diffusion, meta, provisional
 
 
@@ -213,16 +218,27 @@ def import_lucidrains(ext_dir: str | os.PathLike = PEERS) -> Any:
     ext = Path(ext_dir)
     src = ext / "denoising_diffusion_pytorch"
     if not src.is_dir():
-        raise SystemExit(f"{portable_path(src)} 가 없다 / not found: `make bench-peers` 로 먼저 설치하라 "
-                         "(install the peer implementations first, see benchmarks/README.md)")
+        raise SystemExit(
+            f"{portable_path(src)} 가 없다 / not found: `make bench-peers` 로 먼저 설치하라 "
+            "(install the peer implementations first, see benchmarks/README.md)"
+        )
     if str(ext) not in sys.path:
         sys.path.append(str(ext))  # ema_pytorch 용. 뒤에 붙여 venv 의 패키지가 먼저 잡히게 한다
     try:
         import ema_pytorch  # noqa: F401
     except ImportError:
         pass
-    for name in ("torchvision", "torchvision.transforms", "torchvision.utils", "scipy", "scipy.optimize",
-                 "ema_pytorch", "accelerate", "pytorch_fid", "pytorch_fid.inception"):
+    for name in (
+        "torchvision",
+        "torchvision.transforms",
+        "torchvision.utils",
+        "scipy",
+        "scipy.optimize",
+        "ema_pytorch",
+        "accelerate",
+        "pytorch_fid",
+        "pytorch_fid.inception",
+    ):
         if name not in sys.modules:
             stub = types.ModuleType(name)
             stub.__path__ = []  # type: ignore[attr-defined]
@@ -231,15 +247,19 @@ def import_lucidrains(ext_dir: str | os.PathLike = PEERS) -> Any:
     for attr in ("transforms", "utils"):
         if not hasattr(tv, attr):
             setattr(tv, attr, sys.modules[f"torchvision.{attr}"])
-    for mod_name, attr in (("scipy.optimize", "linear_sum_assignment"), ("ema_pytorch", "EMA"),
-                           ("accelerate", "Accelerator")):
+    for mod_name, attr in (
+        ("scipy.optimize", "linear_sum_assignment"),
+        ("ema_pytorch", "EMA"),
+        ("accelerate", "Accelerator"),
+    ):
         if not hasattr(sys.modules[mod_name], attr):
             setattr(sys.modules[mod_name], attr, None)
     pkg = types.ModuleType("denoising_diffusion_pytorch")
     pkg.__path__ = [str(src)]  # type: ignore[attr-defined]
     sys.modules["denoising_diffusion_pytorch"] = pkg
-    spec = importlib.util.spec_from_file_location("denoising_diffusion_pytorch.denoising_diffusion_pytorch",
-                                                  src / "denoising_diffusion_pytorch.py")
+    spec = importlib.util.spec_from_file_location(
+        "denoising_diffusion_pytorch.denoising_diffusion_pytorch", src / "denoising_diffusion_pytorch.py"
+    )
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[spec.name] = mod  # type: ignore[union-attr]
     spec.loader.exec_module(mod)  # type: ignore[union-attr]

@@ -17,19 +17,17 @@ LayerNorm 을 ``GroupNorm(1, C)`` 로 바꾼 것이다. 이 스크립트는
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PEERS, import_lucidrains  # noqa: E402
+from _common import PEERS, import_lucidrains
 
 
 def rename(key: str) -> str:
     """0.11.2 의 매개변수 이름 → ddpm_ko 의 이름."""
     if key.startswith("final_conv.0."):
-        key = "final_block." + key[len("final_conv.0."):]
+        key = "final_block." + key[len("final_conv.0.") :]
     elif key.startswith("final_conv.1."):
-        key = "final_conv." + key[len("final_conv.1."):]
+        key = "final_conv." + key[len("final_conv.1.") :]
     key = key.replace(".mlp.", ".time_mlp.")
     if key.endswith(".g"):
         key = key[:-2] + ".weight"
@@ -46,8 +44,9 @@ def main() -> None:
     from ddpm_ko.unet import Unet, UnetConfig
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--external", default=str(PEERS),
-                   help="ddp-0.11.2/ 가 있는 디렉터리 (기본 benchmarks/.peers: make bench-peers)")
+    p.add_argument(
+        "--external", default=str(PEERS), help="ddp-0.11.2/ 가 있는 디렉터리 (기본 benchmarks/.peers: make bench-peers)"
+    )
     a = p.parse_args()
     mod = import_lucidrains(Path(a.external) / "ddp-0.11.2")
 

@@ -21,8 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PEERS  # noqa: E402
+from _common import PEERS
 
 #: 맨 위 디렉터리에 설치할 패키지 (판을 고정한다: benchmarks/results 의 숫자가 이 판들로 잰 것이다)
 TOP = ["denoising-diffusion-pytorch==2.1.1", "ema-pytorch==0.8.3", "diffusers==0.35.2", "regex==2026.12.2"]

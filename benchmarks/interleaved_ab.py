@@ -13,12 +13,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, merge_with_previous, save_result  # noqa: E402
+from _common import machine_info, merge_with_previous, save_result
 
 # 쌍마다 (모델, channels_last, 배치 배수) 두 개. 배치 배수는 --batch 에 곱한다 (0.5 면 절반 배치).
 PAIRS = {
@@ -48,8 +45,11 @@ def main() -> None:
 
     pick_device()
     torch.set_num_threads(a.threads)
-    configs = {"ours-default": UnetConfig(), "ours-annotated": UnetConfig.annotated(),
-               "ours-default+attn28": UnetConfig(attention_from_stage=0)}
+    configs = {
+        "ours-default": UnetConfig(),
+        "ours-annotated": UnetConfig.annotated(),
+        "ours-default+attn28": UnetConfig(attention_from_stage=0),
+    }
     diffusion = GaussianDiffusion.from_schedule("linear", 1000)
     images, _ = fashion_mnist_arrays("train")
     batches = ImageBatches(images[:10_000], a.batch, seed=0)
@@ -63,12 +63,20 @@ def main() -> None:
             net = Unet(configs[model_name]).to(memory_format=mf).train()
             bs = max(1, int(a.batch * mult))
             name = f"{model_name}{'' if cl else '/no-channels-last'}{'' if mult == 1.0 else f'/batch-{bs}'}"
-            arms.append({"name": name, "net": net, "mf": mf, "batch": bs,
-                         "opt": torch.optim.AdamW(net.parameters(), lr=1e-3), "times": []})
+            arms.append(
+                {
+                    "name": name,
+                    "net": net,
+                    "mf": mf,
+                    "batch": bs,
+                    "opt": torch.optim.AdamW(net.parameters(), lr=1e-3),
+                    "times": [],
+                }
+            )
         gen = torch.Generator().manual_seed(1)
-        for r in range(a.rounds + 1):             # 첫 바퀴는 예열
-            for arm in (arms if r % 2 == 0 else arms[::-1]):
-                x0 = batches.batch(0, r % batches.batches_per_epoch)[:arm["batch"]].contiguous(memory_format=arm["mf"])
+        for r in range(a.rounds + 1):  # 첫 바퀴는 예열
+            for arm in arms if r % 2 == 0 else arms[::-1]:
+                x0 = batches.batch(0, r % batches.batches_per_epoch)[: arm["batch"]].contiguous(memory_format=arm["mf"])
                 t = torch.randint(0, 1000, (arm["batch"],), generator=gen)
                 noise = torch.randn(x0.shape, generator=gen).contiguous(memory_format=arm["mf"])
                 t0 = time.perf_counter()
@@ -82,19 +90,33 @@ def main() -> None:
         row = {"pair": pair, "batch": a.batch, "threads": a.threads, "rounds": a.rounds}
         for key, arm in zip("ab", arms):
             ts = sorted(arm["times"])
-            row[key] = {"name": arm["name"], "parameters": arm["net"].num_parameters(), "batch": arm["batch"],
-                        "step_s_median": round(ts[len(ts) // 2], 3),
-                        "images_per_s": round(arm["batch"] / ts[len(ts) // 2], 1)}
+            row[key] = {
+                "name": arm["name"],
+                "parameters": arm["net"].num_parameters(),
+                "batch": arm["batch"],
+                "step_s_median": round(ts[len(ts) // 2], 3),
+                "images_per_s": round(arm["batch"] / ts[len(ts) // 2], 1),
+            }
         row["a_over_b_speed"] = round(row["a"]["images_per_s"] / row["b"]["images_per_s"], 3)
-        print(f"[bench] {pair}: {row['a']['name']} {row['a']['images_per_s']} img/s vs "
-              f"{row['b']['name']} {row['b']['images_per_s']} img/s  → ×{row['a_over_b_speed']}", flush=True)
+        print(
+            f"[bench] {pair}: {row['a']['name']} {row['a']['images_per_s']} img/s vs "
+            f"{row['b']['name']} {row['b']['images_per_s']} img/s  → ×{row['a_over_b_speed']}",
+            flush=True,
+        )
         results.append(row)
         del arms
     machine["load_average_after"] = machine_info()["load_average_1_5_15min"]
     if a.append:
         results = merge_with_previous(a.out, results, "pair", machine)
-    save_result(a.out, {"what": "A/B training-step time, the two arms alternate step by step in one process "
-                                "(same load for both); median over rounds", "results": results}, machine)
+    save_result(
+        a.out,
+        {
+            "what": "A/B training-step time, the two arms alternate step by step in one process "
+            "(same load for both); median over rounds",
+            "results": results,
+        },
+        machine,
+    )
 
 
 if __name__ == "__main__":

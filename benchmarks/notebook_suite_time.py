@@ -18,8 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, fmt_table, machine_info, save_result  # noqa: E402
+from _common import ROOT, fmt_table, machine_info, save_result
 
 
 def main() -> None:
@@ -45,9 +44,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for nb in books:
             t0 = time.perf_counter()
-            proc = subprocess.run([str(jupyter), "nbconvert", "--to", "notebook", "--execute",
-                                   f"--ExecutePreprocessor.timeout={a.timeout}", "--output-dir", tmp, str(nb)],
-                                  cwd=nb.parent, env=env, capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    str(jupyter),
+                    "nbconvert",
+                    "--to",
+                    "notebook",
+                    "--execute",
+                    f"--ExecutePreprocessor.timeout={a.timeout}",
+                    "--output-dir",
+                    tmp,
+                    str(nb),
+                ],
+                cwd=nb.parent,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             dt = time.perf_counter() - t0
             ok = proc.returncode == 0
             err = "" if ok else (proc.stderr.strip().splitlines() or ["?"])[-1][:300]
@@ -57,10 +70,16 @@ def main() -> None:
     print(fmt_table(rows, ["notebook", "seconds", "ok"]))
     print(f"[bench] total {total}s")
     machine["load_average_after"] = machine_info()["load_average_1_5_15min"]
-    save_result(a.out or ("notebook_suite_time_reader" if a.reader else "notebook_suite_time"), {
-        "what": "wall-clock time to execute each chapter notebook with jupyter nbconvert (includes kernel start-up)",
-        "mode": "reader" if a.reader else "fast (DDPM_KO_FAST=1)", "total_seconds": total, "results": rows,
-    }, machine)
+    save_result(
+        a.out or ("notebook_suite_time_reader" if a.reader else "notebook_suite_time"),
+        {
+            "what": "wall-clock time to execute each chapter notebook with jupyter nbconvert (includes kernel start-up)",
+            "mode": "reader" if a.reader else "fast (DDPM_KO_FAST=1)",
+            "total_seconds": total,
+            "results": rows,
+        },
+        machine,
+    )
 
 
 if __name__ == "__main__":

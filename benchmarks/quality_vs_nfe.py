@@ -27,12 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, fmt_table, load_benchmark_model, machine_info, portable_command, portable_path  # noqa: E402
+from _common import RESULTS, fmt_table, load_benchmark_model, machine_info, portable_command, portable_path
 
-DEFAULT_POINTS = ("ddim:10,ddim:25,ddim:50,ddim:100,"
-                  "dpm-solver++:5,dpm-solver++:8,dpm-solver++:10,dpm-solver++:15,dpm-solver++:20,dpm-solver++:25,"
-                  "ddpm:1000")
+DEFAULT_POINTS = (
+    "ddim:10,ddim:25,ddim:50,ddim:100,"
+    "dpm-solver++:5,dpm-solver++:8,dpm-solver++:10,dpm-solver++:15,dpm-solver++:20,dpm-solver++:25,"
+    "ddpm:1000"
+)
 RULE_FACTOR = 1.1  # 기본값 규칙: DDPM 1000 단계 FID 의 이 배수 안
 
 
@@ -88,16 +89,34 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     for r in rows:
         r["fid_vs_ddpm"] = round(r["fid"] / ref["fid"], 3) if ref["fid"] > 0 else None
-        r["speedup_vs_ddpm"] = round(ref["sample_seconds"] / r["sample_seconds"], 1) if r["sample_seconds"] > 0 else None
+        r["speedup_vs_ddpm"] = (
+            round(ref["sample_seconds"] / r["sample_seconds"], 1) if r["sample_seconds"] > 0 else None
+        )
     ok = [r for r in rows if r["fid"] <= RULE_FACTOR * ref["fid"]]
     best = min(ok, key=lambda r: (r["nfe"], r["fid"]))
-    return {"rule": f"fewest network evaluations with feature-FID <= {RULE_FACTOR} x DDPM-{ref['steps']}",
-            "label": best["label"], "sampler": best["sampler"], "steps": best["steps"], "spacing": best["spacing"],
-            "nfe": best["nfe"], "fid": best["fid"], "ddpm_fid": ref["fid"]}
+    return {
+        "rule": f"fewest network evaluations with feature-FID <= {RULE_FACTOR} x DDPM-{ref['steps']}",
+        "label": best["label"],
+        "sampler": best["sampler"],
+        "steps": best["steps"],
+        "spacing": best["spacing"],
+        "nfe": best["nfe"],
+        "fid": best["fid"],
+        "ddpm_fid": ref["fid"],
+    }
 
 
-def sample_in_saved_batches(diffusion: Any, model: Any, num: int, shape: tuple[int, int, int], batch: int, g: Any,
-                            device: Any, part: Path | None, **kw: Any) -> tuple[Any, float]:
+def sample_in_saved_batches(
+    diffusion: Any,
+    model: Any,
+    num: int,
+    shape: tuple[int, int, int],
+    batch: int,
+    g: Any,
+    device: Any,
+    part: Path | None,
+    **kw: Any,
+) -> tuple[Any, float]:
     """``sample_with_oom_retry`` 와 같은 난수 순서로 N 장을 만든다: x_T 를 한꺼번에 뽑고, 배치마다 생성기를 이어 쓴다.
 
     ``part`` 가 있으면 배치가 끝날 때마다 지금까지의 결과, 생성기 상태, 걸린 시간을 그 파일에 (임시 파일 → 이름 바꾸기로)
@@ -130,12 +149,17 @@ def sample_in_saved_batches(diffusion: Any, model: Any, num: int, shape: tuple[i
         if part is not None:
             part.parent.mkdir(parents=True, exist_ok=True)
             tmp = part.with_name(part.stem + ".tmp.npz")
-            np.savez(tmp, images=torch.cat(outputs).numpy(), generator_state=g.get_state().numpy(), seconds=seconds,
-                     num=num, batch=batch)
+            np.savez(
+                tmp,
+                images=torch.cat(outputs).numpy(),
+                generator_state=g.get_state().numpy(),
+                seconds=seconds,
+                num=num,
+                batch=batch,
+            )
             os.replace(tmp, part)
             print(f"[bench] {start}/{num} 장 / images ({seconds:.0f}s)", flush=True)
     return torch.cat(outputs), seconds
-
 
 
 def main() -> None:
@@ -156,8 +180,11 @@ def main() -> None:
     p.add_argument("--threads", type=int)
     p.add_argument("--out", default="quality_vs_nfe")
     p.add_argument("--fresh", action="store_true", help="기존 결과를 무시하고 처음부터 (기본은 이어 하기)")
-    p.add_argument("--samples-dir", help="점마다 만든 이미지를 uint8 .npy 로 남길 디렉터리 (지표를 다시 잴 때). "
-                   "DDPM 점은 배치마다 여기에 남겨, 멈춘 뒤 다시 실행하면 이어 간다")
+    p.add_argument(
+        "--samples-dir",
+        help="점마다 만든 이미지를 uint8 .npy 로 남길 디렉터리 (지표를 다시 잴 때). "
+        "DDPM 점은 배치마다 여기에 남겨, 멈춘 뒤 다시 실행하면 이어 간다",
+    )
     a = p.parse_args()
     if a.num < 2:
         raise SystemExit("--num 은 2 이상 / --num must be >= 2")
@@ -174,10 +201,14 @@ def main() -> None:
     header = {
         "benchmark": a.out,
         "what": "feature-FID/KID vs number of network evaluations (NFE) per image, N samples per point from the same "
-                "x_T, vs the Fashion-MNIST test split, with the real-vs-real floor at the same N and sampling wall time",
-        "checkpoint": portable_path(ckpt), "provisional": provisional, "checkpoint_step": meta.get("step"),
+        "x_T, vs the Fashion-MNIST test split, with the real-vs-real floor at the same N and sampling wall time",
+        "checkpoint": portable_path(ckpt),
+        "provisional": provisional,
+        "checkpoint_step": meta.get("step"),
         "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
-        "classifier_test_accuracy": clf.meta.get("test_accuracy"), "num": a.num, "seed": a.seed,
+        "classifier_test_accuracy": clf.meta.get("test_accuracy"),
+        "num": a.num,
+        "seed": a.seed,
     }
     rows: list[dict[str, Any]] = []
     earlier: list[dict[str, Any]] = []
@@ -186,20 +217,34 @@ def main() -> None:
         old = json.loads(prev_path.read_text(encoding="utf-8"))
         same = all(old.get(k) == header[k] for k in ("checkpoint", "checkpoint_step", "num", "seed"))
         if not same:
-            raise SystemExit(f"{prev_path} 는 다른 체크포인트·N·시드의 결과다. 이어 할 수 없다 (--fresh 로 새로, 또는 --out) / "
-                             "existing results use a different checkpoint, N or seed: pass --fresh or another --out")
+            raise SystemExit(
+                f"{prev_path} 는 다른 체크포인트·N·시드의 결과다. 이어 할 수 없다 (--fresh 로 새로, 또는 --out) / "
+                "existing results use a different checkpoint, N or seed: pass --fresh or another --out"
+            )
         rows = old.get("results", [])
         earlier = old.get("runs", [])
         print(f"[bench] {prev_path.name}: {len(rows)} 점을 이어 간다 / resuming with {len(rows)} points", flush=True)
-    run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": portable_command([Path(sys.executable).name, *sys.argv]),
-           "machine": machine}
+    run = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": portable_command([Path(sys.executable).name, *sys.argv]),
+        "machine": machine,
+    }
 
     def save() -> None:
         summary = summarize(rows)
         machine["load_average_now"] = machine_info()["load_average_1_5_15min"]
         floor = rows[0]["fid_floor"] if rows else None
-        save_atomic(a.out, {**header, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "fid_floor": floor,
-                            "recommended": summary, "runs": [*earlier, run], "results": rows})
+        save_atomic(
+            a.out,
+            {
+                **header,
+                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "fid_floor": floor,
+                "recommended": summary,
+                "runs": [*earlier, run],
+                "results": rows,
+            },
+        )
 
     done = {r["label"] for r in rows}
     for pt in points:
@@ -207,37 +252,63 @@ def main() -> None:
         if label in done:
             print(f"[bench] {label}: 이미 있다, 건너뛴다 / already measured, skipping", flush=True)
             continue
-        g = torch.Generator().manual_seed(a.seed)   # 모든 점이 같은 x_T 에서 시작한다
+        g = torch.Generator().manual_seed(a.seed)  # 모든 점이 같은 x_T 에서 시작한다
         kw: dict[str, Any] = {"sampler": pt["sampler"], "steps": None if pt["sampler"] == "ddpm" else pt["steps"]}
         if pt["spacing"]:
             kw["spacing"] = pt["spacing"]
         load_before = machine_info()["load_average_1_5_15min"]
-        if a.samples_dir and pt["sampler"] == "ddpm":   # 오래 걸리는 점은 배치마다 남겨 이어 할 수 있게
-            images, dt = sample_in_saved_batches(diffusion, model, a.num, (c.channels, c.image_size, c.image_size),
-                                                 a.batch, g, device, Path(a.samples_dir) / f"{label}.part.npz", **kw)
+        if a.samples_dir and pt["sampler"] == "ddpm":  # 오래 걸리는 점은 배치마다 남겨 이어 할 수 있게
+            images, dt = sample_in_saved_batches(
+                diffusion,
+                model,
+                a.num,
+                (c.channels, c.image_size, c.image_size),
+                a.batch,
+                g,
+                device,
+                Path(a.samples_dir) / f"{label}.part.npz",
+                **kw,
+            )
         else:
             t0 = time.perf_counter()
             with torch.inference_mode():
-                images, _ = sample_with_oom_retry(diffusion, model, a.num, (c.channels, c.image_size, c.image_size),
-                                                  a.batch, g, device, **kw)
+                images, _ = sample_with_oom_retry(
+                    diffusion, model, a.num, (c.channels, c.image_size, c.image_size), a.batch, g, device, **kw
+                )
             dt = time.perf_counter() - t0
         if a.samples_dir:
             Path(a.samples_dir).mkdir(parents=True, exist_ok=True)
             np.save(Path(a.samples_dir) / f"{label}.npy", to_uint8(images))
         r = evaluate(images.cpu(), seed=a.seed, classifier=clf, kid_subsets=50)
         nfe = network_evaluations(diffusion, pt)
-        row = {"label": label, **pt, "nfe": nfe, "num": a.num, "fid": r["fid"], "fid_floor": r["floor"]["fid"],
-               "fid_floor_std": r["floor"].get("fid_std"), "fid_over_floor": r["fid_over_floor"],
-               "kid_mean": r["kid"]["mean"], "kid_std": r["kid"]["std"], "kid_floor_mean": r["floor"]["kid"]["mean"],
-               "coverage": r["histogram"]["coverage"], "normalized_entropy": r["histogram"]["normalized_entropy"],
-               "sample_seconds": round(dt, 2), "s_per_image": round(dt / a.num, 5),
-               "ms_per_image_per_nfe": round(1000 * dt / a.num / nfe, 4),
-               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average_before": load_before}
+        row = {
+            "label": label,
+            **pt,
+            "nfe": nfe,
+            "num": a.num,
+            "fid": r["fid"],
+            "fid_floor": r["floor"]["fid"],
+            "fid_floor_std": r["floor"].get("fid_std"),
+            "fid_over_floor": r["fid_over_floor"],
+            "kid_mean": r["kid"]["mean"],
+            "kid_std": r["kid"]["std"],
+            "kid_floor_mean": r["floor"]["kid"]["mean"],
+            "coverage": r["histogram"]["coverage"],
+            "normalized_entropy": r["histogram"]["normalized_entropy"],
+            "sample_seconds": round(dt, 2),
+            "s_per_image": round(dt / a.num, 5),
+            "ms_per_image_per_nfe": round(1000 * dt / a.num / nfe, 4),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "load_average_before": load_before,
+        }
         rows.append(row)
         done.add(label)
         save()
-        print(f"[bench] {label} (NFE {nfe}): FID {row['fid']:.3f} (floor {row['fid_floor']:.3f}), "
-              f"KID {1e3 * row['kid_mean']:.3f}e-3, {dt:.0f}s", flush=True)
+        print(
+            f"[bench] {label} (NFE {nfe}): FID {row['fid']:.3f} (floor {row['fid_floor']:.3f}), "
+            f"KID {1e3 * row['kid_mean']:.3f}e-3, {dt:.0f}s",
+            flush=True,
+        )
     save()
     rows.sort(key=lambda r: (r["sampler"] != "ddpm", r["sampler"], r["nfe"]))
     print(fmt_table(rows, ["label", "nfe", "fid", "fid_floor", "fid_vs_ddpm", "speedup_vs_ddpm", "s_per_image"]))

@@ -13,12 +13,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt_table, load_benchmark_model, machine_info, portable_path, save_result  # noqa: E402
+from _common import fmt_table, load_benchmark_model, machine_info, portable_path, save_result
 
 
 def main() -> None:
@@ -27,12 +24,18 @@ def main() -> None:
     from ddpm_ko.utils import pick_device
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", help="확산 모델 체크포인트 (기본 'pretrained': 책의 사전 학습 모델, 없으면 runs/pretrained)")
+    p.add_argument(
+        "--checkpoint", help="확산 모델 체크포인트 (기본 'pretrained': 책의 사전 학습 모델, 없으면 runs/pretrained)"
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--threads", type=int, help="torch 스레드 수 (기본: torch 기본값)")
     p.add_argument("--ddim", default="10,25,50,100", help="DDIM 단계 수들")
-    p.add_argument("--ddpm-steps", type=int, default=1000,
-                   help="DDPM 을 실제로 잴 단계 수. T 보다 작으면 단계당 시간으로 T 단계를 환산한다")
+    p.add_argument(
+        "--ddpm-steps",
+        type=int,
+        default=1000,
+        help="DDPM 을 실제로 잴 단계 수. T 보다 작으면 단계당 시간으로 T 단계를 환산한다",
+    )
     p.add_argument("--out", default="sampling_speed")
     a = p.parse_args()
 
@@ -56,8 +59,16 @@ def main() -> None:
     rows = []
     for s in [int(v) for v in a.ddim.split(",") if v]:
         dt = run("ddim", s)
-        rows.append({"sampler": f"DDIM-{s}", "steps": s, "measured_steps": s, "seconds": round(dt, 2),
-                     "s_per_image": round(dt / a.batch, 4), "ms_per_step": round(1e3 * dt / s, 1)})
+        rows.append(
+            {
+                "sampler": f"DDIM-{s}",
+                "steps": s,
+                "measured_steps": s,
+                "seconds": round(dt, 2),
+                "s_per_image": round(dt / a.batch, 4),
+                "ms_per_step": round(1e3 * dt / s, 1),
+            }
+        )
         print(f"[bench] DDIM-{s}: {dt:.2f}s for {a.batch} images", flush=True)
     if a.ddpm_steps >= T:
         dt = run("ddpm", None)
@@ -71,22 +82,38 @@ def main() -> None:
                 x, _ = diffusion.p_sample(model, x, t, clip_x0=True, generator=g)
         dt = (time.perf_counter() - t0) * T / a.ddpm_steps
         measured = a.ddpm_steps
-    rows.append({"sampler": f"DDPM-{T}", "steps": T, "measured_steps": measured, "seconds": round(dt, 2),
-                 "s_per_image": round(dt / a.batch, 4), "ms_per_step": round(1e3 * dt / T, 1),
-                 "extrapolated": measured < T})
+    rows.append(
+        {
+            "sampler": f"DDPM-{T}",
+            "steps": T,
+            "measured_steps": measured,
+            "seconds": round(dt, 2),
+            "s_per_image": round(dt / a.batch, 4),
+            "ms_per_step": round(1e3 * dt / T, 1),
+            "extrapolated": measured < T,
+        }
+    )
     print(f"[bench] DDPM-{T}: {dt:.2f}s for {a.batch} images" + (" (extrapolated)" if measured < T else ""), flush=True)
     ddpm = rows[-1]["seconds"]
     for r in rows:
         r["speedup_vs_ddpm"] = round(ddpm / r["seconds"], 1)
     print(fmt_table(rows, ["sampler", "seconds", "s_per_image", "ms_per_step", "speedup_vs_ddpm"]))
     machine["load_average_after"] = machine_info()["load_average_1_5_15min"]
-    save_result(a.out, {
-        "what": "wall-clock time to sample one batch (EMA weights, clip x0, eta=0 for DDIM, posterior variance for DDPM)",
-        "checkpoint": portable_path(ckpt), "provisional": provisional, "checkpoint_step": meta.get("step"),
-        "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
-        "parameters": sum(p.numel() for p in model.parameters()), "batch": a.batch, "device": str(device),
-        "results": rows,
-    }, machine)
+    save_result(
+        a.out,
+        {
+            "what": "wall-clock time to sample one batch (EMA weights, clip x0, eta=0 for DDIM, posterior variance for DDPM)",
+            "checkpoint": portable_path(ckpt),
+            "provisional": provisional,
+            "checkpoint_step": meta.get("step"),
+            "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "batch": a.batch,
+            "device": str(device),
+            "results": rows,
+        },
+        machine,
+    )
 
 
 if __name__ == "__main__":

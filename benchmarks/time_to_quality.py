@@ -25,21 +25,20 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PEERS, import_lucidrains, machine_info, save_result  # noqa: E402
+from _common import PEERS, import_lucidrains, machine_info, save_result
 
 
 def parse_minutes(text: str) -> list[float]:
     try:
         values = sorted({float(v) for v in text.split(",") if v.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"쉼표로 나눈 분 단위 숫자여야 한다 / comma-separated minutes, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"쉼표로 나눈 분 단위 숫자여야 한다 / comma-separated minutes, got {text!r}"
+        ) from None
     if not values or values[0] <= 0:
         raise argparse.ArgumentTypeError(f"0 보다 큰 시각이 필요하다 / times must be > 0, got {text!r}")
     return values
@@ -55,16 +54,36 @@ class OursRun:
         from ddpm_ko.unet import UnetConfig
 
         self.unet_cfg = UnetConfig.annotated() if a.preset == "annotated" else UnetConfig()
-        cfg = TrainConfig(out_dir=tempfile.mkdtemp(prefix="ddpm_ko_ttq_"), max_steps=10**9, batch_size=a.batch or 64,
-                          lr=a.lr or 1e-3, warmup_steps=a.warmup, ema_decay=a.ema or 0.999, seed=a.seed,
-                          num_threads=a.threads, progress=False, device="cpu")
+        cfg = TrainConfig(
+            out_dir=tempfile.mkdtemp(prefix="ddpm_ko_ttq_"),
+            max_steps=10**9,
+            batch_size=a.batch or 64,
+            lr=a.lr or 1e-3,
+            warmup_steps=a.warmup,
+            ema_decay=a.ema or 0.999,
+            seed=a.seed,
+            num_threads=a.threads,
+            progress=False,
+            device="cpu",
+        )
         self.trainer = Trainer(self.unet_cfg, cfg, log=lambda m: None)
         self.batch = cfg.batch_size
-        self.describe = {"impl": "ddpm_ko", "preset": a.preset, "unet": self.unet_cfg.to_dict(),
-                         "parameters": self.trainer.model.num_parameters(),
-                         "recipe": {"batch": cfg.batch_size, "optimizer": "AdamW", "lr": cfg.lr, "warmup": cfg.warmup_steps,
-                                    "ema": cfg.ema_decay, "schedule": "linear T=1000", "target": "eps",
-                                    "threads": torch.get_num_threads()}}
+        self.describe = {
+            "impl": "ddpm_ko",
+            "preset": a.preset,
+            "unet": self.unet_cfg.to_dict(),
+            "parameters": self.trainer.model.num_parameters(),
+            "recipe": {
+                "batch": cfg.batch_size,
+                "optimizer": "AdamW",
+                "lr": cfg.lr,
+                "warmup": cfg.warmup_steps,
+                "ema": cfg.ema_decay,
+                "schedule": "linear T=1000",
+                "target": "eps",
+                "threads": torch.get_num_threads(),
+            },
+        }
 
     @property
     def steps(self) -> int:
@@ -82,9 +101,18 @@ class OursRun:
         c, t = self.unet_cfg, self.trainer
         g = torch.Generator().manual_seed(seed)
         with torch.inference_mode():
-            images, _ = sample_with_oom_retry(t.diffusion, t.ema.model.eval(), num, (c.channels, c.image_size, c.image_size),
-                                              250, g, t.device, sampler="ddim", steps=steps)
-        return images.cpu()                                  # [−1, 1]
+            images, _ = sample_with_oom_retry(
+                t.diffusion,
+                t.ema.model.eval(),
+                num,
+                (c.channels, c.image_size, c.image_size),
+                250,
+                g,
+                t.device,
+                sampler="ddim",
+                steps=steps,
+            )
+        return images.cpu()  # [−1, 1]
 
 
 class LucidrainsRun:
@@ -106,19 +134,27 @@ class LucidrainsRun:
         self.opt = torch.optim.Adam(self.diffusion.parameters(), lr=lr, betas=(0.9, 0.99))
         self.ema = EMA(self.diffusion, beta=a.ema or 0.995, update_every=10)
         images, _ = fashion_mnist_arrays("train")
-        self.images = torch.from_numpy(np.ascontiguousarray(images)).reshape(len(images), 1, 28, 28)   # uint8
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).reshape(len(images), 1, 28, 28)  # uint8
         self.rng = torch.Generator().manual_seed(a.seed)
         self.order = torch.randperm(len(self.images), generator=self.rng)
         self.cursor = 0
         self._steps = 0
-        self.describe = {"impl": f"denoising-diffusion-pytorch {mod.__version__}",
-                         "unet": "Unet(dim=28, channels=1, dim_mults=(1, 2, 4)) (its other arguments default)",
-                         "parameters": sum(p.numel() for p in net.parameters()),
-                         "recipe": {"batch": self.batch, "optimizer": "Adam betas (0.9, 0.99)", "lr": lr,
-                                    "grad_clip": 1.0, "ema": f"ema_pytorch.EMA(beta={a.ema or 0.995}, update_every=10)",
-                                    "schedule": "sigmoid T=1000 (GaussianDiffusion default)",
-                                    "target": self.diffusion.objective, "hflip": True,
-                                    "threads": torch.get_num_threads()}}
+        self.describe = {
+            "impl": f"denoising-diffusion-pytorch {mod.__version__}",
+            "unet": "Unet(dim=28, channels=1, dim_mults=(1, 2, 4)) (its other arguments default)",
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "recipe": {
+                "batch": self.batch,
+                "optimizer": "Adam betas (0.9, 0.99)",
+                "lr": lr,
+                "grad_clip": 1.0,
+                "ema": f"ema_pytorch.EMA(beta={a.ema or 0.995}, update_every=10)",
+                "schedule": "sigmoid T=1000 (GaussianDiffusion default)",
+                "target": self.diffusion.objective,
+                "hflip": True,
+                "threads": torch.get_num_threads(),
+            },
+        }
 
     @property
     def steps(self) -> int:
@@ -127,13 +163,13 @@ class LucidrainsRun:
     def _next_batch(self) -> Any:
         import torch
 
-        if self.cursor + self.batch > len(self.order):               # DataLoader(shuffle=True) 처럼 에폭마다 다시 섞는다
+        if self.cursor + self.batch > len(self.order):  # DataLoader(shuffle=True) 처럼 에폭마다 다시 섞는다
             self.order = torch.randperm(len(self.images), generator=self.rng)
             self.cursor = 0
-        idx = self.order[self.cursor:self.cursor + self.batch]
+        idx = self.order[self.cursor : self.cursor + self.batch]
         self.cursor += self.batch
-        x = self.images[idx].float() / 255.0                          # ToTensor: [0, 1]
-        flip = torch.rand(len(x), generator=self.rng) < 0.5            # RandomHorizontalFlip
+        x = self.images[idx].float() / 255.0  # ToTensor: [0, 1]
+        flip = torch.rand(len(x), generator=self.rng) < 0.5  # RandomHorizontalFlip
         x[flip] = x[flip].flip(-1)
         return x
 
@@ -153,13 +189,13 @@ class LucidrainsRun:
     def sample(self, num: int, steps: int, seed: int) -> Any:
         import torch
 
-        torch.manual_seed(seed)                                        # 이 패키지의 sample() 은 전역 난수를 쓴다
+        torch.manual_seed(seed)  # 이 패키지의 sample() 은 전역 난수를 쓴다
         model = self.ema.ema_model.eval()
         out = []
         with torch.inference_mode():
             for start in range(0, num, 250):
                 out.append(model.sample(batch_size=min(250, num - start)))
-        return torch.cat(out) * 2 - 1                                 # [0, 1] → [−1, 1]
+        return torch.cat(out) * 2 - 1  # [0, 1] → [−1, 1]
 
 
 def main() -> None:
@@ -172,8 +208,11 @@ def main() -> None:
     p.add_argument("--minutes", type=float, required=True, help="학습에 쓸 벽시계 시간 (분)")
     p.add_argument("--eval-at", type=parse_minutes, help="평가할 시각들 (분, 쉼표로). 기본: --minutes 한 번")
     p.add_argument("--impl", choices=["ours", "lucidrains"], default="ours")
-    p.add_argument("--external", default=str(PEERS),
-                   help="lucidrains 를 설치한 디렉터리 (기본 benchmarks/.peers: make bench-peers)")
+    p.add_argument(
+        "--external",
+        default=str(PEERS),
+        help="lucidrains 를 설치한 디렉터리 (기본 benchmarks/.peers: make bench-peers)",
+    )
     p.add_argument("--preset", choices=["default", "annotated"], default="default", help="ours 의 신경망")
     p.add_argument("--batch", type=int, help="배치 크기 (기본: 그 구현의 기본값, ours 64 / lucidrains 16)")
     p.add_argument("--lr", type=float, help="학습률 (기본: ours 1e-3 / lucidrains 1e-4)")
@@ -188,21 +227,24 @@ def main() -> None:
     eval_at = [m for m in (a.eval_at or []) if m < a.minutes] + [a.minutes]
 
     torch.set_num_threads(a.threads)
-    tune_cpu()                                              # 두 구현 모두 같은 malloc 설정에서 잰다
+    tune_cpu()  # 두 구현 모두 같은 malloc 설정에서 잰다
     machine = machine_info()
     if a.impl == "lucidrains":
         run: OursRun | LucidrainsRun = LucidrainsRun(a, import_lucidrains(a.external))
     else:
         run = OursRun(a)
     classifier = load_classifier()
-    print(f"[bench] {run.describe['impl']}: {run.describe['parameters']:,} parameters, recipe {run.describe['recipe']}", flush=True)
+    print(
+        f"[bench] {run.describe['impl']}: {run.describe['parameters']:,} parameters, recipe {run.describe['recipe']}",
+        flush=True,
+    )
 
     losses: list[tuple[int, float, float]] = []
     evals: list[dict[str, Any]] = []
     window: list[float] = []
     train_s = 0.0
     for target in eval_at:
-        start = time.perf_counter() - train_s                # 평가하는 동안은 시계를 멈춘다
+        start = time.perf_counter() - train_s  # 평가하는 동안은 시계를 멈춘다
         while train_s < 60.0 * target:
             window.append(run.step())
             train_s = time.perf_counter() - start
@@ -214,25 +256,44 @@ def main() -> None:
         images = run.sample(a.num, a.steps, a.seed)
         sample_s = time.perf_counter() - t0
         r = evaluate(images, seed=a.seed, classifier=classifier, kid_subsets=50)
-        evals.append({"minutes": target, "train_seconds": round(train_s, 1), "steps": run.steps,
-                      "images_seen": run.steps * run.batch, "images_per_s": round(run.steps * run.batch / train_s, 1),
-                      "sample_seconds": round(sample_s, 1), "fid": r["fid"], "fid_floor": r["floor"]["fid"],
-                      "fid_floor_std": r["floor"]["fid_std"], "fid_over_floor": r["fid_over_floor"],
-                      "kid": r["kid"], "kid_floor": r["floor"]["kid"], "histogram": r["histogram"]})
-        print(f"[bench] {target:g} min, {run.steps} steps: FID {r['fid']:.3f} (floor {r['floor']['fid']:.3f} "
-              f"± {r['floor']['fid_std']:.3f}), KID {1e3 * r['kid']['mean']:.3f}e-3, "
-              f"coverage {r['histogram']['coverage']} (sampling {sample_s:.0f}s)", flush=True)
+        evals.append(
+            {
+                "minutes": target,
+                "train_seconds": round(train_s, 1),
+                "steps": run.steps,
+                "images_seen": run.steps * run.batch,
+                "images_per_s": round(run.steps * run.batch / train_s, 1),
+                "sample_seconds": round(sample_s, 1),
+                "fid": r["fid"],
+                "fid_floor": r["floor"]["fid"],
+                "fid_floor_std": r["floor"]["fid_std"],
+                "fid_over_floor": r["fid_over_floor"],
+                "kid": r["kid"],
+                "kid_floor": r["floor"]["kid"],
+                "histogram": r["histogram"],
+            }
+        )
+        print(
+            f"[bench] {target:g} min, {run.steps} steps: FID {r['fid']:.3f} (floor {r['floor']['fid']:.3f} "
+            f"± {r['floor']['fid_std']:.3f}), KID {1e3 * r['kid']['mean']:.3f}e-3, "
+            f"coverage {r['histogram']['coverage']} (sampling {sample_s:.0f}s)",
+            flush=True,
+        )
 
     machine["load_average_after"] = machine_info()["load_average_1_5_15min"]
     name = a.impl if a.impl == "lucidrains" or a.preset == "default" else f"{a.impl}-{a.preset}"
-    save_result(a.out or f"time_to_quality_{name}_{a.minutes:g}min", {
-        "what": "train for a wall-clock budget, then feature-FID of EMA samples at each --eval-at time "
-                "(the clock is paused while evaluating)",
-        **run.describe,
-        "eval_sampler": f"DDIM eta=0, {a.steps} steps, N={a.num}",
-        "loss_curve": losses,
-        "evals": evals,
-    }, machine)
+    save_result(
+        a.out or f"time_to_quality_{name}_{a.minutes:g}min",
+        {
+            "what": "train for a wall-clock budget, then feature-FID of EMA samples at each --eval-at time "
+            "(the clock is paused while evaluating)",
+            **run.describe,
+            "eval_sampler": f"DDIM eta=0, {a.steps} steps, N={a.num}",
+            "loss_curve": losses,
+            "evals": evals,
+        },
+        machine,
+    )
 
 
 if __name__ == "__main__":

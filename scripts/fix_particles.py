@@ -22,11 +22,86 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # 띄어 쓴 낱말이 통째로 이 가운데 하나일 때만 조사로 본다 (뒤에 한글이 더 이어지면 다른 낱말이다).
-_BASE = ["은", "는", "이", "가", "을", "를", "의", "에", "에서", "에게", "와", "과", "로", "으로", "로서", "으로서", "로써", "으로써",
-         "도", "만", "까지", "부터", "보다", "처럼", "마다", "만큼", "이나", "나", "이든", "든", "이랑", "랑", "께서", "한테",
-         "이다", "다", "이고", "고", "이며", "며", "이면", "면", "이므로", "므로", "이지만", "지만", "이라", "라", "이라는", "라는",
-         "이라고", "라고", "이란", "란", "인", "일", "이었다", "였다", "이어서", "여서", "이어야", "여야", "인데", "인지", "일까",
-         "이니", "니", "이자", "이어", "이었고", "였고", "이었으며", "였으며", "이었지만", "였지만", "입니다", "이에요", "예요"]
+_BASE = [
+    "은",
+    "는",
+    "이",
+    "가",
+    "을",
+    "를",
+    "의",
+    "에",
+    "에서",
+    "에게",
+    "와",
+    "과",
+    "로",
+    "으로",
+    "로서",
+    "으로서",
+    "로써",
+    "으로써",
+    "도",
+    "만",
+    "까지",
+    "부터",
+    "보다",
+    "처럼",
+    "마다",
+    "만큼",
+    "이나",
+    "나",
+    "이든",
+    "든",
+    "이랑",
+    "랑",
+    "께서",
+    "한테",
+    "이다",
+    "다",
+    "이고",
+    "고",
+    "이며",
+    "며",
+    "이면",
+    "면",
+    "이므로",
+    "므로",
+    "이지만",
+    "지만",
+    "이라",
+    "라",
+    "이라는",
+    "라는",
+    "이라고",
+    "라고",
+    "이란",
+    "란",
+    "인",
+    "일",
+    "이었다",
+    "였다",
+    "이어서",
+    "여서",
+    "이어야",
+    "여야",
+    "인데",
+    "인지",
+    "일까",
+    "이니",
+    "니",
+    "이자",
+    "이어",
+    "이었고",
+    "였고",
+    "이었으며",
+    "였으며",
+    "이었지만",
+    "였지만",
+    "입니다",
+    "이에요",
+    "예요",
+]
 _TAIL = ["", "는", "도", "의", "만", "를", "은", "가", "이", "에", "서", "로", "만큼", "부터", "까지", "다", "고", "며"]
 PARTICLES = frozenset(b + t for b in _BASE for t in _TAIL)
 
@@ -54,7 +129,7 @@ def _fix_prose(seg: str, prev_end: str) -> str:
         if run not in PARTICLES:
             continue
         out.append(seg[i:j])
-        i = j + 1                                            # 공백 하나를 뺀다
+        i = j + 1  # 공백 하나를 뺀다
     out.append(seg[i:])
     return "".join(out)
 
@@ -64,7 +139,7 @@ def fix_line(line: str) -> str:
     pieces, pos, prev = [], 0, "text"
     for m in _SPANS.finditer(line):
         if m.start() > pos:
-            pieces.append(_fix_prose(line[pos:m.start()], prev))
+            pieces.append(_fix_prose(line[pos : m.start()], prev))
         pieces.append(m.group(0))
         pos, prev = m.end(), "span"
     if pos == 0:
@@ -76,7 +151,7 @@ def fix_line(line: str) -> str:
 def fix_markdown(text: str) -> str:
     """마크다운 글 전체. 코드 블록과 여러 줄 수식 블록은 건너뛴다."""
     lines = text.split("\n")
-    fences: list[tuple[str, bool]] = []                      # (닫는 울타리, 코드인가)
+    fences: list[tuple[str, bool]] = []  # (닫는 울타리, 코드인가)
     in_math = False
     for k, line in enumerate(lines):
         m = _FENCE.match(line)
@@ -87,7 +162,7 @@ def fix_markdown(text: str) -> str:
                 continue
             is_code = not info.startswith("{") or info.split("}")[0] in ("{code-cell", "{code-block", "{code", "{math")
             if fences and fences[-1][1]:
-                continue                                     # 코드 블록 안의 울타리 모양 줄
+                continue  # 코드 블록 안의 울타리 모양 줄
             fences.append((mark, is_code))
             continue
         if fences and fences[-1][1]:

@@ -18,8 +18,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PLACES = ["README.md", "CONTRIBUTING.md", "book/how_to_read.md", "pyproject.toml", "src/ddpm_ko/*.py",
-          "notebooks/[0-9][0-9]_*.ipynb"]
+PLACES = [
+    "README.md",
+    "CONTRIBUTING.md",
+    "book/how_to_read.md",
+    "pyproject.toml",
+    "src/ddpm_ko/*.py",
+    "notebooks/[0-9][0-9]_*.ipynb",
+]
 _CONFIG_URL = re.compile(r"^(repository:\s*\n(?:\s+.*\n)*?\s+url:\s*)(\S+)", re.M)
 
 
@@ -38,8 +44,12 @@ def package_version(root: Path) -> str:
 
 
 def rewrite(text: str, owner: str, repo: str, version: str) -> str:
-    text = re.sub(r"(https?://github\.com/)[\w.-]+/[\w.-]+?(\.git)?(?=\.?(?:[/\s\"'`)>@#,]|$))",
-                  lambda m: f"{m.group(1)}{owner}/{repo}{m.group(2) or ''}", text, flags=re.M)
+    text = re.sub(
+        r"(https?://github\.com/)[\w.-]+/[\w.-]+?(\.git)?(?=\.?(?:[/\s\"'`)>@#,]|$))",
+        lambda m: f"{m.group(1)}{owner}/{repo}{m.group(2) or ''}",
+        text,
+        flags=re.M,
+    )
     text = re.sub(r"https?://[\w-]+\.github\.io/[\w.-]+", f"https://{owner.lower()}.github.io/{repo}", text)
     text = re.sub(r"(colab\.research\.google\.com/github/)[\w.-]+/[\w.-]+", rf"\g<1>{owner}/{repo}", text)
     # 설치 명령의 태그: git+https://github.com/주인/이름@v판
@@ -68,8 +78,9 @@ def main(argv: list[str]) -> int:
         if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", new):
             sys.exit(f"https://github.com/주인/이름 꼴이어야 한다 / expected https://github.com/OWNER/NAME, got {new}")
         cfg = root / "_config.yml"
-        cfg.write_text(_CONFIG_URL.sub(lambda m: m.group(1) + new, cfg.read_text(encoding="utf-8"), count=1),
-                       encoding="utf-8")
+        cfg.write_text(
+            _CONFIG_URL.sub(lambda m: m.group(1) + new, cfg.read_text(encoding="utf-8"), count=1), encoding="utf-8"
+        )
     url = config_url(root)
     owner, repo = url.removeprefix("https://github.com/").split("/")
     version = package_version(root)

@@ -40,7 +40,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] $PYTHON -m venv $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-echo "[setup] pip install -r requirements.txt -e . (constraints: $CONSTRAINTS)"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$CONSTRAINTS" -r requirements.txt -e . 2>&1 \
+# requirements.txt 는 `-e .[dev]` 하나다: 이 checkout 의 편집 가능 설치와 pyproject.toml 의 [dev] 묶음
+echo "[setup] pip install -r requirements.txt (-e .[dev]; constraints: $CONSTRAINTS)"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$CONSTRAINTS" -r requirements.txt 2>&1 \
   | grep -v -E "^WARNING: Location .* is ignored" || true
 "$VENV/bin/python" -c "import torch, ddpm_ko; print('[setup] torch', torch.__version__, '| ddpm_ko', ddpm_ko.__version__)"

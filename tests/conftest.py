@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import sys
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -20,10 +19,21 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-# 패키지를 설치하지 않은 checkout 에서도 src/ 를 import 할 수 있게 한다.
+import ddpm_ko  # noqa: E402
+
+# 검사는 이 checkout 의 src/ddpm_ko 를 검사해야 한다. `make setup` 의 `pip install -e .` 가 그렇게 해 두므로 sys.path 는
+# 고치지 않는다. 다른 checkout 을 가리키는 설치(예: 공유 venv)라면 조용히 엉뚱한 코드를 검사하지 않고 멈춘다.
 _SRC = Path(__file__).resolve().parents[1] / "src"
-if str(_SRC) not in sys.path:
-    sys.path.insert(0, str(_SRC))
+
+
+def pytest_configure(config):
+    found = Path(ddpm_ko.__file__).resolve().parent
+    if not found.is_relative_to(_SRC):
+        raise pytest.UsageError(
+            f"검사가 이 checkout 이 아닌 {found} 의 ddpm_ko 를 import 했다: `pip install -e .` 로 설치하거나 "
+            f"PYTHONPATH={_SRC} 로 실행하라 / tests imported ddpm_ko from {found}, not from this checkout: "
+            f"run `pip install -e .` or set PYTHONPATH={_SRC}")
+
 
 # 작은 모델에서는 스레드 1 개가 거의 가장 빠르고, CPU 를 다른 작업과 나눠 쓸 때는 2 개보다 훨씬 빠르다
 # (OpenMP 스레드가 서로를 기다리며 돈다). 바꾸려면 DDPM_KO_TEST_THREADS 를 정한다.
@@ -35,6 +45,19 @@ os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))
 from ddpm_ko.utils import tune_cpu  # noqa: E402
 
 tune_cpu()
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """검사마다 TORCH_THREADS 개의 스레드로 시작하고 끝난다.
+
+    Trainer·분류기 학습·``--threads`` 는 torch.set_num_threads 를 부른다. 검사가 끝난 뒤에 되돌리고, 검사 앞에서도
+    맞춘다: 모듈 범위 픽스처(학습한 체크포인트 등)는 이 픽스처보다 먼저 돌아 스레드 수를 바꿔 둘 수 있다.
+    """
+    torch.set_num_threads(TORCH_THREADS)
+    yield
+    torch.set_num_threads(TORCH_THREADS)
+
 
 # ---------------------------------------------------------------------------------- 부동소수점 허용 오차
 # 같은 계산을 **배치 크기만 바꿔** 두 번 하면 float32 결과가 마지막 비트에서 달라질 수 있다. oneDNN 은 CPU 종류
@@ -138,3 +161,21 @@ def fake_test_split(tmp_path):
         return d
 
     return make
+
+
+def write_fake_train_split(directory: Path, seed: int = 0) -> Path:
+    """형식은 올바른 가짜 Fashion-MNIST train 분할 (60000×28×28 무작위 이미지, 레이블 0~9 차례로) 을 쓴다.
+
+    실제 데이터 없이 학습 명령줄을 돌리는 검사가 쓴다. 데이터 모듈은 train 분할이 60000 장인지 확인하므로 장 수는
+    줄일 수 없다. 압축하지 않는다 (gzip 경로는 test_data.py 가 따로 검사한다).
+    """
+    rng = np.random.default_rng(seed)
+    write_idx(directory / "train-images-idx3-ubyte", rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8))
+    write_idx(directory / "train-labels-idx1-ubyte", (np.arange(60000) % 10).astype(np.uint8))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def fake_train_dir(tmp_path_factory) -> Path:
+    """가짜 train 분할 디렉터리 하나를 검사 세션 전체가 함께 쓴다 (읽기만 한다: 이미지 47 MB 를 한 번만 쓴다)."""
+    return write_fake_train_split(tmp_path_factory.mktemp("fake-fmnist-train"))

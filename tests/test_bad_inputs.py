@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import ast
-import gzip
 import os
 import pickle
 import struct
@@ -24,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_idx
 from ddpm_ko.checkpoint import export_ema, load_model_from_checkpoint, read_checkpoint, save_checkpoint
 from ddpm_ko.data import DataNotFoundError, ImageBatches, fashion_mnist_arrays, read_idx
 from ddpm_ko.diffusion import GaussianDiffusion
@@ -37,20 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------------------------------------- 준비물
-def write_idx(path: Path, arr: np.ndarray, *, gz: bool = False) -> Path:
-    data = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape) + arr.tobytes()
-    path.write_bytes(gzip.compress(data) if gz else data)
-    return path
-
-
 IMG, LBL = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 
 
@@ -88,7 +75,7 @@ class _Exploit:
 
 
 @pytest.fixture(scope="module")
-def paths(tmp_path_factory) -> SimpleNamespace:
+def paths(tmp_path_factory, fake_train_dir) -> SimpleNamespace:
     """표의 자리표시자({ckpt}, {bad_magic} …)에 들어갈 파일과 디렉터리."""
     from ddpm_ko.cli import main
 
@@ -98,8 +85,7 @@ def paths(tmp_path_factory) -> SimpleNamespace:
     ten_labels = rng.integers(0, 10, 10, dtype=np.uint8)
     p = SimpleNamespace(root=root)
     # --- Fashion-MNIST 디렉터리들
-    p.good_data = _data_dir(root, "good", rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
-                            rng.integers(0, 10, 60000, dtype=np.uint8))
+    p.good_data = fake_train_dir
     p.empty_dir = _data_dir(root, "empty", None, None)
     p.no_labels = _data_dir(root, "no_labels", ten, None)
     header = struct.pack(">III", 60000, 28, 28)

@@ -44,14 +44,6 @@ OFFLINE_ENVS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")   # huggingface_hub·da
 POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="SIGTERM 을 보내는 검사는 POSIX 에서만")
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    """Trainer·분류기 학습이 torch.set_num_threads 를 부르므로 검사가 끝나면 되돌린다."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 def one_error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("ddpm-ko: error: "), err

@@ -107,7 +107,7 @@ def test_ddpm_trajectory_matches_ddpm_scheduler(prediction_type, clip, variance,
     for i, t in enumerate(range(T - 1, -1, -1)):
         out = sch.step(model(x, t), t, x, generator=g)
         x = out.prev_sample
-        torch.testing.assert_close(traj[i + 1], x, **TOL_F64, msg=lambda m: f"t={t}: {m}")
+        torch.testing.assert_close(traj[i + 1], x, **TOL_F64, msg=lambda m, t=t: f"t={t}: {m}")
 
 
 # ---------------------------------------------------------------------------- DDIM
@@ -134,7 +134,7 @@ def test_ddim_trajectory_matches_ddim_scheduler(prediction_type, clip, eta, step
         ours, x0 = d.ddim_step(model, ours, t, t_prev, eta=eta, clip_x0=clip, generator=g_ours)
         out = sch.step(model(theirs, t), t, theirs, eta=eta, use_clipped_model_output=True, generator=g_theirs)
         theirs = out.prev_sample
-        torch.testing.assert_close(ours, theirs, **TOL_F64, msg=lambda m: f"t={t}: {m}")
+        torch.testing.assert_close(ours, theirs, **TOL_F64, msg=lambda m, t=t: f"t={t}: {m}")
         torch.testing.assert_close(x0, out.pred_original_sample, **TOL_F64)
 
 
@@ -172,7 +172,7 @@ def test_dpm_solver_trajectory_matches_dpm_solver_multistep_scheduler(prediction
     x = x_T()
     for i, t in enumerate(sch.timesteps.tolist()):
         x = sch.step(model(x, t), t, x).prev_sample
-        torch.testing.assert_close(traj[i + 1], x, **TOL_DPM, msg=lambda m: f"step {i} (t={t}): {m}")
+        torch.testing.assert_close(traj[i + 1], x, **TOL_DPM, msg=lambda m, i=i, t=t: f"step {i} (t={t}): {m}")
     assert len(traj) == len(ts) + 1
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 import subprocess
 import sys
 import textwrap
@@ -32,24 +31,9 @@ pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_availa
                                 reason="torch.distributed 의 gloo 백엔드가 필요하다")
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
-def _write_idx(path: Path, arr: np.ndarray) -> None:
-    path.write_bytes(bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape) + arr.tobytes())
-
-
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(2)
-    _write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8))
-    _write_idx(d / "train-labels-idx1-ubyte", rng.integers(0, 10, 60000, dtype=np.uint8))
-    return d
+def data_dir(fake_train_dir) -> Path:
+    return fake_train_dir
 
 
 # 작업자 프로세스(RANK 가 있는 프로세스)마다 watch 디렉터리 아래에 쓰는 모든 것을 기록한다.

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
 import subprocess
 import sys
+import tokenize
+import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -46,6 +50,22 @@ def _code(nb_path: Path) -> list[str]:
     return ["".join(c["source"]) for c in _cells(nb_path) if c["cell_type"] == "code"]
 
 
+def _without_comments(source: str) -> str:
+    """파이썬 코드에서 주석만 지운다 (줄은 그대로). 코드에 있어야 할 글자를 주석이 대신 채우지 못하게 한다."""
+    lines = source.splitlines()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            row, col = tok.start
+            lines[row - 1] = lines[row - 1][:col].rstrip()
+    return "\n".join(lines)
+
+
+def _toc_chapters(root: Path = ROOT) -> list[str]:
+    """_toc.yml 의 모든 부(part)에 적힌 장 파일을 차례대로."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    return [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
+
+
 def _contributing_first_cell(root: Path = ROOT) -> str:
     """CONTRIBUTING.md 의 노트북 규칙 1 에 적힌 첫 셀 (모든 장의 첫 셀은 이것과 글자까지 같다)."""
     text = (root / "CONTRIBUTING.md").read_text(encoding="utf-8")
@@ -57,12 +77,17 @@ def _contributing_first_cell(root: Path = ROOT) -> str:
 
 
 def test_there_are_chapters() -> None:
-    assert len(NOTEBOOKS) >= 5, [p.name for p in NOTEBOOKS]
+    """장은 01 부터 빈 번호 없이 이어지고, 목차의 번호 붙은 장이 바로 그 노트북들이다 (같은 차례)."""
+    assert NOTEBOOKS, "notebooks/NN_*.ipynb 가 없다"
+    assert [int(p.name[:2]) for p in NOTEBOOKS] == list(range(1, len(NOTEBOOKS) + 1)), [p.name for p in NOTEBOOKS]
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    numbered = [ch["file"] for part in toc["parts"] if part.get("numbered") for ch in part["chapters"]]
+    assert numbered == [f"notebooks/{p.stem}" for p in NOTEBOOKS]
 
 
 def test_documented_first_cell_installs_when_not_importable() -> None:
     """첫 셀: import 할 수 없으면 설치한다 (Colab 인지 묻지 않는다). 클론이면 ../src, 판은 태그 v{VERSION}."""
-    cell = _contributing_first_cell()
+    cell = _without_comments(_contributing_first_cell())
     assert 'find_spec("ddpm_ko") is None' in cell
     assert "google.colab" not in cell, "설치 여부를 Colab 인지로 정하면 Kaggle·Jupyter 에서 ImportError 가 난다"
     assert re.search(r'REPO_URL = "[^"]+"\nVERSION = "[^"]+"\n', cell)
@@ -78,15 +103,16 @@ def test_documented_first_cell_installs_when_not_importable() -> None:
 def test_first_cell_is_the_documented_one_with_this_version_and_url(nb: Path) -> None:
     first = _code(nb)[0]
     assert first == _contributing_first_cell(), f"{nb.name}: 첫 셀이 CONTRIBUTING.md 의 것과 다르다"
-    assert f'REPO_URL = "{_config_repo_url()}"' in first, f"{nb.name}: REPO_URL != _config.yml repository.url"
-    assert f'VERSION = "{_package_version()}"' in first, f"{nb.name}: VERSION != ddpm_ko.__version__"
+    code = _without_comments(first)
+    assert f'REPO_URL = "{_config_repo_url()}"' in code, f"{nb.name}: REPO_URL != _config.yml repository.url"
+    assert f'VERSION = "{_package_version()}"' in code, f"{nb.name}: VERSION != ddpm_ko.__version__"
 
 
 def test_version_is_recorded_once_for_the_package() -> None:
-    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert re.search(r'^dynamic = \["version"\]', pyproject, re.M)
-    assert 'version = { attr = "ddpm_ko.__version__" }' in pyproject
-    assert not re.search(r'^version\s*=\s*"', pyproject, re.M), "pyproject 에 판을 따로 적지 않는다"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["dynamic"] == ["version"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "ddpm_ko.__version__"}
+    assert "version" not in pyproject["project"], "pyproject 에 판을 따로 적지 않는다"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
@@ -112,9 +138,9 @@ def test_notebook_is_committed_without_outputs(nb: Path) -> None:
 
 
 def test_every_chapter_is_in_the_toc() -> None:
-    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    chapters = _toc_chapters()
     for nb in NOTEBOOKS:
-        assert f"notebooks/{nb.stem}" in toc, f"{nb.name} 이 _toc.yml 에 없다"
+        assert chapters.count(f"notebooks/{nb.stem}") == 1, f"{nb.name} 이 _toc.yml 에 (한 번) 없다"
 
 
 # ---------------------------------------------------------------------------------------- 저장소 주소
@@ -196,3 +222,21 @@ def test_set_repo_url_script_fixes_every_place(tmp_path: Path) -> None:
         before, after = _cells(nb), _cells(copy / "notebooks" / nb.name)
         first = next(i for i, c in enumerate(before) if c["cell_type"] == "code")
         assert [c for i, c in enumerate(after) if i != first] == [c for i, c in enumerate(before) if i != first], nb.name
+
+
+# ---------------------------------------------------------------------------------------- 식 번호
+_LABEL_DEF = re.compile(r"\$\$\s*\((ch\d+-[a-z0-9-]+)\)")
+_LABEL_CITE = re.compile(r"\((ch\d+-[a-z0-9-]+)\)")
+
+
+def test_equation_labels_cited_in_the_package_exist() -> None:
+    """패키지 코드의 주석이 적은 식 번호 ``(ch2-eq-closed)`` 는 책에 그 라벨로 있는 식이다 (CONTRIBUTING 의 코드 규칙 2)."""
+    defined = {label for nb in NOTEBOOKS for c in _cells(nb) if c["cell_type"] == "markdown"
+               for label in _LABEL_DEF.findall("".join(c["source"]))}
+    defined |= {label for md in (ROOT / "book").glob("*.md") for label in _LABEL_DEF.findall(md.read_text(encoding="utf-8"))}
+    assert "ch2-eq-closed" in defined, "라벨을 읽지 못했다 (정규식이 책의 꼴과 다르다)"
+    missing = [f"{path.relative_to(ROOT)}:{lineno}: {label}"
+               for path in sorted((ROOT / "src" / "ddpm_ko").rglob("*.py"))
+               for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+               for label in _LABEL_CITE.findall(line) if label not in defined]
+    assert not missing, "책에 없는 식 번호 / equation labels not in the book:\n" + "\n".join(missing)

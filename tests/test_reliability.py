@@ -15,7 +15,6 @@ import os
 import random
 import re
 import signal
-import struct
 import subprocess
 import sys
 import textwrap
@@ -52,14 +51,6 @@ def tiny_config(out_dir: Path, **overrides) -> TrainConfig:
                 checkpoint_every=100, progress=False, num_threads=1, device="cpu")
     base.update(overrides)
     return TrainConfig(**base)
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    """Trainer 가 torch.set_num_threads(1) 을 부르므로 검사가 끝나면 되돌린다."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 def assert_same_checkpoint(a: Path, b: Path, prefixes=("model.", "ema.", "optim.", "rng.")) -> None:
@@ -214,20 +205,10 @@ def test_cli_divergence_is_one_line_and_keeps_checkpoint(tmp_path, data_dir, cap
 
 
 # ---------------------------------------------------------------------------------------------- 강제 종료
-def _write_idx(path: Path, arr: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        f.write(bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape))
-        f.write(arr.tobytes())
-
-
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    """Fashion-MNIST 와 같은 모양(60000×28×28)의 무작위 IDX 파일. 실제 데이터 없이도 CLI 를 돌린다."""
-    d = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(1)
-    _write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8))
-    _write_idx(d / "train-labels-idx1-ubyte", rng.integers(0, 10, 60000, dtype=np.uint8))
-    return d
+def data_dir(fake_train_dir) -> Path:
+    """Fashion-MNIST 와 같은 모양(60000×28×28)의 무작위 IDX 파일 (conftest). 실제 데이터 없이도 CLI 를 돌린다."""
+    return fake_train_dir
 
 
 def cli_tiny_args(data_dir: Path) -> list[str]:

@@ -24,13 +24,6 @@ TINY_UNET = UnetConfig(image_size=8, channels=1, dim=8, dim_mults=(1, 2), stage_
 IMAGES = np.random.default_rng(5).integers(0, 256, (64, 8, 8), dtype=np.uint8)
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 def _train(out: Path, seed: int = 0, steps: int = 8, micro_batch: int | None = None) -> dict:
     cfg = TrainConfig(out_dir=str(out), batch_size=8, timesteps=30, sample_steps=10, warmup_steps=2, ema_decay=0.9,
                       log_every=1, max_steps=steps, checkpoint_every=steps, seed=seed, device="cpu", num_threads=1,

@@ -23,6 +23,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -31,16 +32,28 @@ CONFIG = "fashion_mnist"
 #: Hub 저장소에서 Parquet 으로 바꾼 커밋 ("Convert dataset to Parquet"). 캐시 디렉터리 이름에 쓰인다.
 COMMIT = "531be5e2ccc9dba0c201ad3ae567a4f3d16ecdd2"
 #: Hub 의 데이터 카드에 적힌 레이블 이름 (ClassLabel)
-HUB_LABEL_NAMES = ["T - shirt / top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot"]
-_IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+HUB_LABEL_NAMES = [
+    "T - shirt / top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+_IDX = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def read_idx(path: Path) -> np.ndarray:
     raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
     ndim = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -57,8 +70,10 @@ def write_hub_parquet(snapshot: Path, idx_dir: Path, sizes: dict[str, int]) -> d
     from PIL import Image
 
     features = {"image": {"_type": "Image"}, "label": {"names": HUB_LABEL_NAMES, "_type": "ClassLabel"}}
-    schema = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())],
-                       metadata={"huggingface": json.dumps({"info": {"features": features}})})
+    schema = pa.schema(
+        [("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())],
+        metadata={"huggingface": json.dumps({"info": {"features": features}})},
+    )
     files = {}
     for split, n in sizes.items():
         images = read_idx(find(idx_dir, _IDX[split][0]))[:n]
@@ -79,7 +94,8 @@ def write_hub_parquet(snapshot: Path, idx_dir: Path, sizes: dict[str, int]) -> d
         + "".join(f"          '{i}': {name}\n" for i, name in enumerate(HUB_LABEL_NAMES))
         + "configs:\n- config_name: fashion_mnist\n  data_files:\n"
         "  - split: train\n    path: fashion_mnist/train-*\n  - split: test\n    path: fashion_mnist/test-*\n---\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return files
 
 
@@ -93,18 +109,25 @@ def prepare_cache(hf_home: Path, files: dict[str, str]) -> Path:
     from datasets.packaged_modules.parquet.parquet import Parquet, ParquetConfig
 
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=HUB_LABEL_NAMES)})
-    data_files = datasets.data_files.DataFilesDict.from_local_or_remote({split: [path] for split, path in files.items()})
+    data_files = datasets.data_files.DataFilesDict.from_local_or_remote(
+        {split: [path] for split, path in files.items()}
+    )
     namespace, name = HUB_ID.split("/")
 
     class HubFashionMnist(Parquet):
         # Hub 의 데이터 카드(configs)로 만든 빌더와 같이, 설정 이름이 곧 설정 id 가 되게 한다
-        BUILDER_CONFIGS = [ParquetConfig(name=CONFIG, data_files=data_files)]
+        BUILDER_CONFIGS: ClassVar[list[ParquetConfig]] = [ParquetConfig(name=CONFIG, data_files=data_files)]
 
         def _relative_data_dir(self, with_version: bool = True, with_hash: bool = True) -> str:
             return f"{namespace}___" + super()._relative_data_dir(with_version, with_hash)
 
-    builder = HubFashionMnist(cache_dir=str(hf_home / "datasets"), dataset_name=name, config_name=CONFIG,
-                              hash=COMMIT, info=datasets.DatasetInfo(features=features))
+    builder = HubFashionMnist(
+        cache_dir=str(hf_home / "datasets"),
+        dataset_name=name,
+        config_name=CONFIG,
+        hash=COMMIT,
+        info=datasets.DatasetInfo(features=features),
+    )
     builder.download_and_prepare()
     return Path(builder.cache_dir)
 

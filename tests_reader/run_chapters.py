@@ -55,8 +55,19 @@ MUST_BE_ABSENT = ["myst_nb", "jupyter_book", "pytest", "nbval", "ddpm_ko"]
 TRAIN_N, TEST_N = 60000, 10000
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: 독자의 커널에 넘기지 않는 변수: 저장소나 이 기계의 설정이 새어 들어가지 않게 한다
-_DROP_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "MPLBACKEND", "DDPM_KO_DATA_DIR", "DDPM_KO_PRETRAINED",
-             "DDPM_KO_CLASSIFIER", "DDPM_KO_DATA_SOURCE", "JUPYTER_PATH", "HF_DATASETS_CACHE", "HF_HUB_CACHE")
+_DROP_ENV = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "MPLBACKEND",
+    "DDPM_KO_DATA_DIR",
+    "DDPM_KO_PRETRAINED",
+    "DDPM_KO_CLASSIFIER",
+    "DDPM_KO_DATA_SOURCE",
+    "JUPYTER_PATH",
+    "HF_DATASETS_CACHE",
+    "HF_HUB_CACHE",
+)
 
 
 def log(msg: str) -> None:
@@ -86,15 +97,30 @@ def ensure_venv() -> None:
         shutil.rmtree(VENV, ignore_errors=True)
         log(f"독자용 가상환경을 만든다 / creating {VENV.relative_to(ROOT)}: {' '.join(READER_REQUIREMENTS)}")
         run([sys.executable, "-m", "venv", VENV])
-        r = subprocess.run([str(PY), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(constraints),
-                            *READER_REQUIREMENTS], capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                str(PY),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-c",
+                str(constraints),
+                *READER_REQUIREMENTS,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode:
             sys.exit(f"[reader] pip install 실패 / failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
         stamp.write_text(want + "\n")
     # 이전 실행이 설치한 ddpm_ko 를 지운다: 첫 장의 첫 셀이 설치해야 한다
     run([PY, "-m", "pip", "uninstall", "-q", "-y", "ddpm_ko"], capture_output=True)
-    check = ("import importlib.util, sys; bad = [m for m in sys.argv[1:] if importlib.util.find_spec(m)]; "
-             "print(' '.join(bad)); sys.exit(1 if bad else 0)")
+    check = (
+        "import importlib.util, sys; bad = [m for m in sys.argv[1:] if importlib.util.find_spec(m)]; "
+        "print(' '.join(bad)); sys.exit(1 if bad else 0)"
+    )
     r = subprocess.run([str(PY), "-c", check, *MUST_BE_ABSENT], capture_output=True, text=True, env=_clean_env({}))
     if r.returncode:
         sys.exit(f"[reader] 독자 환경에서 import 되면 안 되는 모듈 / importable but must not be: {r.stdout.strip()}")
@@ -103,8 +129,9 @@ def ensure_venv() -> None:
 def ensure_hub_cache() -> None:
     """Hub 꼴의 작은 Fashion-MNIST 를 datasets 캐시에 둔다 (만드는 스크립트·크기·datasets 판이 같으면 다시 쓴다)."""
     script = Path(__file__).with_name("make_hub_cache.py")
-    ver = subprocess.run([str(PY), "-c", "import datasets; print(datasets.__version__)"], capture_output=True,
-                         text=True, check=True).stdout.strip()
+    ver = subprocess.run(
+        [str(PY), "-c", "import datasets; print(datasets.__version__)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     want = _digest(script.read_bytes(), ver, str(TRAIN_N), str(TEST_N))
     stamp = HF_HOME / ".reader-stamp"
     if stamp.is_file() and stamp.read_text().strip() == want:
@@ -120,8 +147,16 @@ def ensure_hub_cache() -> None:
 def snapshot_source(dest: Path) -> Path:
     """설치 원본: git 이 아는 파일(추적 + 무시하지 않은 새 파일)의 사본. 빌드 산출물이 작업 트리에 남지 않는다."""
     try:
-        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                                capture_output=True, check=True).stdout.decode().split("\0")
+        listed = (
+            subprocess.run(
+                ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .split("\0")
+        )
     except (OSError, subprocess.CalledProcessError):
         return ROOT
     for rel in filter(None, listed):
@@ -135,10 +170,15 @@ def snapshot_source(dest: Path) -> Path:
 def write_kernelspec(root: Path) -> None:
     spec = root / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(PY), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "ddpm_ko reader (Colab-like)", "language": "python",
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(PY), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "ddpm_ko reader (Colab-like)",
+                "language": "python",
+            }
+        )
+    )
 
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -159,12 +199,26 @@ def run_chapter(nb_path: Path, env: dict[str, str], timeout: int) -> tuple[float
     돌려주는 값: (걸린 시간, 첫 셀의 시간, 실패했으면 pytest 출력의 끝).
     """
     with tempfile.TemporaryDirectory(prefix="ddpm_ko_reader_") as tmp:
-        workdir = Path(tmp) / "chapter"          # 부모 디렉터리에도 src/ 가 없다
+        workdir = Path(tmp) / "chapter"  # 부모 디렉터리에도 src/ 가 없다
         workdir.mkdir()
         shutil.copy2(nb_path, workdir / nb_path.name)
-        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--nbval-lax",
-               "--nbval-kernel-name", KERNEL_NAME, "--nbval-cell-timeout", str(timeout),
-               "--durations=0", "--durations-min=0", nb_path.name]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            "--nbval-lax",
+            "--nbval-kernel-name",
+            KERNEL_NAME,
+            "--nbval-cell-timeout",
+            str(timeout),
+            "--durations=0",
+            "--durations-min=0",
+            nb_path.name,
+        ]
         t0 = time.perf_counter()
         r = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -193,45 +247,68 @@ def main() -> int:
     ensure_venv()
     ensure_hub_cache()
     results: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="ddpm_ko_src_") as src_tmp, \
-            tempfile.TemporaryDirectory(prefix="ddpm_ko_jupyter_") as jupyter_tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="ddpm_ko_src_") as src_tmp,
+        tempfile.TemporaryDirectory(prefix="ddpm_ko_jupyter_") as jupyter_tmp,
+    ):
         source = snapshot_source(Path(src_tmp) / "ddpm_ko")
         write_kernelspec(Path(jupyter_tmp))
-        env = _clean_env({
-            "JUPYTER_PATH": jupyter_tmp,                # nbval(jupyter_client)이 독자용 커널 명세를 찾는 곳
-            "DDPM_KO_FAST": "1",
-            "DDPM_KO_INSTALL_SOURCE": str(source),
-            "DDPM_KO_DATA_SOURCE": "hub",
-            "HF_HOME": str(HF_HOME),
-            "HF_HUB_OFFLINE": "1",
-            "HF_DATASETS_OFFLINE": "1",
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            # 코어보다 스레드가 많을 때 OpenMP 가 바쁘게 기다리지 않게 한다 (Makefile 과 같은 기본값)
-            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
-        })
+        env = _clean_env(
+            {
+                "JUPYTER_PATH": jupyter_tmp,  # nbval(jupyter_client)이 독자용 커널 명세를 찾는 곳
+                "DDPM_KO_FAST": "1",
+                "DDPM_KO_INSTALL_SOURCE": str(source),
+                "DDPM_KO_DATA_SOURCE": "hub",
+                "HF_HOME": str(HF_HOME),
+                "HF_HUB_OFFLINE": "1",
+                "HF_DATASETS_OFFLINE": "1",
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                # 코어보다 스레드가 많을 때 OpenMP 가 바쁘게 기다리지 않게 한다 (Makefile 과 같은 기본값)
+                "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+            }
+        )
         setup_s = time.perf_counter() - t_setup
         log(f"준비 {setup_s:.0f}s; 설치 원본 / install source: {source}")
         for i, nb in enumerate(notebooks):
             if args.install_each and i:
                 run([PY, "-m", "pip", "uninstall", "-q", "-y", "ddpm_ko"], capture_output=True)
             wall, first, error = run_chapter(nb, env, args.timeout)
-            results.append({"chapter": nb.stem, "seconds": round(wall, 1), "first_cell_s": first and round(first, 1),
-                            "ok": error is None})
+            results.append(
+                {
+                    "chapter": nb.stem,
+                    "seconds": round(wall, 1),
+                    "first_cell_s": first and round(first, 1),
+                    "ok": error is None,
+                }
+            )
             first_txt = f"(첫 셀 / first cell {first:.1f}s)" if first is not None else ""
             log(f"{nb.stem:24s} {wall:6.1f}s {first_txt:28s} {'ok' if error is None else 'FAILED'}")
             if error:
                 print(error[-4000:], file=sys.stderr, flush=True)
     # 커널이 쓴 ddpm_ko 는 독자 환경에 설치된 것이고, 가중치도 그 설치에 들어 있다
-    probe = ("import ddpm_ko, importlib.metadata as m; from ddpm_ko.pretrained import pretrained_path; "
-             "print(ddpm_ko.__file__); print(m.version('ddpm_ko')); print(pretrained_path())")
-    r = subprocess.run([str(PY), "-c", probe], capture_output=True, text=True, cwd=tempfile.gettempdir(),
-                       env=_clean_env({}))
+    probe = (
+        "import ddpm_ko, importlib.metadata as m; from ddpm_ko.pretrained import pretrained_path; "
+        "print(ddpm_ko.__file__); print(m.version('ddpm_ko')); print(pretrained_path())"
+    )
+    r = subprocess.run(
+        [str(PY), "-c", probe], capture_output=True, text=True, cwd=tempfile.gettempdir(), env=_clean_env({})
+    )
     installed_ok = r.returncode == 0 and all(line.startswith(str(VENV)) for line in r.stdout.splitlines()[::2])
     log("설치된 패키지 / installed: " + " | ".join(r.stdout.split()) if r.returncode == 0 else r.stderr[-500:])
     total = sum(x["seconds"] for x in results)
-    (WORK / "last_run.json").write_text(json.dumps(
-        {"setup_s": round(setup_s, 1), "chapters": results, "chapters_total_s": round(total, 1),
-         "installed_ok": installed_ok}, ensure_ascii=False, indent=1) + "\n")
+    (WORK / "last_run.json").write_text(
+        json.dumps(
+            {
+                "setup_s": round(setup_s, 1),
+                "chapters": results,
+                "chapters_total_s": round(total, 1),
+                "installed_ok": installed_ok,
+            },
+            ensure_ascii=False,
+            indent=1,
+        )
+        + "\n"
+    )
     failed = [x["chapter"] for x in results if not x["ok"]]
     log(f"장 {len(results)}개, 합계 {total:.0f}s (+ 준비 {setup_s:.0f}s); 실패 / failed: {failed or '없음'}")
     if not installed_ok:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import sitecheck  # noqa: E402
+import sitecheck
 
 PAGE = "book/live_sampling.html"
 
@@ -43,7 +43,9 @@ class _Isolated(sitecheck.QuietHandler):
 
 
 def _serve(handler_cls) -> tuple[http.server.ThreadingHTTPServer, str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler_cls, directory=str(sitecheck.SITE_DIR)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler_cls, directory=str(sitecheck.SITE_DIR))
+    )
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
@@ -55,9 +57,12 @@ def _run(page, steps: int, num: int, seed: int = 0) -> dict:
     page.fill("#live-seed", str(seed))
     page.select_option("#live-num", str(num))
     page.click("#live-run")
-    page.wait_for_function("() => ['done', 'error'].includes(document.getElementById('live-status').dataset.kind)",
-                           timeout=900_000)
-    result = page.evaluate("() => { const r = window.ddpmLive.lastResult; return {ms: r.msPerEval, wall: r.wallMs, threads: r.threads}; }")
+    page.wait_for_function(
+        "() => ['done', 'error'].includes(document.getElementById('live-status').dataset.kind)", timeout=900_000
+    )
+    result = page.evaluate(
+        "() => { const r = window.ddpmLive.lastResult; return {ms: r.msPerEval, wall: r.wallMs, threads: r.threads}; }"
+    )
     if page.evaluate("() => document.getElementById('live-status').dataset.kind") != "done":
         raise RuntimeError(page.inner_text("#live-status"))
     return result
@@ -92,12 +97,15 @@ def bench_native(sizes: list[int], repeats: int = 5) -> dict:
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(sitecheck.SITE_DIR / "_static" / "live" / "unet.onnx"), options,
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        str(sitecheck.SITE_DIR / "_static" / "live" / "unet.onnx"), options, providers=["CPUExecutionProvider"]
+    )
     out = {}
     for num in sizes:
-        feeds = {"x_t": np.random.default_rng(0).standard_normal((num, 1, 28, 28), dtype=np.float32),
-                 "t": np.full(num, 500, dtype=np.int64)}
+        feeds = {
+            "x_t": np.random.default_rng(0).standard_normal((num, 1, 28, 28), dtype=np.float32),
+            "t": np.full(num, 500, dtype=np.int64),
+        }
         sess.run(None, feeds)
         times = []
         for _ in range(repeats):
@@ -118,9 +126,10 @@ def main() -> int:
     sizes = [int(s) for s in a.sizes.split(",")]
     from playwright.sync_api import sync_playwright
 
-    report: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                "loadavg_before": os.getloadavg()},
-                    "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    report: dict = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_before": os.getloadavg()},
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     report["python_onnxruntime_1thread"] = bench_native(sizes)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=sitecheck.CHROMIUM, args=sitecheck.CHROMIUM_ARGS, headless=True)

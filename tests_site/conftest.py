@@ -16,8 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import sitecheck  # noqa: E402
-from sitecheck import CHROMIUM, CHROMIUM_ARGS, SITE_DIR, Rendered, Site  # noqa: E402
+import sitecheck
+from sitecheck import CHROMIUM, CHROMIUM_ARGS, SITE_DIR, Rendered, Site
 
 
 @pytest.fixture(scope="session")

@@ -67,8 +67,11 @@ def reference_ddim(site_dir: Path, seed: int, num: int, steps: int, eta: float) 
 
     info = model_info(site_dir)
     shape = (num, info["channels"], info["image_size"], info["image_size"])
-    diffusion = GaussianDiffusion.from_schedule(info["diffusion"]["schedule"], info["diffusion"]["timesteps"],
-                                                prediction_type=info["diffusion"]["prediction_type"])
+    diffusion = GaussianDiffusion.from_schedule(
+        info["diffusion"]["schedule"],
+        info["diffusion"]["timesteps"],
+        prediction_type=info["diffusion"]["prediction_type"],
+    )
     model = OnnxUnet(site_dir / "_static" / "live" / "unet.onnx")
     stream = NormalStream(seed)
     x_T = stream.take(int(np.prod(shape))).reshape(shape)
@@ -95,9 +98,18 @@ def reference_dpm_solver(site_dir: Path, seed: int, num: int, steps: int, spacin
 
     info = model_info(site_dir)
     shape = (num, info["channels"], info["image_size"], info["image_size"])
-    diffusion = GaussianDiffusion.from_schedule(info["diffusion"]["schedule"], info["diffusion"]["timesteps"],
-                                                prediction_type=info["diffusion"]["prediction_type"])
+    diffusion = GaussianDiffusion.from_schedule(
+        info["diffusion"]["schedule"],
+        info["diffusion"]["timesteps"],
+        prediction_type=info["diffusion"]["prediction_type"],
+    )
     x_T = NormalStream(seed).take(int(np.prod(shape))).reshape(shape)
-    final = diffusion.sample(OnnxUnet(site_dir / "_static" / "live" / "unet.onnx"), shape, sampler="dpm-solver++",
-                             steps=steps, spacing=spacing, x_T=torch.from_numpy(x_T.copy()))
+    final = diffusion.sample(
+        OnnxUnet(site_dir / "_static" / "live" / "unet.onnx"),
+        shape,
+        sampler="dpm-solver++",
+        steps=steps,
+        spacing=spacing,
+        x_T=torch.from_numpy(x_T.copy()),
+    )
     return {"xT": x_T, "final": final.numpy()}

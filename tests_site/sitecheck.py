@@ -85,11 +85,7 @@ def discover_pages(site: Path = SITE_DIR) -> list[str]:
 def redirect_stubs(site: Path = SITE_DIR) -> list[str]:
     if not site.is_dir():
         return []
-    return [
-        p.relative_to(site).as_posix()
-        for p in sorted(site.glob("*.html"))
-        if _is_redirect_stub(p)
-    ]
+    return [p.relative_to(site).as_posix() for p in sorted(site.glob("*.html")) if _is_redirect_stub(p)]
 
 
 def book_config() -> dict[str, Any]:
@@ -111,7 +107,7 @@ def colab_prefix() -> str:
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -155,7 +151,7 @@ class Site:
             if url in self._fetch_cache:
                 return self._fetch_cache[url]
         try:
-            with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 (localhost 만)
+            with urllib.request.urlopen(url, timeout=30) as resp:
                 ctype = resp.headers.get("Content-Type", "")
                 body = resp.read()
                 ids: frozenset[str] = frozenset()
@@ -206,9 +202,11 @@ def open_page(browser, site: Site, viewport: dict[str, int] | None = None):
     )
     page.on(
         "requestfailed",
-        lambda req: log["failed"].append(f"요청 실패 {req.failure}: {req.url}")
-        if urllib.parse.urlsplit(req.url).hostname in LOCAL_HOSTS
-        else None,
+        lambda req: (
+            log["failed"].append(f"요청 실패 {req.failure}: {req.url}")
+            if urllib.parse.urlsplit(req.url).hostname in LOCAL_HOSTS
+            else None
+        ),
     )
     return context, page, log
 
@@ -388,7 +386,7 @@ def render_page(browser, site: Site, page_rel: str, colab_url: str) -> Rendered:
                     timeout=MATHJAX_TIMEOUT_MS,
                 )
                 page.evaluate("() => MathJax.startup.promise.then(() => true)")
-            except Exception as exc:  # noqa: BLE001 — 실패 내용을 검사 결과로 남긴다
+            except Exception as exc:
                 mathjax_problem = f"MathJax 가 끝나지 않았다: {exc}"
         page.evaluate(_JS_WAIT_IMAGES)
         data = page.evaluate(_JS_COLLECT, colab_url)

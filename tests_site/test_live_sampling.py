@@ -1,4 +1,4 @@
-""""브라우저에서 샘플링" 쪽(book/live_sampling.md)을 헤드리스 Chromium 으로 열어 실제로 샘플링해 본다.
+"""책의 "브라우저에서 샘플링" 쪽(book/live_sampling.md)을 헤드리스 Chromium 으로 열어 실제로 샘플링해 본다.
 
 * 자바스크립트 샘플러(``_static/live/ddim.js``)의 스케줄·시각·한 단계가 패키지(``ddpm_ko``)와 같은 값을 낸다.
 * 자바스크립트 난수(``prng.js``)가 파이썬 짝(``live_reference.NormalStream``)과 같은 수열을 낸다.
@@ -18,7 +18,6 @@ import http.server
 import json
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,10 +42,15 @@ def _record_timing(name: str, result: dict) -> None:
     """U-Net 평가 시간을 파일에 더해 둔다 (검사하지 않는다: 기계의 부하에 따라 몇 배씩 달라진다)."""
     data = json.loads(TIMINGS.read_text(encoding="utf-8")) if TIMINGS.is_file() else {}
     ms = result["msPerEval"]
-    data[name] = {"num": result["num"], "steps": result["steps"], "threads": result["threads"],
-                  "ms_per_eval": [round(v, 1) for v in ms],
-                  "median_ms_per_eval": round(float(np.median(ms)), 1) if ms else None,
-                  "wall_s": round(result["wallMs"] / 1000, 2), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    data[name] = {
+        "num": result["num"],
+        "steps": result["steps"],
+        "threads": result["threads"],
+        "ms_per_eval": [round(v, 1) for v in ms],
+        "median_ms_per_eval": round(float(np.median(ms)), 1) if ms else None,
+        "wall_s": round(result["wallMs"] / 1000, 2),
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     TIMINGS.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
@@ -57,7 +61,7 @@ def _open_live(browser, site: Site, viewport=None):
     page.goto(site.url(PAGE), wait_until="load")
     try:
         page.evaluate("() => window.ddpmLive.ready")
-    except Exception as exc:  # noqa: BLE001 — 화면에 적힌 까닭을 함께 보여 준다
+    except Exception as exc:
         status = page.inner_text("#live-status")
         context.close()
         pytest.fail(f"모델을 불러오지 못했다: {status} ({exc})")
@@ -105,7 +109,7 @@ def _canvas_tiles(page, canvas_id: str, num: int, size: int = 28, gap: int = 2) 
     tiles = []
     for k in range(num):
         oy, ox = (k // cols) * (size + gap), (k % cols) * (size + gap)
-        tiles.append(rgba[oy:oy + size, ox:ox + size, 0])
+        tiles.append(rgba[oy : oy + size, ox : ox + size, 0])
     return np.stack(tiles)
 
 
@@ -135,9 +139,13 @@ def test_schedule_matches_package(live, T) -> None:
     from ddpm_ko.schedules import linear_beta_schedule
 
     page, _ = live
-    js = _js(page, """const s = ddim.makeSchedule(arg);
+    js = _js(
+        page,
+        """const s = ddim.makeSchedule(arg);
         return {betas: Array.from(ddim.linearBetas(arg)), ac: Array.from(s.alphasCumprod),
-                a: Array.from(s.sqrtRecipAlphasCumprod), b: Array.from(s.sqrtRecipm1AlphasCumprod)};""", T)
+                a: Array.from(s.sqrtRecipAlphasCumprod), b: Array.from(s.sqrtRecipm1AlphasCumprod)};""",
+        T,
+    )
     # β 는 float64 로 비교한다. torch.linspace 의 벡터 커널은 i·step 을 더하는 순서가 달라 마지막 몇 비트가
     # 어긋날 수 있으므로 상대 1e-14 (float64 ulp 의 수십 배)까지 허용한다.
     np.testing.assert_allclose(js["betas"], linear_beta_schedule(T).numpy(), rtol=1e-14, atol=0)
@@ -156,7 +164,9 @@ def test_ddim_timesteps_match_package(live, T) -> None:
     from ddpm_ko.diffusion import ddim_timesteps
 
     page, _ = live
-    js = _js(page, "const out = []; for (let s = 1; s <= arg; s++) out.push(ddim.ddimTimesteps(arg, s)); return out;", T)
+    js = _js(
+        page, "const out = []; for (let s = 1; s <= arg; s++) out.push(ddim.ddimTimesteps(arg, s)); return out;", T
+    )
     for steps, got in enumerate(js, start=1):
         assert got == ddim_timesteps(T, steps), f"T={T}, steps={steps}"
 
@@ -164,9 +174,13 @@ def test_ddim_timesteps_match_package(live, T) -> None:
 @pytest.mark.parametrize("seed", [0, 1, 12345, 2**32 - 1])
 def test_prng_matches_python(live, seed) -> None:
     page, _ = live
-    js = _js(page, """const next = prng.mulberry32(arg); const ints = [];
+    js = _js(
+        page,
+        """const next = prng.mulberry32(arg); const ints = [];
         for (let i = 0; i < 1000; i++) ints.push(next());
-        return {ints, normals: Array.from(new prng.NormalStream(arg).take(1001))};""", seed)
+        return {ints, normals: Array.from(new prng.NormalStream(arg).take(1001))};""",
+        seed,
+    )
     ref = live_reference.NormalStream(seed)
     assert js["ints"] == [ref.next_uint32() for _ in range(1000)]
     normals = live_reference.NormalStream(seed).take(1001)
@@ -176,11 +190,14 @@ def test_prng_matches_python(live, seed) -> None:
     assert abs(float(np.mean(normals))) < 0.15 and abs(float(np.std(normals)) - 1) < 0.1  # 정말 표준 정규 분포
 
 
-@pytest.mark.parametrize(("t", "t_prev", "eta"), [(999, 957, 0.0), (500, 458, 1.0), (40, 0, 0.5), (0, -1, 0.7), (3, -1, 0.0)])
+@pytest.mark.parametrize(
+    ("t", "t_prev", "eta"), [(999, 957, 0.0), (500, 458, 1.0), (40, 0, 0.5), (0, -1, 0.7), (3, -1, 0.0)]
+)
 def test_ddim_step_matches_package(live, t, t_prev, eta) -> None:
     """같은 x_t 와 신경망 출력 ε̂ (와 노이즈 z)에서 한 단계가 GaussianDiffusion.ddim_step 과 같다 (클리핑 포함)."""
-    import ddpm_ko.diffusion as diffusion_module
     from unittest import mock
+
+    import ddpm_ko.diffusion as diffusion_module
 
     page, _ = live
     g = torch.Generator().manual_seed(t)
@@ -190,12 +207,21 @@ def test_ddim_step_matches_package(live, t, t_prev, eta) -> None:
     d = diffusion_module.GaussianDiffusion.from_schedule("linear", 1000)
     with mock.patch.object(diffusion_module, "_randn", lambda *a, **k: z.clone()):
         x_prev, x0 = d.ddim_step(lambda x, tt: eps, xt, t, t_prev, eta=eta)
-    js = _js(page, """const s = ddim.makeSchedule(1000);
+    js = _js(
+        page,
+        """const s = ddim.makeSchedule(1000);
         const r = ddim.ddimStep(s, Float32Array.from(arg.xt), Float32Array.from(arg.eps), arg.t, arg.tPrev, arg.eta,
                                 Float32Array.from(arg.z));
         return {xPrev: Array.from(r.xPrev), x0: Array.from(r.x0)};""",
-             {"xt": xt.flatten().tolist(), "eps": eps.flatten().tolist(), "z": z.flatten().tolist(),
-              "t": t, "tPrev": t_prev, "eta": eta})
+        {
+            "xt": xt.flatten().tolist(),
+            "eps": eps.flatten().tolist(),
+            "z": z.flatten().tolist(),
+            "t": t,
+            "tPrev": t_prev,
+            "eta": eta,
+        },
+    )
     clipped = float((x0.abs() >= 1).float().mean())
     # 자바스크립트는 float64 로, PyTorch 는 float32 로 계산한다. 연산마다 float32 반올림(상대 6e-8)이 생기고,
     # 잘린 x̂₀ 에서 ε̂ 을 다시 구할 때 √(1/ᾱ_t − 1) 로 나누므로 작은 t 에서 그 오차가 최대 수십 배 커진다 (t=0 에서 1/0.01).
@@ -206,8 +232,10 @@ def test_ddim_step_matches_package(live, t, t_prev, eta) -> None:
         assert clipped > 0.1  # 큰 t 에서는 클리핑이 실제로 일어나는 경우를 시험한다
 
 
-needs_dpm = pytest.mark.skipif(not live_reference.package_has_dpm_solver(),
-                               reason="이 패키지에는 아직 DPM-Solver++ 샘플러가 없다 (ddpm_ko.diffusion.SAMPLERS)")
+needs_dpm = pytest.mark.skipif(
+    not live_reference.package_has_dpm_solver(),
+    reason="이 패키지에는 아직 DPM-Solver++ 샘플러가 없다 (ddpm_ko.diffusion.SAMPLERS)",
+)
 
 
 @needs_dpm
@@ -218,9 +246,13 @@ def test_dpm_solver_timesteps_match_package(live, spacing) -> None:
 
     page, _ = live
     d = GaussianDiffusion.from_schedule("linear", 1000)
-    js = _js(page, """const s = ddim.makeSchedule(1000); const out = [];
+    js = _js(
+        page,
+        """const s = ddim.makeSchedule(1000); const out = [];
         for (let n = 1; n <= 200; n++) out.push(dpm.dpmSolverTimesteps(s, n, arg));
-        return {ts: out, lam: Array.from({length: 1000}, (_, t) => dpm.alphaSigmaLambda(s, t).lambda)};""", spacing)
+        return {ts: out, lam: Array.from({length: 1000}, (_, t) => dpm.alphaSigmaLambda(s, t).lambda)};""",
+        spacing,
+    )
     # λ = log α − log σ 를 같은 float32 버퍼에서 float64 로 계산한다. log 구현의 마지막 비트 차이만 남는다
     np.testing.assert_allclose(js["lam"], d.lambdas().numpy(), rtol=1e-14, atol=1e-14)
     for steps, got in enumerate(js["ts"], start=1):
@@ -310,7 +342,7 @@ def test_rendered_images_look_like_fashion_mnist(live) -> None:
         f = extract_features(images)
         return float(np.sqrt(((f[:, None, :] - ref[None]) ** 2).sum(-1)).min(1).mean())
 
-    d_real, d_shown, d_noise = nearest(real[5000:5000 + num]), nearest(shown), nearest(noise)
+    d_real, d_shown, d_noise = nearest(real[5000 : 5000 + num]), nearest(shown), nearest(noise)
     # 특징 공간에서 가장 가까운 진짜 이미지까지의 평균 거리. 진짜 대 진짜(다른 장들)가 바닥값, 노이즈가 천장이다.
     # 그려진 이미지가 두 값의 가운데보다 진짜 쪽에 있으면 "노이즈가 아니라 옷" 으로 본다.
     assert d_shown < (d_real + d_noise) / 2, f"진짜 {d_real:.2f}, 그림 {d_shown:.2f}, 노이즈 {d_noise:.2f}"
@@ -341,11 +373,13 @@ def test_stop_button(live) -> None:
     page.fill("#live-steps", "1000")
     page.select_option("#live-num", "1")
     page.click("#live-run")
-    page.wait_for_function("() => /^[1-9]/.test(document.getElementById('live-status').textContent)",
-                           timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => /^[1-9]/.test(document.getElementById('live-status').textContent)", timeout=RUN_TIMEOUT_MS
+    )
     page.click("#live-stop")
-    page.wait_for_function("() => document.getElementById('live-status').dataset.kind === 'done'",
-                           timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.getElementById('live-status').dataset.kind === 'done'", timeout=RUN_TIMEOUT_MS
+    )
     result = page.evaluate("() => window.ddpmLive.lastResult")
     assert result["stopped"] and 0 < len(result["msPerEval"]) < 1000
     assert page.is_enabled("#live-run") and not page.is_enabled("#live-stop")

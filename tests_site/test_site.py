@@ -66,7 +66,7 @@ def test_root_redirect(stub, browser, site) -> None:
     try:
         page.goto(site.url(stub), wait_until="load")
         page.wait_for_url(re.compile(r".*/(?!index\.html)[^/]+\.html.*"), timeout=60_000)
-        target = page.url[len(site.base_url):]
+        target = page.url[len(site.base_url) :]
     finally:
         context.close()
     assert (SITE_DIR / urllib.parse.unquote(target.split("#")[0])).is_file(), f"{stub} → {target} 이 없다"
@@ -198,7 +198,7 @@ def test_colab_button(page, rendered, colab_prefix) -> None:
     repo = cfg.get("repository") or {}
     repo_url = str(repo.get("url", "")).rstrip("/")
     assert repo_url.startswith("https://github.com/"), f"_config.yml repository.url 이 GitHub 주소가 아니다: {repo_url}"
-    owner_repo = repo_url[len("https://github.com/"):]
+    owner_repo = repo_url[len("https://github.com/") :]
     branch = repo.get("branch") or "main"
     path_to_book = str(repo.get("path_to_book") or "").strip("/")
     notebook = "/".join(x for x in (path_to_book, _docname(page) + ".ipynb") if x)
@@ -240,7 +240,9 @@ def _search(browser, site, query: str):
             "() => typeof Search !== 'undefined' && Search.status && Search.status.innerText.length > 0",
             timeout=60_000,
         )
-        hrefs = page.eval_on_selector_all("#search-results ul.search li > a", "els => els.map(a => a.getAttribute('href'))")
+        hrefs = page.eval_on_selector_all(
+            "#search-results ul.search li > a", "els => els.map(a => a.getAttribute('href'))"
+        )
         status = page.evaluate("() => Search.status.innerText")
     finally:
         context.close()
@@ -265,7 +267,7 @@ def test_search_index_language() -> None:
     lang_js = (SITE_DIR / "_static" / "language_data.js").read_text(encoding="utf-8")
     assert "korean_search" in lang_js, "language_data.js 에 한국어 분리기가 없다 (korean_search 확장이 꺼졌나?)"
     raw = (SITE_DIR / "searchindex.js").read_text(encoding="utf-8")
-    index = json.loads(raw[len("Search.setIndex("):-1])
+    index = json.loads(raw[len("Search.setIndex(") : -1])
     terms = set(index["terms"]) | set(index["titleterms"])
     assert "확산" in terms, "색인에 '확산' 이 없다"
     hangul_terms = [t for t in terms if re.match(r"[\uac00-\ud7a3]", t)]
