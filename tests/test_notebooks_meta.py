@@ -60,10 +60,15 @@ def _without_comments(source: str) -> str:
     return "\n".join(lines)
 
 
+def _with_sections(entries: list[dict]) -> list[str]:
+    """목차 항목과 그 절(sections)의 파일을 읽는 차례대로 (장 다음에 그 장의 절)."""
+    return [f for e in entries for f in [e["file"], *_with_sections(e.get("sections", []))]]
+
+
 def _toc_chapters(root: Path = ROOT) -> list[str]:
-    """_toc.yml 의 모든 부(part)에 적힌 장 파일을 차례대로."""
+    """_toc.yml 의 모든 부(part)에 적힌 장과 절 파일을 차례대로."""
     toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
-    return [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
+    return [f for part in toc["parts"] for f in _with_sections(part["chapters"])]
 
 
 def _contributing_first_cell(root: Path = ROOT) -> str:
@@ -77,12 +82,17 @@ def _contributing_first_cell(root: Path = ROOT) -> str:
 
 
 def test_there_are_chapters() -> None:
-    """장은 01 부터 빈 번호 없이 이어지고, 목차의 번호 붙은 장이 바로 그 노트북들이다 (같은 차례)."""
+    """장은 01 부터 빈 번호 없이 이어지고, 목차의 번호 붙은 장이 바로 그 노트북들이다 (같은 차례).
+
+    한 장이 여러 쪽이면 둘째 쪽부터는 같은 번호를 쓰고 목차에서 그 장의 절(sections)이다 (예: 01_background 와 01_elbo).
+    """
     assert NOTEBOOKS, "notebooks/NN_*.ipynb 가 없다"
-    assert [int(p.name[:2]) for p in NOTEBOOKS] == list(range(1, len(NOTEBOOKS) + 1)), [p.name for p in NOTEBOOKS]
+    numbers = sorted({int(p.name[:2]) for p in NOTEBOOKS})
+    assert numbers == list(range(1, len(numbers) + 1)), [p.name for p in NOTEBOOKS]
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    numbered = [ch["file"] for part in toc["parts"] if part.get("numbered") for ch in part["chapters"]]
-    assert numbered == [f"notebooks/{p.stem}" for p in NOTEBOOKS]
+    numbered = [ch for part in toc["parts"] if part.get("numbered") for ch in part["chapters"]]
+    assert [int(Path(ch["file"]).name[:2]) for ch in numbered] == numbers, "번호 붙은 장 하나에 노트북 번호 하나"
+    assert _with_sections(numbered) == [f"notebooks/{p.stem}" for p in NOTEBOOKS]
 
 
 def test_documented_first_cell_installs_when_not_importable() -> None:
