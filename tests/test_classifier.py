@@ -1,0 +1,69 @@
+"""``ddpm_ko.classifier`` 검사: 분류기 파일 저장·읽기 (safetensors + JSON 사본), 파일 오류, 짧은 학습."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ddpm_ko.classifier import ClassifierConfig, FashionClassifier, read_classifier, save_classifier
+from ddpm_ko.errors import CheckpointError
+from ddpm_ko.evaluation import extract_features
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    from ddpm_ko.data import DataNotFoundError, fashion_mnist_arrays
+
+    try:
+        return fashion_mnist_arrays("test", allow_hub=False)
+    except DataNotFoundError as e:
+        pytest.skip(f"Fashion-MNIST 가 없다: {str(e).splitlines()[0]}")
+
+
+def test_classifier_roundtrip_and_features(tmp_path):
+    torch.manual_seed(0)
+    model = FashionClassifier(ClassifierConfig(width=4, feature_dim=8)).eval()
+    path = save_classifier(model, tmp_path / "clf.safetensors", {"test_accuracy": 0.5})
+    loaded, meta = read_classifier(path)
+    assert meta["test_accuracy"] == 0.5 and json.loads((tmp_path / "clf.json").read_text())["config"]["width"] == 4
+    x = torch.rand(5, 1, 28, 28) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(model.features(x), loaded.features(x)) and loaded(x).shape == (5, 10)
+    f = extract_features(x, loaded)
+    assert f.shape == (5, 8) and f.dtype == np.float64
+    with pytest.raises(ValueError, match="expects"):
+        loaded.features(torch.zeros(2, 3, 28, 28))
+
+
+def test_classifier_file_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        read_classifier(tmp_path / "nope.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 16)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        read_classifier(bad)
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other))
+    with pytest.raises(CheckpointError, match="not a ddpm_ko classifier"):
+        read_classifier(other)
+
+
+def test_train_classifier_writes_safetensors_and_sidecar(tmp_path, test_split):
+    from ddpm_ko.classifier import train_classifier
+
+    out = tmp_path / "clf.safetensors"
+    model, info = train_classifier(out, epochs=1, batch_size=64, subset=256, test_limit=200,
+                                   config=ClassifierConfig(width=4, feature_dim=8), log=lambda m: None)
+    side = json.loads(out.with_suffix(".json").read_text())
+    for key in ("test_accuracy", "epochs", "seed", "train_time_s", "environment", "feature"):
+        assert key in side and key in info
+    assert side["epochs"] == 1 and side["test_images"] == 200 and side["train_images"] == 256
+    loaded, _ = read_classifier(out)
+    assert torch.allclose(loaded.feature_std, model.feature_std) and not torch.all(loaded.feature_std == 1)
+    with pytest.raises(ValueError, match="epochs"):
+        train_classifier(None, epochs=0)
