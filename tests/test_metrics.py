@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from ddpm_ko.metrics import class_histogram, fid, frechet_distance, kid, sqrtm_psd
 

@@ -25,7 +25,7 @@ from .errors import CheckpointError
 
 __all__ = ["FORMAT", "atomic_write_bytes", "clean_stale_temp_files", "resolve_checkpoint_path", "save_checkpoint",
            "read_checkpoint", "load_model_from_checkpoint", "build_from_meta", "optimizer_state_to_tensors",
-           "optimizer_state_from_tensors", "export_ema"]
+           "optimizer_state_from_tensors", "export_ema", "sub_state", "load_state_checked"]
 
 FORMAT = "ddpm_ko/1"
 META_KEY = "ddpm_ko"
@@ -210,7 +210,8 @@ def read_checkpoint(path: str | os.PathLike, prefixes: tuple[str, ...] | None = 
     return tensors, meta
 
 
-def _sub_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def sub_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """``prefix.`` 로 시작하는 텐서만 골라 접두사를 뗀다 (``model.w`` → ``w``): ``load_state_dict`` 에 넣을 사전."""
     n = len(prefix) + 1
     return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
@@ -248,8 +249,8 @@ def load_model_from_checkpoint(path: str | os.PathLike, use_ema: bool = True, de
     """체크포인트에서 ``(model, diffusion, meta)`` 를 만든다. 기본은 EMA 가중치 (없으면 학습 가중치)."""
     tensors, meta = read_checkpoint(path, prefixes=("model.", "ema."))
     model, diffusion = build_from_meta(meta)
-    ema_state = _sub_state(tensors, "ema.model")
-    state = ema_state if (use_ema and ema_state) else _sub_state(tensors, "model")
+    ema_state = sub_state(tensors, "ema.model")
+    state = ema_state if (use_ema and ema_state) else sub_state(tensors, "model")
     if not state:
         raise CheckpointError(f"체크포인트에 모델 가중치가 없다 / no model weights in checkpoint: {path}")
     load_state_checked(model, state, str(path))
@@ -262,7 +263,7 @@ def export_ema(src: str | os.PathLike, dst: str | os.PathLike, extra_meta: dict[
     if not tensors:
         raise CheckpointError(f"EMA 가중치가 없다 / no EMA weights in {src}")
     model, _ = build_from_meta(meta)  # 망가진 체크포인트를 그럴듯한 배포 파일로 옮기지 않도록 먼저 맞춰 본다
-    load_state_checked(model, _sub_state(tensors, "ema.model"), str(src))
+    load_state_checked(model, sub_state(tensors, "ema.model"), str(src))
     meta = {k: v for k, v in meta.items() if k not in ("optimizer", "format")}
     meta.update(extra_meta or {})
     return save_checkpoint(dst, tensors, meta)

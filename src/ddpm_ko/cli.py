@@ -136,7 +136,7 @@ def _dim_mults(s: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     from .diffusion import DEFAULT_SAMPLER, LOSS_TYPES, PREDICTION_TYPES, SAMPLERS
     from .schedules import SCHEDULES
-    from .train import PRECISIONS
+    from .precision import PRECISIONS
     from .unet import ATTENTION_TYPES, BLOCK_TYPES
 
     p = _Parser(prog="ddpm-ko", description="DDPM 한국어 해설서의 학습·샘플링 도구 / train and sample the ddpm_ko DDPM")
