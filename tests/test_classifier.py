@@ -67,3 +67,32 @@ def test_train_classifier_writes_safetensors_and_sidecar(tmp_path, test_split):
     assert torch.allclose(loaded.feature_std, model.feature_std) and not torch.all(loaded.feature_std == 1)
     with pytest.raises(ValueError, match="epochs"):
         train_classifier(None, epochs=0)
+
+
+def test_saving_the_shipped_classifier_again_gives_the_same_bytes(tmp_path):
+    """분류기 저장은 checkpoint.write_safetensors 를 쓴다: 책이 싣는 파일을 읽어 다시 쓰면 바이트까지 같다."""
+    from ddpm_ko.pretrained import CLASSIFIER_NAME, SHIPPED_SHA256, classifier_path, file_sha256
+
+    try:
+        shipped = classifier_path()
+    except CheckpointError as e:
+        pytest.skip(f"책의 분류기 가중치가 없다: {e}")
+    model, meta = read_classifier(shipped)
+    again = save_classifier(model, tmp_path / "again.safetensors", meta)
+    assert file_sha256(again) == SHIPPED_SHA256[CLASSIFIER_NAME]
+    assert again.with_suffix(".json").read_bytes() == shipped.with_suffix(".json").read_bytes()
+
+
+def test_classifier_config_refuses_unknown_keys(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown ClassifierConfig fields: \['depth'\]"):
+        ClassifierConfig.from_dict({"width": 4, "depth": 3})
+    assert ClassifierConfig.from_dict(ClassifierConfig(width=4).to_dict()) == ClassifierConfig(width=4)
+    path = save_classifier(FashionClassifier(ClassifierConfig(width=4)), tmp_path / "c.safetensors")
+    from ddpm_ko.checkpoint import read_safetensors, write_safetensors
+
+    state, header = read_safetensors(path)
+    meta = json.loads(header["ddpm_ko_classifier"])
+    meta["config"]["depth"] = 3
+    write_safetensors(path, state, meta, "ddpm_ko_classifier")
+    with pytest.raises(CheckpointError, match="invalid classifier config.*depth"):
+        read_classifier(path)
