@@ -13,16 +13,6 @@ from ddpm_ko.errors import CheckpointError
 from ddpm_ko.evaluation import extract_features
 
 
-@pytest.fixture(scope="module")
-def test_split():
-    from ddpm_ko.data import DataNotFoundError, fashion_mnist_arrays
-
-    try:
-        return fashion_mnist_arrays("test", allow_hub=False)
-    except DataNotFoundError as e:
-        pytest.skip(f"Fashion-MNIST 가 없다: {str(e).splitlines()[0]}")
-
-
 def test_classifier_roundtrip_and_features(tmp_path):
     torch.manual_seed(0)
     model = FashionClassifier(ClassifierConfig(width=4, feature_dim=8)).eval()
@@ -53,11 +43,11 @@ def test_classifier_file_errors(tmp_path):
         read_classifier(other)
 
 
-def test_train_classifier_writes_safetensors_and_sidecar(tmp_path, test_split):
+def test_train_classifier_writes_safetensors_and_sidecar(tmp_path, real_data_dir):
     from ddpm_ko.classifier import train_classifier
 
     out = tmp_path / "clf.safetensors"
-    model, info = train_classifier(out, epochs=1, batch_size=64, subset=256, test_limit=200,
+    model, info = train_classifier(out, data_dir=real_data_dir, epochs=1, batch_size=64, subset=256, test_limit=200,
                                    config=ClassifierConfig(width=4, feature_dim=8), log=lambda m: None)
     side = json.loads(out.with_suffix(".json").read_text())
     for key in ("test_accuracy", "epochs", "seed", "train_time_s", "environment", "feature"):

@@ -94,14 +94,10 @@ def shipped_classifier():
 
 
 @pytest.fixture(scope="module")
-def test_split():
+def test_split(real_data_dir):
     from ddpm_ko.data import fashion_mnist_arrays
-    from ddpm_ko.data import DataNotFoundError
 
-    try:
-        return fashion_mnist_arrays("test", allow_hub=False)
-    except DataNotFoundError as e:
-        pytest.skip(f"Fashion-MNIST 가 없다: {str(e).splitlines()[0]}")
+    return fashion_mnist_arrays("test", real_data_dir)
 
 
 def test_shipped_classifier_accuracy(shipped_classifier, test_split):
