@@ -4,7 +4,8 @@
 ``pip install`` 했든(Colab, Kaggle) 같은 파일을 ``importlib.resources`` 로 찾으므로 네트워크가 필요 없다.
 불러오기 전에 파일의 SHA-256 을 아래 ``SHIPPED_SHA256`` 과 맞춰 보아, 손상되거나 바뀐 파일을 조용히
 쓰지 않는다. 환경 변수(``DDPM_KO_PRETRAINED``, ``DDPM_KO_CLASSIFIER``)나 인자로 준 경로는 사용자의
-파일이므로 그대로 쓴다 (해시를 기록해 둔 파일이 아니다).
+파일이므로 그대로 쓴다 (해시를 기록해 둔 파일이 아니다). ``load_pretrained`` 가 확산 모델을, ``load_classifier`` 가
+평가용 분류기를 불러온다.
 """
 
 from __future__ import annotations
