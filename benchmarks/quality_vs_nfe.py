@@ -1,7 +1,7 @@
 """신경망 호출 수(NFE)에 따른 품질: DDPM 1000, DDIM 10/25/50/100, DPM-Solver++ 5/8/10/15/20/25 의 특징 FID·KID.
 
 모든 설정이 같은 초기 잡음 x_T (같은 시드)에서 N 장을 만든다. 각 점에 같은 N 의 진짜 대 진짜 바닥값과
-샘플링 벽시계 시간을 함께 적는다 (``ddpm_ko.metrics.evaluate``).
+샘플링 벽시계 시간을 함께 적는다 (``ddpm_ko.evaluation.evaluate``).
 
 점 하나가 끝날 때마다 ``benchmarks/results/quality_vs_nfe.json`` 에 덧붙여 저장한다 (임시 파일 → 이름 바꾸기).
 중간에 멈춰도 다시 실행하면 이미 잰 점은 건너뛰고 이어 간다 (체크포인트·N·시드가 같을 때만; ``--fresh`` 면 새로).
@@ -166,7 +166,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from ddpm_ko.metrics import evaluate, load_classifier
+    from ddpm_ko.evaluation import evaluate
+    from ddpm_ko.pretrained import load_classifier
     from ddpm_ko.sampling import sample_with_oom_retry
     from ddpm_ko.utils import pick_device
     from ddpm_ko.viz import to_uint8

@@ -1,7 +1,7 @@
 """샘플러·단계 수에 따른 품질: DDIM 25/50/100 과 DDPM 1000 의 특징 FID·KID (바닥값과 함께).
 
 모든 샘플러가 같은 초기 잡음 x_T (같은 시드)에서 시작한다. 각 줄 옆에 같은 표본 수 N 의 진짜 대 진짜
-바닥값을 적는다 (``ddpm_ko.metrics.evaluate``). N 이 작으면 FID 가 크게 나오므로 값은 바닥값과 견주어 읽는다.
+바닥값을 적는다 (``ddpm_ko.evaluation.evaluate``). N 이 작으면 FID 가 크게 나오므로 값은 바닥값과 견주어 읽는다.
 
     .venv/bin/python benchmarks/quality_vs_steps.py --num 500                 # 이슈의 설정 (CPU 에서 오래 걸린다)
     .venv/bin/python benchmarks/quality_vs_steps.py --num 64 --samplers ddim:25,ddim:50,ddim:100   # 짧게
@@ -20,7 +20,8 @@ from _common import fmt_table, load_benchmark_model, machine_info, merge_with_pr
 def main() -> None:
     import torch
 
-    from ddpm_ko.metrics import evaluate, load_classifier
+    from ddpm_ko.evaluation import evaluate
+    from ddpm_ko.pretrained import load_classifier
     from ddpm_ko.sampling import sample_with_oom_retry
     from ddpm_ko.utils import pick_device
 

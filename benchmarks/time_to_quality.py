@@ -10,7 +10,7 @@
   ``Trainer`` 자체는 쓰지 않는다: 그 클래스는 이미지 폴더, accelerate, torchvision 을 요구하고 데이터 로더 작업
   프로세스가 2코어 중 CPU 를 나눠 가져가기 때문이다. 대신 같은 단계(순전파 → 역전파 → 자르기 → Adam → EMA)를 이 파일이 부른다.
 
-``--eval-at`` 의 각 시각(분)에 시계를 멈추고 EMA 가중치로 DDIM(η=0) 표본 N 장을 만들어 ``ddpm_ko.metrics.evaluate``
+``--eval-at`` 의 각 시각(분)에 시계를 멈추고 EMA 가중치로 DDIM(η=0) 표본 N 장을 만들어 ``ddpm_ko.evaluation.evaluate``
 로 잰다 (같은 N 의 바닥값과 함께). 평가 시간은 학습 시간에 넣지 않는다. 두 구현 모두 같은 DDIM 단계 수로 뽑는다
 (lucidrains 의 기본 샘플러는 1000단계라 CPU 에서 N=500 장에 한 시간이 넘게 걸린다).
 
@@ -201,7 +201,8 @@ class LucidrainsRun:
 def main() -> None:
     import torch
 
-    from ddpm_ko.metrics import evaluate, load_classifier
+    from ddpm_ko.evaluation import evaluate
+    from ddpm_ko.pretrained import load_classifier
     from ddpm_ko.utils import tune_cpu
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

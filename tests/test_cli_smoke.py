@@ -158,3 +158,20 @@ def test_train_help_lists_options(capsys):
     out = capsys.readouterr().out
     for opt in ("--max-steps", "--subset", "--batch-size", "--out-dir", "--dim", "--dim-mults", "--no-progress"):
         assert opt in out
+
+
+def test_evaluate_and_train_classifier_parse_and_refuse_bad_files(tmp_path, capsys):
+    from ddpm_ko.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "--samples", str(tmp_path / "missing.npy"), "--num", "10"])
+    assert args.num == 10 and args.seed == 0 and args.json is None
+    for argv, needle in (
+        (["evaluate", "--samples", str(tmp_path / "missing.npy"), "--num", "10"], "not found"),
+        (["evaluate", "--samples", "x.npy", "--json", "out.txt"], ".json"),
+        (["train-classifier", "--out", "clf.pt"], ".safetensors"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ddpm-ko: error:") and needle in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--samples", "x.npy", "--num", "0"])

@@ -29,7 +29,8 @@ import torch
 
 import ddpm_ko.classifier as classifier_mod
 import ddpm_ko.data as data
-import ddpm_ko.metrics as metrics
+import ddpm_ko.evaluation as evaluation
+import ddpm_ko.pretrained as pretrained
 from ddpm_ko.checkpoint import read_checkpoint
 from ddpm_ko.cli import build_parser, main
 from ddpm_ko.classifier import ClassifierConfig, FashionClassifier
@@ -57,7 +58,7 @@ def planted_shipped(tmp_path, monkeypatch):
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     files = {}
-    for env, name in ((metrics.CLASSIFIER_ENV, metrics.CLASSIFIER_NAME), ("DDPM_KO_PRETRAINED", "fashion_mnist_ema.safetensors")):
+    for env, name in ((pretrained.CLASSIFIER_ENV, pretrained.CLASSIFIER_NAME), ("DDPM_KO_PRETRAINED", "fashion_mnist_ema.safetensors")):
         path = shipped / name
         path.write_bytes(b"shipped weights: " + name.encode())
         path.with_suffix(".json").write_text('{"shipped": true}')
@@ -71,7 +72,7 @@ def snapshot(paths) -> dict[Path, bytes]:
 
 
 def test_train_classifier_refuses_to_overwrite_the_shipped_classifier(planted_shipped, monkeypatch, capsys):
-    target = planted_shipped[metrics.CLASSIFIER_NAME]
+    target = planted_shipped[pretrained.CLASSIFIER_NAME]
     before = snapshot(planted_shipped.values())
     calls = []
     monkeypatch.setattr(classifier_mod, "train_classifier", lambda *a, **k: calls.append((a, k)) or pytest.fail("학습을 시작했다"))
@@ -86,7 +87,7 @@ def test_train_classifier_refuses_to_overwrite_the_shipped_classifier(planted_sh
 
 
 def test_overwrite_shipped_flag_lets_the_user_replace_it(planted_shipped, monkeypatch, capsys):
-    target = planted_shipped[metrics.CLASSIFIER_NAME]
+    target = planted_shipped[pretrained.CLASSIFIER_NAME]
     calls = []
 
     def fake_train(out, **kwargs):
@@ -100,7 +101,7 @@ def test_overwrite_shipped_flag_lets_the_user_replace_it(planted_shipped, monkey
 
 def test_train_classifier_default_out_is_a_run_directory(planted_shipped, tmp_path, monkeypatch):
     args = build_parser().parse_args(["train-classifier"])
-    assert Path(args.out).parts[0] == "runs" and Path(args.out).name == metrics.CLASSIFIER_NAME
+    assert Path(args.out).parts[0] == "runs" and Path(args.out).name == pretrained.CLASSIFIER_NAME
     calls = []
     monkeypatch.setattr(classifier_mod, "train_classifier",
                         lambda out, **k: calls.append((out, k)) or (None, {"test_accuracy": 0.5}))
@@ -283,10 +284,10 @@ def test_evaluate_shows_progress_on_stderr(real_data_dir, capsys):
     samples = rng.integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
     torch.manual_seed(0)
     kwargs = dict(data_dir=real_data_dir, reference_num=100, floor_draws=2, kid_subsets=2)
-    metrics.evaluate(samples, classifier=FashionClassifier(ClassifierConfig(width=4)).eval(), progress=True, **kwargs)
+    evaluation.evaluate(samples, classifier=FashionClassifier(ClassifierConfig(width=4)).eval(), progress=True, **kwargs)
     err = capsys.readouterr().err
     assert "evaluate features" in err and "160/160" in err, err   # 기준 100 + 표본 20 + 바닥값 2 × 20
-    metrics.evaluate(samples, classifier=FashionClassifier(ClassifierConfig(width=4)).eval(), progress=False, **kwargs)
+    evaluation.evaluate(samples, classifier=FashionClassifier(ClassifierConfig(width=4)).eval(), progress=False, **kwargs)
     assert capsys.readouterr().err == ""
 
 
@@ -297,8 +298,8 @@ def test_cli_progress_flags_reach_the_work(tmp_path, monkeypatch, capsys):
         got["evaluate"] = kwargs["progress"]
         return {}
 
-    monkeypatch.setattr(metrics, "evaluate", fake_evaluate)
-    monkeypatch.setattr(metrics, "format_report", lambda result: "report")
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    monkeypatch.setattr(evaluation, "format_report", lambda result: "report")
     monkeypatch.setattr(classifier_mod, "train_classifier",
                         lambda out, **k: got.__setitem__("classifier", k["progress"]) or (None, {"test_accuracy": 0.5}))
     out = str(tmp_path / "c.safetensors")

@@ -15,7 +15,7 @@ from conftest import idx_bytes
 
 import ddpm_ko.data as data
 from ddpm_ko.data import (CLASS_NAMES, CLASS_NAMES_KO, DataNotFoundError, ImageBatches, fashion_mnist_arrays,
-                          load_fashion_mnist, random_hflip, read_idx, to_model_range, transform_batch)
+                          load_fashion_mnist, random_hflip, read_idx, to_model_range)
 
 
 def assert_lists_three_ways(message: str) -> None:
@@ -325,19 +325,6 @@ def test_random_hflip_flips_exactly_the_selected_images():
     assert torch.equal(again, out)
     assert torch.equal(random_hflip(x, p=0.0), x)
     assert torch.equal(random_hflip(x, p=1.0), x.flip(-1))
-
-
-def test_transform_batch():
-    from PIL import Image
-
-    arrs = [np.random.default_rng(i).integers(0, 256, (28, 28), dtype=np.uint8) for i in range(3)]
-    batch = {"image": [Image.fromarray(a, mode="L") for a in arrs], "label": [1, 2, 3]}
-    out = transform_batch(batch, flip=False)
-    assert out["label"] == [1, 2, 3]
-    assert torch.equal(out["pixel_values"], to_model_range(np.stack(arrs)))
-    flipped = transform_batch(batch, generator=torch.Generator().manual_seed(0), flip=True)["pixel_values"]
-    for i in range(3):
-        assert torch.equal(flipped[i], out["pixel_values"][i]) or torch.equal(flipped[i], out["pixel_values"][i].flip(-1))
 
 
 def _id_images(n: int) -> np.ndarray:

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ddpm_ko.cli import build_parser
-from ddpm_ko.train import PRECISIONS, TrainConfig, Trainer, autocast_for, resolve_precision
+from ddpm_ko.precision import PRECISIONS, autocast_for, resolve_precision
+from ddpm_ko.train import TrainConfig, Trainer
 
 
 @pytest.mark.parametrize("bf16, expected", [(True, "bf16"), (False, "fp16")])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ddpm_ko import metrics, pretrained
+from ddpm_ko import pretrained
 from ddpm_ko.errors import CheckpointError
 from ddpm_ko.pretrained import CLASSIFIER_NAME, PRETRAINED_NAME, SHIPPED_SHA256, file_sha256
 
@@ -26,7 +26,7 @@ NAMES = [PRETRAINED_NAME, CLASSIFIER_NAME]
 @pytest.fixture(autouse=True)
 def _no_user_paths(monkeypatch):
     monkeypatch.delenv("DDPM_KO_PRETRAINED", raising=False)
-    monkeypatch.delenv(metrics.CLASSIFIER_ENV, raising=False)
+    monkeypatch.delenv(pretrained.CLASSIFIER_ENV, raising=False)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -40,7 +40,7 @@ def test_shipped_file_is_package_data_with_recorded_hash(name: str) -> None:
 
 def test_pretrained_and_classifier_load_from_the_package() -> None:
     assert pretrained.pretrained_path() == pretrained.shipped_file(PRETRAINED_NAME)
-    assert metrics.classifier_path() == pretrained.shipped_file(CLASSIFIER_NAME)
+    assert pretrained.classifier_path() == pretrained.shipped_file(CLASSIFIER_NAME)
     model, diffusion, meta = pretrained.load_pretrained()
     assert meta["format"] == "ddpm_ko/1" and diffusion.num_timesteps == meta["diffusion"]["timesteps"]
 
@@ -53,7 +53,7 @@ def test_corrupt_shipped_file_is_refused_with_a_bilingual_error(name: str, tmp_p
     data[len(data) // 2] ^= 0xFF          # 텐서 자료 한가운데의 한 바이트: safetensors 로는 여전히 읽힌다
     copy.write_bytes(bytes(data))
     monkeypatch.setattr(pretrained, "shipped_file", lambda n: tmp_path / n)
-    load = pretrained.load_pretrained if name == PRETRAINED_NAME else (lambda: metrics.load_classifier())
+    load = pretrained.load_pretrained if name == PRETRAINED_NAME else (lambda: pretrained.load_classifier())
     with pytest.raises(CheckpointError, match="SHA-256") as info:
         load()
     msg = str(info.value)
@@ -74,9 +74,9 @@ def test_user_given_paths_still_win(tmp_path: Path, monkeypatch) -> None:
     assert pretrained.pretrained_path() == mine
     mine_c = tmp_path / "clf.safetensors"
     shutil.copyfile(pretrained.shipped_file(CLASSIFIER_NAME), mine_c)
-    monkeypatch.setenv(metrics.CLASSIFIER_ENV, str(mine_c))
-    assert metrics.classifier_path() == mine_c
-    assert metrics.load_classifier().source == str(mine_c)
+    monkeypatch.setenv(pretrained.CLASSIFIER_ENV, str(mine_c))
+    assert pretrained.classifier_path() == mine_c
+    assert pretrained.load_classifier().source == str(mine_c)
 
 
 def test_missing_shipped_file_says_what_to_do(tmp_path: Path, monkeypatch) -> None:

@@ -326,7 +326,7 @@ def test_sampling_matches_python(live, steps, eta, seed, num) -> None:
 def test_rendered_images_look_like_fashion_mnist(live) -> None:
     """책의 분류기 특징으로 보면, 그려진 이미지는 노이즈보다 진짜 Fashion-MNIST 에 훨씬 가깝다."""
     from ddpm_ko.data import fashion_mnist_arrays
-    from ddpm_ko.metrics import extract_features, reference_features
+    from ddpm_ko.evaluation import extract_features, reference_features
 
     page, log = live
     num = 9

@@ -25,7 +25,8 @@ from .errors import CheckpointError
 
 __all__ = ["FORMAT", "atomic_write_bytes", "clean_stale_temp_files", "resolve_checkpoint_path", "save_checkpoint",
            "read_checkpoint", "load_model_from_checkpoint", "build_from_meta", "optimizer_state_to_tensors",
-           "optimizer_state_from_tensors", "export_ema"]
+           "optimizer_state_from_tensors", "export_ema", "sub_state", "load_state_checked", "write_safetensors",
+           "read_safetensors"]
 
 FORMAT = "ddpm_ko/1"
 META_KEY = "ddpm_ko"
@@ -159,15 +160,39 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     safetensors 를 먼저 바꿔치기하고 JSON 사본을 그다음에 쓴다. 그 사이에 죽더라도
     불러오기는 safetensors 안의 메타데이터만 믿으므로 문제가 없다.
     """
+    st_path, _ = _paths(path)
+    return write_safetensors(st_path, tensors, {"format": FORMAT, **meta}, META_KEY)
+
+
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                      meta_key: str = META_KEY) -> Path:
+    """텐서를 ``path`` (.safetensors) 에, 메타데이터를 그 헤더의 ``meta_key`` 항목과 JSON 사본에 원자적으로 쓴다.
+
+    학습 체크포인트(``save_checkpoint``)와 평가용 분류기(``ddpm_ko.classifier``)가 함께 쓰는 저장 방식이다.
+    safetensors 를 먼저 바꿔치기하고 JSON 사본을 그다음에 쓴다.
+    """
     from safetensors.torch import save
 
-    st_path, json_path = _paths(path)
-    meta = {"format": FORMAT, **meta}
-    text = json.dumps(meta, ensure_ascii=False)
+    st_path = Path(path)
     clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(st_path, save(clean, metadata={META_KEY: text}))
-    atomic_write_bytes(json_path, json.dumps(meta, ensure_ascii=False, indent=1).encode("utf-8"))
+    atomic_write_bytes(st_path, save(clean, metadata={meta_key: json.dumps(meta, ensure_ascii=False)}))
+    atomic_write_bytes(st_path.with_suffix(".json"), json.dumps(meta, ensure_ascii=False, indent=1).encode("utf-8"))
     return st_path
+
+
+def read_safetensors(path: str | os.PathLike, prefixes: tuple[str, ...] | None = None
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """safetensors 파일에서 ``(텐서, 헤더 메타데이터)`` 를 읽는다. 피클을 쓰지 않는다.
+
+    ``prefixes`` 를 주면 그 접두사로 시작하는 텐서만 읽는다. 파일이 손상되었으면 safetensors 나 OS 의 오류가 그대로
+    나오므로, 부르는 쪽이 무엇을 읽다가 실패했는지 말하는 메시지로 바꾼다.
+    """
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+        keys = [k for k in f.keys() if prefixes is None or k.startswith(prefixes)]
+        return {k: f.get_tensor(k) for k in keys}, header
 
 
 def read_checkpoint(path: str | os.PathLike, prefixes: tuple[str, ...] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -177,8 +202,6 @@ def read_checkpoint(path: str | os.PathLike, prefixes: tuple[str, ...] | None = 
     무엇을 해야 하는지 말하는 ``CheckpointError`` 를 낸다. ``prefixes`` 를 주면 그 접두사로
     시작하는 텐서만 읽는다.
     """
-    from safetensors import safe_open
-
     st_path, _ = _paths(path)
     if not st_path.is_file():
         raise CheckpointError(
@@ -186,10 +209,7 @@ def read_checkpoint(path: str | os.PathLike, prefixes: tuple[str, ...] | None = 
             "`ddpm-ko train` 으로 만들거나 경로를 확인하라 (train one with `ddpm-ko train` or check the path)"
         )
     try:
-        with safe_open(str(st_path), framework="pt") as f:
-            header = f.metadata() or {}
-            keys = [k for k in f.keys() if prefixes is None or k.startswith(prefixes)]
-            tensors = {k: f.get_tensor(k) for k in keys}
+        tensors, header = read_safetensors(st_path, prefixes)
     except Exception as e:  # SafetensorError, OSError, UnicodeError …
         raise CheckpointError(
             f"체크포인트가 손상되었거나 safetensors 파일이 아니다 / corrupt or not a safetensors file: {st_path} "
@@ -210,7 +230,8 @@ def read_checkpoint(path: str | os.PathLike, prefixes: tuple[str, ...] | None = 
     return tensors, meta
 
 
-def _sub_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def sub_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """``prefix.`` 로 시작하는 텐서만 골라 접두사를 뗀다 (``model.w`` → ``w``): ``load_state_dict`` 에 넣을 사전."""
     n = len(prefix) + 1
     return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
@@ -248,8 +269,8 @@ def load_model_from_checkpoint(path: str | os.PathLike, use_ema: bool = True, de
     """체크포인트에서 ``(model, diffusion, meta)`` 를 만든다. 기본은 EMA 가중치 (없으면 학습 가중치)."""
     tensors, meta = read_checkpoint(path, prefixes=("model.", "ema."))
     model, diffusion = build_from_meta(meta)
-    ema_state = _sub_state(tensors, "ema.model")
-    state = ema_state if (use_ema and ema_state) else _sub_state(tensors, "model")
+    ema_state = sub_state(tensors, "ema.model")
+    state = ema_state if (use_ema and ema_state) else sub_state(tensors, "model")
     if not state:
         raise CheckpointError(f"체크포인트에 모델 가중치가 없다 / no model weights in checkpoint: {path}")
     load_state_checked(model, state, str(path))
@@ -262,7 +283,7 @@ def export_ema(src: str | os.PathLike, dst: str | os.PathLike, extra_meta: dict[
     if not tensors:
         raise CheckpointError(f"EMA 가중치가 없다 / no EMA weights in {src}")
     model, _ = build_from_meta(meta)  # 망가진 체크포인트를 그럴듯한 배포 파일로 옮기지 않도록 먼저 맞춰 본다
-    load_state_checked(model, _sub_state(tensors, "ema.model"), str(src))
+    load_state_checked(model, sub_state(tensors, "ema.model"), str(src))
     meta = {k: v for k, v in meta.items() if k not in ("optimizer", "format")}
     meta.update(extra_meta or {})
     return save_checkpoint(dst, tensors, meta)

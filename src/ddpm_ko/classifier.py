@@ -23,7 +23,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import read_safetensors, write_safetensors
+from .configs import dataclass_from_dict, require
 from .errors import CheckpointError, TrainingDivergedError
 
 __all__ = ["ClassifierConfig", "FashionClassifier", "save_classifier", "read_classifier", "train_classifier",
@@ -61,21 +63,18 @@ class ClassifierConfig:
     image_size: int = 28
 
     def __post_init__(self) -> None:
-        if self.width < 1 or self.feature_dim < 1 or self.num_classes < 2:
-            raise ValueError("width, feature_dim 은 1 이상, num_classes 는 2 이상 / "
-                             f"invalid classifier config: {asdict(self)}")
-        if self.image_size < 8:
-            raise ValueError(f"image_size 는 8 이상 / image_size must be >= 8, got {self.image_size}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout 은 [0, 1) / dropout must be in [0, 1), got {self.dropout}")
+        require(self.width >= 1 and self.feature_dim >= 1 and self.num_classes >= 2,
+                f"width, feature_dim 은 1 이상, num_classes 는 2 이상 / invalid classifier config: {asdict(self)}")
+        require(self.image_size >= 8, f"image_size 는 8 이상 / image_size must be >= 8, got {self.image_size}")
+        require(0.0 <= self.dropout < 1.0, f"dropout 은 [0, 1) / dropout must be in [0, 1), got {self.dropout}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ClassifierConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """사전에서 만든다. 모르는 항목은 이름을 들어 거부한다 (``ddpm_ko.configs.dataclass_from_dict``)."""
+        return dataclass_from_dict(cls, d)
 
 
 def _stage(c_in: int, c_out: int) -> nn.Sequential:
@@ -149,31 +148,20 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def save_classifier(model: FashionClassifier, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
-    """가중치를 safetensors 로, 메타데이터를 그 헤더와 JSON 사본에 원자적으로 저장한다."""
-    from safetensors.torch import save
-
-    from .checkpoint import atomic_write_bytes
-
-    st_path, json_path = _paths(path)
+    """가중치를 safetensors 로, 메타데이터를 그 헤더와 JSON 사본에 원자적으로 저장한다 (``checkpoint.write_safetensors``)."""
+    st_path, _ = _paths(path)
     full = {"format": CLASSIFIER_FORMAT, "config": model.config.to_dict(), **(meta or {})}
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(st_path, save(state, metadata={_META_KEY: json.dumps(full, ensure_ascii=False)}))
-    atomic_write_bytes(json_path, json.dumps(full, ensure_ascii=False, indent=1).encode("utf-8"))
-    return st_path
+    return write_safetensors(st_path, model.state_dict(), full, _META_KEY)
 
 
 def read_classifier(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[FashionClassifier, dict[str, Any]]:
     """safetensors 파일에서 ``(분류기 (eval 모드), 메타데이터)`` 를 만든다. 피클을 쓰지 않는다."""
-    from safetensors import safe_open
-
     st_path, _ = _paths(path)
     if not st_path.is_file():
         raise CheckpointError(f"분류기 파일이 없다 / classifier file not found: {st_path} — "
                               "`ddpm-ko train-classifier` 로 만들거나 경로를 확인하라 (train one or check the path)")
     try:
-        with safe_open(str(st_path), framework="pt") as f:
-            header = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
+        state, header = read_safetensors(st_path)
     except Exception as e:  # SafetensorError, OSError …
         raise CheckpointError(f"분류기 파일이 손상되었거나 safetensors 가 아니다 / corrupt or not a safetensors file: "
                               f"{st_path} ({type(e).__name__})") from e
@@ -181,9 +169,13 @@ def read_classifier(path: str | os.PathLike, device: torch.device | str = "cpu")
         meta = json.loads(header[_META_KEY])
         if meta.get("format") != CLASSIFIER_FORMAT:
             raise KeyError("format")
-        config = ClassifierConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+        config_dict = meta["config"]
+    except (KeyError, TypeError, ValueError) as e:  # json.JSONDecodeError 는 ValueError 다
         raise CheckpointError(f"ddpm_ko 분류기 파일이 아니다 / not a ddpm_ko classifier file: {st_path}") from e
+    try:
+        config = ClassifierConfig.from_dict(config_dict)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"분류기 설정이 잘못되었다 / invalid classifier config in {st_path}: {e}") from e
     model = FashionClassifier(config)
     try:
         model.load_state_dict(state, strict=True)

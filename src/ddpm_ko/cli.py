@@ -5,8 +5,8 @@
     ddpm-ko sample [--checkpoint PATH|pretrained] --num N [--sampler ddpm|ddim|dpm-solver++] [--steps S] [--eta E]
                    [--seed K] [--out FILE.npy] [--gif FILE.gif]
     ddpm-ko export --checkpoint PATH --out FILE.safetensors
-    ddpm-ko train-classifier [--out FILE.safetensors]      (평가용 특징 신경망, ddpm_ko.metrics)
-    ddpm-ko evaluate --samples FILE.npy [--num N]          (특징 FID·KID·클래스 분포와 실제-실제 하한)
+    ddpm-ko train-classifier [--out FILE.safetensors]      (평가용 특징 신경망, ddpm_ko.classifier)
+    ddpm-ko evaluate --samples FILE.npy [--num N]          (특징 FID·KID·클래스 분포와 실제-실제 하한, ddpm_ko.evaluation)
 
 책이 싣는 가중치 파일(사전 학습 모델, 평가용 분류기)은 ``--overwrite-shipped`` 를 주지 않으면 덮어쓰지 않는다.
 
@@ -15,6 +15,9 @@
 ``torchrun --nproc_per_node N -m ddpm_ko train ...`` 으로 여러 프로세스 학습을 한다 (``--device cpu`` 면 gloo).
 
 잘못된 인자나 파일은 한 줄 메시지와 0 이 아닌 종료 코드로 끝난다 (트레이스백 없음).
+
+명령줄의 모든 argparse 는 이 모듈에 있다. 이 모듈을 들여오는 것은 ``python -m ddpm_ko`` (``__main__``) 와
+콘솔 명령 ``ddpm-ko`` 뿐이고, 패키지의 다른 모듈은 이 모듈을 들여오지 않는다.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-__all__ = ["main", "build_parser", "shipped_files", "refuse_shipped_overwrite"]
+__all__ = ["main", "build_parser", "shipped_files", "refuse_shipped_overwrite", "positive_int"]
 
 DATA_DIR_HELP = "IDX 파일 디렉터리 (data folder; 기본: $DDPM_KO_DATA_DIR, Debian 경로, Hub 순)"
 THREADS_HELP = "CPU 스레드 수 (CPU threads)"
@@ -42,8 +45,7 @@ def shipped_files() -> list[Path]:
     저장소의 어디에 있든, 환경 변수로 다른 곳을 가리키든 같은 파일을 가리킨다. 찾지 못한 파일은 빠진다.
     """
     from .errors import DdpmKoError
-    from .metrics import classifier_path
-    from .pretrained import pretrained_path
+    from .pretrained import classifier_path, pretrained_path
 
     found: list[Path] = []
     for locate in (pretrained_path, classifier_path):
@@ -134,7 +136,7 @@ def _dim_mults(s: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     from .diffusion import DEFAULT_SAMPLER, LOSS_TYPES, PREDICTION_TYPES, SAMPLERS
     from .schedules import SCHEDULES
-    from .train import PRECISIONS
+    from .precision import PRECISIONS
     from .unet import ATTENTION_TYPES, BLOCK_TYPES
 
     p = _Parser(prog="ddpm-ko", description="DDPM 한국어 해설서의 학습·샘플링 도구 / train and sample the ddpm_ko DDPM")
@@ -219,10 +221,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="파일 형식 (file format): safetensors, 또는 브라우저·onnxruntime 용 U-Net 인 onnx "
                         "(ddpm_ko.onnx_export, pip install \"ddpm_ko[onnx]\")")
     e.add_argument("--overwrite-shipped", action="store_true", help=OVERWRITE_SHIPPED_HELP)
-    from .metrics import add_cli as add_metrics_cli
-
-    add_metrics_cli(sub)  # train-classifier, evaluate
+    _add_evaluation_commands(sub)
     return p
+
+
+def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
+    """``train-classifier`` 와 ``evaluate`` 하위 명령 (평가용 분류기와 FID·KID)."""
+    from .pretrained import CLASSIFIER_NAME
+
+    # 기본 출력은 책이 싣는 파일이 아니라 실행 디렉터리다 (``train`` 의 runs/… 처럼)
+    default_out = f"runs/classifier/{CLASSIFIER_NAME}"
+    c = sub.add_parser("train-classifier", help="평가용 Fashion-MNIST 분류기 학습 / train the evaluation classifier")
+    c.add_argument("--data-dir", help=DATA_DIR_HELP)
+    c.add_argument("--out", default=default_out,
+                   help=f"출력 .safetensors (output file; 기본 {default_out}). 책이 싣는 분류기는 "
+                        "--overwrite-shipped 없이는 덮어쓰지 않는다")
+    c.add_argument("--overwrite-shipped", action="store_true", help=OVERWRITE_SHIPPED_HELP)
+    c.add_argument("--epochs", type=positive_int, default=3, help="에폭 수 (epochs; 기본 3)")
+    c.add_argument("--seed", type=int, default=0, help="난수 시드 (random seed; 기본 0)")
+    c.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    c.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
+
+    e = sub.add_parser("evaluate", help="생성한 이미지의 FID·KID·클래스 분포 / evaluate samples (FID, KID, classes)")
+    e.add_argument("--samples", required=True, help="`ddpm-ko sample --out` 이 쓴 uint8 .npy 파일 (samples file)")
+    e.add_argument("--num", type=positive_int, help="앞에서부터 이만큼만 평가 (evaluate the first N; 기본: 전부)")
+    e.add_argument("--classifier", help=f"분류기 .safetensors (classifier; 기본: 책이 싣는 {CLASSIFIER_NAME})")
+    e.add_argument("--seed", type=int, default=0,
+                   help="바닥값의 진짜 이미지와 KID 부분집합을 뽑는 시드 (seed for the floor and KID subsets)")
+    e.add_argument("--json", help="결과를 쓸 .json 파일 (write the report as JSON)")
+    e.add_argument("--data-dir", help=DATA_DIR_HELP)
+    e.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
@@ -317,16 +345,44 @@ def _cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_classifier(a: argparse.Namespace) -> int:
+    from . import classifier
+
+    if Path(a.out).suffix != ".safetensors":
+        raise ValueError(f"--out 은 .safetensors 로 끝나야 한다 / --out must end in .safetensors: {a.out}")
+    refuse_shipped_overwrite(a.out, a.overwrite_shipped)  # 몇 분 학습하기 전에 알린다
+    _, info = classifier.train_classifier(a.out, data_dir=a.data_dir, epochs=a.epochs, seed=a.seed,
+                                          threads=a.threads, progress=not a.no_progress)
+    print(f"[ddpm-ko] 분류기 / classifier: {a.out} (test accuracy {info['test_accuracy']:.4f})")
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    import json
+
+    from . import evaluation
+
+    if a.json is not None and Path(a.json).suffix.lower() != ".json":
+        raise ValueError(f"--json 파일은 .json 으로 끝나야 한다 / --json must end in .json: {a.json}")
+    result = evaluation.evaluate(a.samples, num=a.num, seed=a.seed, classifier=a.classifier, data_dir=a.data_dir,
+                                 progress=not a.no_progress)
+    print(evaluation.format_report(result))
+    if a.json:
+        out = Path(a.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+        print(f"[ddpm-ko] {out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .errors import DdpmKoError
     from .sampling import is_out_of_memory
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .metrics import run_cli as run_metrics_cli
-
     handlers = {"train": _cmd_train, "sample": _cmd_sample, "export": _cmd_export,
-                "train-classifier": run_metrics_cli, "evaluate": run_metrics_cli}
+                "train-classifier": _cmd_train_classifier, "evaluate": _cmd_evaluate}
     rank = f"[rank {os.environ.get('RANK')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     try:
         return handlers[args.command](args)

@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Any, TypeVar
 
-__all__ = ["require", "dataclass_from_dict"]
+__all__ = ["require", "dataclass_from_dict", "UnknownFieldsError"]
 
 T = TypeVar("T")
+
+
+class UnknownFieldsError(ValueError):
+    """``dataclass_from_dict`` 가 모르는 항목을 만났을 때 (``ValueError`` 이기도 하다)."""
 
 
 def require(cond: bool, msg: str) -> None:
@@ -27,6 +31,7 @@ def dataclass_from_dict(cls: type[T], data: dict[str, Any]) -> T:
         raise TypeError(f"{cls!r} 는 데이터클래스가 아니다 / not a dataclass")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
-    require(not unknown, f"{cls.__name__} 에 없는 항목 / unknown {cls.__name__} fields: {unknown} "
-                         f"(쓸 수 있는 항목 / known: {sorted(known)})")
+    if unknown:
+        raise UnknownFieldsError(f"{cls.__name__} 에 없는 항목 / unknown {cls.__name__} fields: {unknown} "
+                                 f"(쓸 수 있는 항목 / known: {sorted(known)})")
     return cls(**data)

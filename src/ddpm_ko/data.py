@@ -27,7 +27,6 @@ import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +34,7 @@ import torch
 __all__ = [
     "CLASS_NAMES", "CLASS_NAMES_KO", "DEBIAN_DIR", "HUB_ID", "DATA_SOURCES", "DataNotFoundError", "data_source",
     "read_idx", "load_fashion_mnist", "fashion_mnist_arrays", "to_model_range", "random_hflip",
-    "transform_batch", "ImageBatches",
+    "ImageBatches",
 ]
 
 DATA_ENV = "DDPM_KO_DATA_DIR"
@@ -303,17 +302,6 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None, p: f
     flip = torch.rand(x.shape[0], generator=generator) < p
     out = x.clone()
     out[flip] = out[flip].flip(-1)
-    return out
-
-
-def transform_batch(batch: dict[str, Any], generator: torch.Generator | None = None, flip: bool = True) -> dict[str, Any]:
-    """``datasets`` 의 ``with_transform`` 에 쓰는 변환: PIL → [−1, 1] 텐서 (+ 무작위 좌우 반전)."""
-    arr = np.stack([np.asarray(im, dtype=np.uint8) for im in batch["image"]])
-    x = to_model_range(arr)
-    if flip:
-        x = random_hflip(x, generator)
-    out = dict(batch)
-    out["pixel_values"] = x
     return out
 
 

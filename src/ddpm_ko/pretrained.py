@@ -4,7 +4,8 @@
 ``pip install`` 했든(Colab, Kaggle) 같은 파일을 ``importlib.resources`` 로 찾으므로 네트워크가 필요 없다.
 불러오기 전에 파일의 SHA-256 을 아래 ``SHIPPED_SHA256`` 과 맞춰 보아, 손상되거나 바뀐 파일을 조용히
 쓰지 않는다. 환경 변수(``DDPM_KO_PRETRAINED``, ``DDPM_KO_CLASSIFIER``)나 인자로 준 경로는 사용자의
-파일이므로 그대로 쓴다 (해시를 기록해 둔 파일이 아니다).
+파일이므로 그대로 쓴다 (해시를 기록해 둔 파일이 아니다). ``load_pretrained`` 가 확산 모델을, ``load_classifier`` 가
+평가용 분류기를 불러온다.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_model_from_checkpoint
+from .classifier import FashionClassifier, read_classifier
 from .errors import CheckpointError
 
 __all__ = [
     "PRETRAINED_NAME", "CLASSIFIER_NAME", "SHIPPED_SHA256", "WEIGHTS_DIR", "shipped_file", "file_sha256",
-    "verify_shipped_file", "locate_shipped_file", "pretrained_path", "load_pretrained",
+    "verify_shipped_file", "locate_shipped_file", "pretrained_path", "load_pretrained", "CLASSIFIER_ENV",
+    "classifier_path", "load_classifier",
 ]
 
 #: 패키지 안에서 가중치를 두는 디렉터리 (``ddpm_ko/weights``)
@@ -31,6 +34,7 @@ WEIGHTS_DIR = "weights"
 PRETRAINED_NAME = "fashion_mnist_ema.safetensors"
 CLASSIFIER_NAME = "fashion_mnist_classifier.safetensors"
 PRETRAINED_ENV = "DDPM_KO_PRETRAINED"
+CLASSIFIER_ENV = "DDPM_KO_CLASSIFIER"
 
 #: 패키지가 싣는 가중치 파일의 SHA-256 (이 값을 기록하는 유일한 곳).
 #: 가중치를 일부러 바꾸었다면(다시 학습해 내보냈다면) 오류 메시지에 나온 새 값으로 이곳을 고친다.
@@ -113,3 +117,29 @@ def pretrained_path() -> Path:
 def load_pretrained(device: torch.device | str = "cpu"):
     """사전 학습 모델을 불러 ``(model, diffusion, meta)`` 를 돌려준다 (model 은 EMA 가중치, eval 모드)."""
     return load_model_from_checkpoint(pretrained_path(), use_ema=True, device=device)
+
+
+def classifier_path() -> Path:
+    """분류기 파일 경로: ``$DDPM_KO_CLASSIFIER`` → 패키지에 든 파일 (SHA-256 검사)."""
+    return locate_shipped_file(CLASSIFIER_NAME, CLASSIFIER_ENV,
+                               "`ddpm-ko train-classifier` 로 만들 수 있다 / make one with train-classifier")
+
+
+_LOADED: dict[tuple[str, float, str], FashionClassifier] = {}
+
+
+def load_classifier(path: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> FashionClassifier:
+    """평가용 분류기를 safetensors 에서 불러온다 (eval 모드). ``path`` 가 없으면 책이 싣는 파일.
+
+    같은 파일을 여러 번 부르면 한 번 만든 모델을 다시 쓴다. 파일의 메타데이터는 ``model.meta`` 에 있다.
+    """
+    p = Path(path) if path is not None else classifier_path()
+    if not p.is_file():
+        raise CheckpointError(f"분류기 파일이 없다 / classifier file not found: {p}")
+    key = (str(p.resolve()), p.stat().st_mtime, str(torch.device(device)))
+    if key not in _LOADED:
+        model, meta = read_classifier(p, device=device)
+        model.meta = meta  # type: ignore[attr-defined]
+        model.source = str(p)  # type: ignore[attr-defined]
+        _LOADED[key] = model
+    return _LOADED[key]

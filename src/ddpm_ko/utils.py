@@ -7,12 +7,13 @@ import os
 import platform
 import random
 import sys
+from importlib import metadata
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "seed_everything", "fast_mode", "tune_cpu", "environment_info", "cpu_model_name"]
+__all__ = ["pick_device", "seed_everything", "fast_mode", "tune_cpu", "environment_info", "cpu_model_name", "package_version"]
 
 FAST_ENV = "DDPM_KO_FAST"
 
@@ -83,13 +84,23 @@ def tune_cpu(num_threads: int | None = None) -> None:
     _TUNED = True
 
 
+def package_version() -> str:
+    """설치된 ddpm_ko 의 판 (``importlib.metadata``; 설치하지 않고 ``src`` 에서 돌리면 ``"unknown"``).
+
+    판의 원본은 ``ddpm_ko/__init__.py`` 의 ``__version__`` 이고 pyproject 가 설치할 때 그 값을 메타데이터에 적는다.
+    하위 모듈이 패키지 전체(``import ddpm_ko``)를 들여오지 않으려고 메타데이터에서 읽는다.
+    """
+    try:
+        return metadata.version("ddpm_ko")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def environment_info(device: torch.device | str | None = None) -> dict[str, Any]:
     """체크포인트 옆 JSON 에 남길 실행 환경(버전, 장치, CPU)을 모은다."""
-    import ddpm_ko
-
     dev = torch.device(device) if device is not None else pick_device()
     info: dict[str, Any] = {
-        "ddpm_ko": ddpm_ko.__version__,
+        "ddpm_ko": package_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
