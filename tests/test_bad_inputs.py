@@ -434,7 +434,7 @@ API_CASES = [
     ("sample-ddim-steps-0", lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddim", steps=0),
      ValueError, "steps must be a positive integer"),
     ("sample-ddpm-steps", lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddpm", steps=5),
-     ValueError, "always uses T steps"),
+     ValueError, "always runs T steps"),
     ("sample-eta", lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddim", eta=1.5), ValueError,
      "eta must be in [0, 1]"),
     ("unet-image-size-30", lambda p: UnetConfig(image_size=30), ValueError, "image_size 30 must be divisible by 4"),

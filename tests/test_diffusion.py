@@ -482,8 +482,8 @@ def test_return_trajectory(sampler, steps, stride, frames):
     model = gaussian_oracle(d)
     B = 3
     x_T = torch.randn(B, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    out, traj = d.sample(model, (B, 1, 4, 4), sampler=sampler, steps=steps, return_trajectory=True,
-                         trajectory_stride=stride, x_T=x_T, generator=torch.Generator().manual_seed(1))
+    out, traj = d.sample_trajectory(model, (B, 1, 4, 4), sampler=sampler, steps=steps, stride=stride, x_T=x_T,
+                                    generator=torch.Generator().manual_seed(1))
     assert traj.shape == (frames, B, 1, 4, 4)
     assert traj.device.type == "cpu"
     assert torch.equal(traj[-1], out)

@@ -427,12 +427,15 @@ class FakeDiffusion:
         self.limit, self.error, self.message = limit, error or torch.cuda.OutOfMemoryError, message
         self.attempts: list[int] = []
 
-    def sample(self, model, shape, generator=None, device=None, x_T=None, return_trajectory=False, **kwargs):
+    def sample(self, model, shape, sampler="ddpm", *, generator=None, device=None, x_T=None, **kwargs):
         self.attempts.append(shape[0])
         if shape[0] > self.limit:
             raise self.error(f"{self.message}. Tried to allocate 2.00 GiB")
-        x = torch.tanh(2 * x_T + 0.5)
-        return (x, torch.stack([x_T, x])) if return_trajectory else x
+        return torch.tanh(2 * x_T + 0.5)
+
+    def sample_trajectory(self, model, shape, sampler="ddpm", *, stride=1, x_T=None, **kwargs):
+        x = self.sample(model, shape, sampler, x_T=x_T, **kwargs)
+        return x, torch.stack([x_T, x])
 
 
 @pytest.mark.parametrize("error,message", [(torch.cuda.OutOfMemoryError, "CUDA out of memory"),

@@ -80,7 +80,7 @@ def vb_terms(diffusion: GaussianDiffusion, model: Model, x0: torch.Tensor, t: to
 
     p_θ 의 분산은 ``GaussianDiffusion.p_mean_variance`` 의 기본값(β̃_t, t = 0 에서는 β̃_1 대신 β̃_2)이다.
     """
-    t = diffusion._check_t(t, x0.shape[0], x0.device)
+    t = diffusion.check_t(t, x0.shape[0], x0.device)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=torch.float32)
     xt = diffusion.q_sample(x0.float(), t, noise=noise)

@@ -85,7 +85,7 @@ def solver_timesteps(lam: torch.Tensor, steps: int, spacing: str = DEFAULT_SPACI
         raise ValueError(f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {steps!r}")
     if steps > T:
         raise ValueError(f"DPM-Solver++ steps({steps}) 가 T({T}) 보다 클 수 없다 / "
-                         f"DPM-Solver++ steps ({steps}) cannot exceed the number of timesteps T ({T})")
+                         f"DPM-Solver++ steps cannot exceed T: got steps={steps}, T={T}")
     if steps == 1:
         return [T - 1]
     lam_np = lam.detach().double().cpu().numpy()
