@@ -255,6 +255,24 @@ def test_model_predictions_agree_across_parameterisations():
     assert torch.allclose(results["x0"][1], x0, atol=1e-6)
 
 
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
+def test_eps_x0_from_output_is_the_conversion_model_predictions_uses(prediction_type):
+    """신경망을 부르지 않는 공개 변환이 model_predictions 와 같은 (ε̂, x̂_0) 를 내고, 출력의 해석이 맞다."""
+    d = GaussianDiffusion.from_schedule("linear", 100, prediction_type=prediction_type)
+    g = torch.Generator().manual_seed(3)
+    xt = torch.randn(4, 1, 3, 3, generator=g) * 1.5
+    out = torch.randn(4, 1, 3, 3, generator=g)
+    t = torch.tensor([0, 10, 50, 99])
+    for clip in (False, True):
+        eps, x0 = d.eps_x0_from_output(xt, t, out, clip_x0=clip)
+        eps_m, x0_m = d.model_predictions(lambda x, tt: out, xt, t, clip_x0=clip)
+        assert torch.equal(eps, eps_m) and torch.equal(x0, x0_m)
+    eps, x0 = d.eps_x0_from_output(xt, t, out)
+    named = {"eps": eps, "x0": x0, "v": d.get_v(x0, eps, t)}[prediction_type]
+    # 변환 한 번 갔다 오기: √ᾱ 나 √(1−ᾱ) 로 나누는 float32 반올림 (t = 0 에서 1/√(1−ᾱ) ≈ 100 배)
+    assert torch.allclose(named, out, atol=1e-4)
+
+
 def test_clipping_x0_recomputes_eps():
     d = GaussianDiffusion.from_schedule("linear", 100)
     xt = torch.full((2, 1, 2, 2), 3.0)
