@@ -13,23 +13,14 @@
 
 모든 블록은 시간 임베딩(``TimeMLP`` 의 출력)을 받는다.
 
-``layout="annotated"`` (``UnetConfig.annotated()``) 는 Annotated Diffusion 글의 이전 판(2022년 6월, ConvNeXt 블록이
-기본값이던 판; 2022년 12월에 ResNet 블록만 쓰는 판으로 바뀌었다)과 그 Colab 노트북의 신경망을 그대로 옮긴 배치다.
-
-    init_conv 7×7 (dim·2/3 채널) ─► [down 1: 블록, 블록, 어텐션, 4×4 stride 2 합성곱] 28→14   (출력을 h 에 쌓는다)
-                                   [down 2: 블록, 블록, 어텐션, 4×4 stride 2 합성곱] 14→7
-                                   [down 3: 블록, 블록, 어텐션]                       7
-                                   [mid:    블록, 전체 어텐션, 블록]                  7
-                                   [up 3:   (h 와 이어 붙임) 블록, 블록, 어텐션, 4×4 전치 합성곱]  7→14
-                                   [up 2:   (h 와 이어 붙임) 블록, 블록, 어텐션, 4×4 전치 합성곱] 14→28
-    final 블록 (시간 임베딩 없음) ─► 1×1 합성곱 ─► 출력
-
-올라가기 단계가 하나 적어 28×28 단계의 스킵 연결(h 의 첫 텐서)은 쓰이지 않는다. 원래 코드가 그렇다.
+``layout="annotated"`` (``UnetConfig.annotated()``) 의 신경망은 ``unet_annotated.py`` 의 ``AnnotatedUnet`` 이다.
+``Unet(config)`` 는 설정의 ``layout`` 을 보고 그 클래스를 만들어 돌려주므로, 체크포인트를 읽는 코드는 배치를 몰라도 된다.
+주석의 ``식 chN-eq-…`` 는 책 N장의 식 번호다.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
@@ -37,8 +28,10 @@ from torch import nn
 
 from .attention import Attention, LinearAttention
 from .blocks import ConvNextBlock, ResnetBlock
+from .configs import dataclass_from_dict, require
 from .embeddings import TimeMLP
 from .layers import Downsample, PreNorm, Residual, Upsample
+from .unet_annotated import AnnotatedUnet
 
 __all__ = ["UnetConfig", "Unet", "BLOCK_TYPES", "ATTENTION_TYPES", "LAYOUTS"]
 
@@ -55,7 +48,7 @@ class UnetConfig:
         image_size: 입력 이미지의 한 변 (정사각형). ``2**(len(dim_mults)-1)`` 로 나누어져야 한다.
         channels: 입력·출력 채널 수 (Fashion-MNIST 는 1).
         dim: 첫 단계의 채널 수. 단계 k 의 채널은 ``dim * dim_mults[k]``.
-        init_dim: 처음 7×7 합성곱의 출력 채널 (기본: ``dim``, annotated 배치는 ``dim // 3 * 2``).
+        init_dim: 처음 7×7 합성곱의 출력 채널. 비워 두면 ``dim`` (annotated 배치는 ``dim // 3 * 2``) 으로 채운다.
         dim_mults: 단계별 채널 배수. 단계 수 = 길이.
         block_type: ``"resnet"`` (GroupNorm + SiLU, FiLM 식 시간 주입) 또는 ``"convnext"``.
         resnet_groups: ResNet 블록 GroupNorm 의 선호 그룹 수 (채널을 나누는 가장 큰 값으로 줄인다).
@@ -66,9 +59,12 @@ class UnetConfig:
             0 이면 모든 단계. 28×28 에서는 가장 높은 해상도의 어텐션이 비용에 비해 얻는 것이 적다.
         mid_attention: 가운데(가장 낮은 해상도)의 어텐션.
         heads, dim_head: 어텐션 헤드 수와 헤드당 차원.
-        time_dim: 시간 임베딩 차원 (기본: ``4 * dim``).
+        time_dim: 시간 임베딩 c(t) 의 차원. 비워 두면 ``4 * dim`` 으로 채운다.
         layout: 단계를 잇는 방식. ``"ddpm_ko"`` (이 책: 블록마다 스킵 연결, 픽셀 언셔플 다운샘플, 최근접 보간
-            업샘플) 또는 ``"annotated"`` (Annotated Diffusion 노트북의 원래 배치, 모듈 설명의 그림).
+            업샘플) 또는 ``"annotated"`` (Annotated Diffusion 노트북의 원래 배치, ``unet_annotated.py``).
+
+    ``init_dim`` 과 ``time_dim`` 은 만들 때 채우므로 읽는 쪽은 ``config.time_dim`` 을 그대로 쓰면 된다. 두 값을
+    비워 둔 예전 설정 사본(JSON)도 그대로 읽힌다.
     """
 
     image_size: int = 28
@@ -91,28 +87,36 @@ class UnetConfig:
     def __post_init__(self) -> None:
         self.dim_mults = tuple(int(m) for m in self.dim_mults)
         self.validate()
+        if self.init_dim is None:   # Annotated 노트북은 처음 합성곱을 dim 의 2/3 채널로 둔다
+            self.init_dim = self.dim // 3 * 2 if self.layout == "annotated" else self.dim
+        if self.time_dim is None:
+            self.time_dim = 4 * self.dim
 
     def validate(self) -> None:
         """불가능한 설정이면 무엇을 고쳐야 하는지 말하는 ``ValueError`` 를 낸다."""
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ValueError(msg)
+        require(self.layout in LAYOUTS, f"layout 은 {LAYOUTS} 중 하나 / unknown layout '{self.layout}'")
+        require(self.block_type in BLOCK_TYPES, f"block_type 은 {BLOCK_TYPES} 중 하나 / unknown block_type '{self.block_type}'")
+        require(self.stage_attention in ATTENTION_TYPES, f"stage_attention 은 {ATTENTION_TYPES} 중 하나 / unknown attention '{self.stage_attention}'")
+        require(self.mid_attention in ATTENTION_TYPES, f"mid_attention 은 {ATTENTION_TYPES} 중 하나 / unknown attention '{self.mid_attention}'")
+        require(self.channels >= 1, f"channels 는 1 이상 / channels must be >= 1, got {self.channels}")
+        require(self.dim >= 4, f"dim 은 4 이상 / dim must be >= 4, got {self.dim}")
+        # 사인파 시간 임베딩은 dim 개 성분을 sin 과 cos 로 반씩 나눈다 (식 ch4-eq-emb)
+        require(self.dim % 2 == 0, f"dim 은 짝수 (시간 임베딩을 sin·cos 로 반씩 나눈다) / dim must be even, got {self.dim}")
+        require(len(self.dim_mults) >= 1 and all(m >= 1 for m in self.dim_mults),
+                f"dim_mults 는 1 이상의 정수들 / dim_mults must be positive integers, got {self.dim_mults}")
+        require(self.heads >= 1 and self.dim_head >= 1, "heads 와 dim_head 는 1 이상 / heads and dim_head must be >= 1")
+        for name in ("init_dim", "time_dim"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, f"{name} 은 1 이상 / {name} must be >= 1, got {value}")
+        factor = self.downsample_factor
+        require(self.image_size >= factor and self.image_size % factor == 0,
+                f"image_size {self.image_size} 는 {factor} (= 2^(단계 수 − 1)) 로 나누어져야 한다 / "
+                f"image_size {self.image_size} must be divisible by {factor} for dim_mults={self.dim_mults}")
 
-        need(self.layout in LAYOUTS, f"layout 은 {LAYOUTS} 중 하나 / unknown layout '{self.layout}'")
-        need(self.block_type in BLOCK_TYPES, f"block_type 은 {BLOCK_TYPES} 중 하나 / unknown block_type '{self.block_type}'")
-        need(self.stage_attention in ATTENTION_TYPES, f"stage_attention 은 {ATTENTION_TYPES} 중 하나 / unknown attention '{self.stage_attention}'")
-        need(self.mid_attention in ATTENTION_TYPES, f"mid_attention 은 {ATTENTION_TYPES} 중 하나 / unknown attention '{self.mid_attention}'")
-        need(self.channels >= 1, f"channels 는 1 이상 / channels must be >= 1, got {self.channels}")
-        need(self.dim >= 4, f"dim 은 4 이상 / dim must be >= 4, got {self.dim}")
-        # 사인파 시간 임베딩은 dim 개 성분을 sin 과 cos 로 반씩 나눈다
-        need(self.dim % 2 == 0, f"dim 은 짝수 (시간 임베딩을 sin·cos 로 반씩 나눈다) / dim must be even, got {self.dim}")
-        need(len(self.dim_mults) >= 1 and all(m >= 1 for m in self.dim_mults),
-             f"dim_mults 는 1 이상의 정수들 / dim_mults must be positive integers, got {self.dim_mults}")
-        need(self.heads >= 1 and self.dim_head >= 1, "heads 와 dim_head 는 1 이상 / heads and dim_head must be >= 1")
-        factor = 2 ** (len(self.dim_mults) - 1)
-        need(self.image_size >= factor and self.image_size % factor == 0,
-             f"image_size {self.image_size} 는 {factor} (= 2^(단계 수 − 1)) 로 나누어져야 한다 / "
-             f"image_size {self.image_size} must be divisible by {factor} for dim_mults={self.dim_mults}")
+    @property
+    def downsample_factor(self) -> int:
+        """가장 낮은 해상도까지 줄이는 배수 2^(단계 수 − 1). H, W 는 이것으로 나누어져야 한다."""
+        return 2 ** (len(self.dim_mults) - 1)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -121,11 +125,8 @@ class UnetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "UnetConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"UnetConfig 에 없는 항목 / unknown UnetConfig fields: {sorted(unknown)}")
-        return cls(**d)
+        """``to_dict`` 의 사전(체크포인트의 JSON 사본)에서 만든다. 모르는 항목은 이름을 들어 거부한다."""
+        return dataclass_from_dict(cls, d)
 
     @classmethod
     def annotated(cls, **overrides: Any) -> "UnetConfig":
@@ -138,103 +139,94 @@ class UnetConfig:
         base.update(overrides)
         return cls(**base)
 
+    # ---------------------------------------------------------------- 두 배치가 함께 쓰는 것
+    def block(self, dim_in: int, dim_out: int, timed: bool = True) -> nn.Module:
+        """설정의 블록 하나. ``timed`` 면 시간 임베딩 c(t) 를 받는다 (ResNet: 식 ch4-eq-film, ConvNeXt: 식 ch4-eq-convnext-add)."""
+        time_dim = self.time_dim if timed else None
+        if self.block_type == "resnet":
+            return ResnetBlock(dim_in, dim_out, time_dim, self.resnet_groups, self.weight_standardization)
+        return ConvNextBlock(dim_in, dim_out, time_dim, self.convnext_mult)
 
-def _attention(kind: str, dim: int, heads: int, dim_head: int) -> nn.Module:
-    if kind == "none":
-        return nn.Identity()
-    inner = LinearAttention(dim, heads, dim_head) if kind == "linear" else Attention(dim, heads, dim_head)
-    return Residual(PreNorm(dim, inner))
+    def attention(self, kind: str, dim: int) -> nn.Module:
+        """어텐션 층 ``x + Attn(GroupNorm(x))`` (식 ch6-eq-prenorm). ``kind="none"`` 이면 아무것도 하지 않는다."""
+        if kind == "none":
+            return nn.Identity()
+        inner = LinearAttention(dim, self.heads, self.dim_head) if kind == "linear" else Attention(dim, self.heads, self.dim_head)
+        return Residual(PreNorm(dim, inner))
 
+    def stage_attention_layer(self, index: int, dim: int) -> nn.Module:
+        """단계 ``index`` 의 어텐션: ``attention_from_stage`` 보다 앞 단계에는 두지 않는다."""
+        return self.attention(self.stage_attention if index >= self.attention_from_stage else "none", dim)
 
-class Unet(nn.Module):
-    """잡음(또는 x_0, v)을 예측하는 U-Net.  ``forward(x, t)``: x (B, C, H, W), t (B,) 정수."""
-
-    def __init__(self, config: UnetConfig | None = None, **kwargs: Any) -> None:
-        super().__init__()
-        if config is None:
-            config = UnetConfig(**kwargs)
-        elif kwargs:
-            raise TypeError("config 와 키워드 인자를 함께 줄 수 없다 / pass either a config or keyword arguments")
-        config.validate()
-        self.config = c = config
-        annotated = c.layout == "annotated"
-        init_dim = c.init_dim or (c.dim // 3 * 2 if annotated else c.dim)
-        time_dim = c.time_dim or c.dim * 4
-        dims = [init_dim, *(c.dim * m for m in c.dim_mults)]
-        in_out = list(zip(dims[:-1], dims[1:]))
-
-        def block(d_in: int, d_out: int, timed: bool = True) -> nn.Module:
-            td = time_dim if timed else None
-            if c.block_type == "resnet":
-                return ResnetBlock(d_in, d_out, td, c.resnet_groups, c.weight_standardization)
-            return ConvNextBlock(d_in, d_out, td, c.convnext_mult)
-
-        def stage_attn(index: int, d: int) -> nn.Module:
-            kind = c.stage_attention if index >= c.attention_from_stage else "none"
-            return _attention(kind, d, c.heads, c.dim_head)
-
-        self.init_conv = nn.Conv2d(c.channels, init_dim, 7, padding=3)
-        self.time_mlp = TimeMLP(c.dim, time_dim)
-
-        n = len(in_out)
-        self.downs = nn.ModuleList()
-        for i, (d_in, d_out) in enumerate(in_out):
-            last = i == n - 1
-            if annotated:   # 블록이 채널을 바꾸고, 4×4 stride 2 합성곱으로 줄인다
-                stage = [block(d_in, d_out), block(d_out, d_out), stage_attn(i, d_out),
-                         nn.Conv2d(d_out, d_out, 4, 2, 1) if not last else nn.Identity()]
-            else:
-                stage = [block(d_in, d_in), block(d_in, d_in), stage_attn(i, d_in),
-                         Downsample(d_in, d_out) if not last else nn.Conv2d(d_in, d_out, 3, padding=1)]
-            self.downs.append(nn.ModuleList(stage))
-
-        mid = dims[-1]
-        self.mid_block1 = block(mid, mid)
-        self.mid_attn = _attention(c.mid_attention, mid, c.heads, c.dim_head)
-        self.mid_block2 = block(mid, mid)
-
-        self.ups = nn.ModuleList()
-        if annotated:       # 가장 높은 해상도의 단계에는 올라가기 단계가 없다 (원래 코드의 reversed(in_out[1:]))
-            for i, (d_in, d_out) in enumerate(reversed(in_out[1:])):
-                self.ups.append(nn.ModuleList([block(d_out * 2, d_in), block(d_in, d_in), stage_attn(n - 1 - i, d_in),
-                                               nn.ConvTranspose2d(d_in, d_in, 4, 2, 1)]))
-            self.final_block = block(dims[1], dims[1], timed=False)
-            self.final_conv = nn.Conv2d(dims[1], c.channels, 1)
-        else:
-            for i, (d_in, d_out) in enumerate(reversed(in_out)):
-                last = i == n - 1
-                self.ups.append(nn.ModuleList([
-                    block(d_out + d_in, d_out),
-                    block(d_out + d_in, d_out),
-                    stage_attn(n - 1 - i, d_out),
-                    Upsample(d_out, d_in) if not last else nn.Conv2d(d_out, d_in, 3, padding=1),
-                ]))
-            self.final_block = block(init_dim * 2, c.dim)
-            self.final_conv = nn.Conv2d(c.dim, c.channels, 1)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        if x.ndim != 4 or x.shape[1] != c.channels:
-            raise ValueError(
-                f"입력은 (B, {c.channels}, H, W) 모양이어야 한다 / expected input (B, {c.channels}, H, W), got {tuple(x.shape)}"
-            )
-        factor = 2 ** (len(c.dim_mults) - 1)
-        if x.shape[-1] % factor or x.shape[-2] % factor:
-            raise ValueError(
-                f"H, W 는 {factor} 로 나누어져야 한다 / H and W must be divisible by {factor}, got {tuple(x.shape[-2:])}"
-            )
+    def check_input(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """신경망 입력 ``x`` (B, C, H, W) 와 시각 ``t`` 를 검사하고 ``t`` 를 ``(B,)`` 로 맞춰 돌려준다 ((B, 1) 과 스칼라도 받는다)."""
+        require(x.ndim == 4 and x.shape[1] == self.channels,
+                f"입력은 (B, {self.channels}, H, W) 모양이어야 한다 / expected input (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        factor = self.downsample_factor
+        require(x.shape[-1] % factor == 0 and x.shape[-2] % factor == 0,
+                f"H, W 는 {factor} 로 나누어져야 한다 / H and W must be divisible by {factor}, got {tuple(x.shape[-2:])}")
         t = torch.as_tensor(t, device=x.device)
-        if t.ndim == 2 and t.shape[1] == 1:   # (B, 1) 도 받아 준다
+        if t.ndim == 2 and t.shape[1] == 1:
             t = t[:, 0]
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        if t.ndim != 1 or t.shape[0] != x.shape[0]:
-            raise ValueError(f"t 는 (B,) 모양이어야 한다 / t must have shape (B,), got {tuple(t.shape)}")
+        require(t.ndim == 1 and t.shape[0] == x.shape[0], f"t 는 (B,) 모양이어야 한다 / t must have shape (B,), got {tuple(t.shape)}")
+        return t
 
+
+class Unet(nn.Module):
+    """잡음(또는 x_0, v)을 예측하는 U-Net ε_θ(x_t, t) (식 ch6-eq-shape).  ``forward(x, t)``: x (B, C, H, W), t (B,) 정수.
+
+    ``Unet(UnetConfig.annotated())`` 처럼 ``layout="annotated"`` 인 설정을 주면 ``AnnotatedUnet`` 을 돌려준다.
+    """
+
+    def __new__(cls, config: UnetConfig | None = None, **kwargs: Any) -> nn.Module:
+        if config is not None and kwargs:
+            raise TypeError("config 와 키워드 인자를 함께 줄 수 없다 / pass either a config or keyword arguments")
+        if cls is Unet and (config if config is not None else UnetConfig(**kwargs)).layout == "annotated":
+            # Unet 이 아닌 객체를 돌려주므로 파이썬은 Unet.__init__ 을 부르지 않는다
+            return AnnotatedUnet(config if config is not None else UnetConfig(**kwargs))
+        return super().__new__(cls)
+
+    def __init__(self, config: UnetConfig | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        config = config if config is not None else UnetConfig(**kwargs)
+        config.validate()
+        self.config = c = config
+        dims = [c.init_dim, *(c.dim * m for m in c.dim_mults)]
+        in_out = list(zip(dims[:-1], dims[1:]))
+        n = len(in_out)
+
+        self.init_conv = nn.Conv2d(c.channels, c.init_dim, 7, padding=3)
+        self.time_mlp = TimeMLP(c.dim, c.time_dim)            # c(t) = W₂ GELU(W₁ e(t) + b₁) + b₂ (식 ch4-eq-timemlp)
+
+        self.downs = nn.ModuleList()   # 블록 두 개는 채널을 두고, 마지막 층이 해상도를 줄이며 채널을 바꾼다
+        for i, (d_in, d_out) in enumerate(in_out):
+            last = i == n - 1
+            self.downs.append(nn.ModuleList([
+                c.block(d_in, d_in), c.block(d_in, d_in), c.stage_attention_layer(i, d_in),
+                Downsample(d_in, d_out) if not last else nn.Conv2d(d_in, d_out, 3, padding=1),
+            ]))
+
+        mid = dims[-1]
+        self.mid_block1 = c.block(mid, mid)
+        self.mid_attn = c.attention(c.mid_attention, mid)
+        self.mid_block2 = c.block(mid, mid)
+
+        self.ups = nn.ModuleList()     # 블록마다 내려가기에서 쌓은 스킵 연결 하나를 이어 붙인다
+        for i, (d_in, d_out) in enumerate(reversed(in_out)):
+            last = i == n - 1
+            self.ups.append(nn.ModuleList([
+                c.block(d_out + d_in, d_out), c.block(d_out + d_in, d_out), c.stage_attention_layer(n - 1 - i, d_out),
+                Upsample(d_out, d_in) if not last else nn.Conv2d(d_out, d_in, 3, padding=1),
+            ]))
+        self.final_block = c.block(c.init_dim * 2, c.dim)
+        self.final_conv = nn.Conv2d(c.dim, c.channels, 1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = self.config.check_input(x, t)
         x = self.init_conv(x)
         emb = self.time_mlp(t).to(x.dtype)
-        if c.layout == "annotated":
-            return self._forward_annotated(x, emb)
         r = x
         skips: list[torch.Tensor] = []
         for block1, block2, attn, down in self.downs:
@@ -255,19 +247,6 @@ class Unet(nn.Module):
 
         x = self.final_block(torch.cat([x, r], dim=1), emb)
         return self.final_conv(x)
-
-    def _forward_annotated(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """Annotated Diffusion 노트북의 순전파: 단계마다 어텐션 출력 하나만 쌓고, 올라가기 단계 입구에서 이어 붙인다."""
-        h: list[torch.Tensor] = []
-        for block1, block2, attn, down in self.downs:
-            x = attn(block2(block1(x, emb), emb))
-            h.append(x)
-            x = down(x)
-        x = self.mid_block2(self.mid_attn(self.mid_block1(x, emb)), emb)
-        for block1, block2, attn, up in self.ups:
-            x = torch.cat([x, h.pop()], dim=1)
-            x = up(attn(block2(block1(x, emb), emb)))
-        return self.final_conv(self.final_block(x))
 
     def num_parameters(self) -> int:
         """학습하는 매개변수의 수."""
