@@ -140,6 +140,11 @@ class UnetConfig:
         return cls(**base)
 
     # ---------------------------------------------------------------- 두 배치가 함께 쓰는 것
+    def stage_channels(self) -> list[tuple[int, int]]:
+        """단계마다 (들어오는 채널, 나가는 채널): init_dim → dim·m_0 → dim·m_1 → …. 마지막 값이 가운데의 채널이다."""
+        dims = [self.init_dim, *(self.dim * m for m in self.dim_mults)]
+        return list(zip(dims[:-1], dims[1:]))
+
     def block(self, dim_in: int, dim_out: int, timed: bool = True) -> nn.Module:
         """설정의 블록 하나. ``timed`` 면 시간 임베딩 c(t) 를 받는다 (ResNet: 식 ch4-eq-film, ConvNeXt: 식 ch4-eq-convnext-add)."""
         time_dim = self.time_dim if timed else None
@@ -193,8 +198,7 @@ class Unet(nn.Module):
         config = config if config is not None else UnetConfig(**kwargs)
         config.validate()
         self.config = c = config
-        dims = [c.init_dim, *(c.dim * m for m in c.dim_mults)]
-        in_out = list(zip(dims[:-1], dims[1:]))
+        in_out = c.stage_channels()
         n = len(in_out)
 
         self.init_conv = nn.Conv2d(c.channels, c.init_dim, 7, padding=3)
@@ -208,7 +212,7 @@ class Unet(nn.Module):
                 Downsample(d_in, d_out) if not last else nn.Conv2d(d_in, d_out, 3, padding=1),
             ]))
 
-        mid = dims[-1]
+        mid = in_out[-1][1]
         self.mid_block1 = c.block(mid, mid)
         self.mid_attn = c.attention(c.mid_attention, mid)
         self.mid_block2 = c.block(mid, mid)

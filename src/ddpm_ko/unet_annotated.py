@@ -42,8 +42,7 @@ class AnnotatedUnet(nn.Module):
         super().__init__()
         config.validate()
         self.config = c = config
-        dims = [c.init_dim, *(c.dim * m for m in c.dim_mults)]
-        in_out = list(zip(dims[:-1], dims[1:]))
+        in_out = c.stage_channels()
         n = len(in_out)
 
         self.init_conv = nn.Conv2d(c.channels, c.init_dim, 7, padding=3)
@@ -56,7 +55,7 @@ class AnnotatedUnet(nn.Module):
                 nn.Conv2d(d_out, d_out, 4, 2, 1) if i < n - 1 else nn.Identity(),
             ]))
 
-        mid = dims[-1]
+        mid = in_out[-1][1]
         self.mid_block1 = c.block(mid, mid)
         self.mid_attn = c.attention(c.mid_attention, mid)
         self.mid_block2 = c.block(mid, mid)
@@ -67,8 +66,9 @@ class AnnotatedUnet(nn.Module):
                 c.block(d_out * 2, d_in), c.block(d_in, d_in), c.stage_attention_layer(n - 1 - i, d_in),
                 nn.ConvTranspose2d(d_in, d_in, 4, 2, 1),
             ]))
-        self.final_block = c.block(dims[1], dims[1], timed=False)
-        self.final_conv = nn.Conv2d(dims[1], c.channels, 1)
+        first = in_out[0][1]           # 가장 높은 해상도 단계의 채널
+        self.final_block = c.block(first, first, timed=False)
+        self.final_conv = nn.Conv2d(first, c.channels, 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """단계마다 어텐션 출력 하나만 쌓고, 올라가기 단계 입구에서 이어 붙인다."""
