@@ -8,13 +8,9 @@ import math
 import pytest
 import torch
 from conftest import tiny_unet_config
-from torch import nn
 
 from ddpm_ko.attention import Attention, LinearAttention
-from ddpm_ko.blocks import ConvNextBlock, ResnetBlock, WeightStandardizedConv2d
 from ddpm_ko.diffusion import GaussianDiffusion
-from ddpm_ko.embeddings import TimeMLP, sinusoidal_embedding
-from ddpm_ko.layers import Downsample, Upsample, group_count
 from ddpm_ko.unet import Unet, UnetConfig
 
 GRID = list(itertools.product(
@@ -156,75 +152,6 @@ def test_num_parameters_counts_trainable_only(tiny_unet):
     assert n == sum(p.numel() for p in tiny_unet.parameters())
     tiny_unet.final_conv.weight.requires_grad_(False)
     assert tiny_unet.num_parameters() == n - tiny_unet.final_conv.weight.numel()
-
-
-# ---------------------------------------------------------------------------- 부품
-@pytest.mark.parametrize("channels, preferred, expected", [(28, 8, 7), (32, 8, 8), (12, 8, 6), (7, 8, 7), (13, 8, 1),
-                                                           (3, 8, 3), (56, 8, 8), (28, 1, 1)])
-def test_group_count(channels, preferred, expected):
-    g = group_count(channels, preferred)
-    assert g == expected
-    assert channels % g == 0
-    nn.GroupNorm(g, channels)  # 만들어져야 한다
-
-
-def test_sinusoidal_embedding():
-    t = torch.tensor([0, 1, 10, 999])
-    e = sinusoidal_embedding(t, 16)
-    assert e.shape == (4, 16)
-    assert torch.allclose(e[0], torch.cat([torch.zeros(8), torch.ones(8)]))   # t = 0: sin 0, cos 0
-    assert torch.allclose(e[:, :8] ** 2 + e[:, 8:] ** 2, torch.ones(4, 8), atol=1e-5)
-    # 첫 주파수는 1, 마지막은 1/10000
-    assert float(e[1, 0]) == pytest.approx(math.sin(1.0), abs=1e-6)
-    assert float(e[3, 7]) == pytest.approx(math.sin(999 / 10000), abs=1e-5)
-    assert len({tuple(row.tolist()) for row in e}) == 4   # 서로 다른 t → 서로 다른 벡터
-    with pytest.raises(ValueError, match="even"):
-        sinusoidal_embedding(t, 7)
-    assert TimeMLP(16, 64)(t).shape == (4, 64)
-
-
-def test_weight_standardized_conv_divides_by_std():
-    torch.manual_seed(0)
-    conv = WeightStandardizedConv2d(3, 4, 3, padding=1, bias=False)
-    with torch.no_grad():
-        conv.weight.mul_(30)
-    # 가중치를 이동해도 표준화 뒤에는 같다 → 출력이 같다
-    ref = WeightStandardizedConv2d(3, 4, 3, padding=1, bias=False)
-    with torch.no_grad():
-        ref.weight.copy_(conv.weight + 2)
-    x = torch.randn(2, 3, 6, 6)
-    assert torch.allclose(conv(x), ref(x), atol=1e-4)
-    # 상수배해도 같다 (var ≫ ε 이도록 가중치를 키워 두었다). std 를 곱하는 옛 버그라면 30 배 차이가 난다
-    half = WeightStandardizedConv2d(3, 4, 3, padding=1, bias=False)
-    with torch.no_grad():
-        half.weight.copy_(conv.weight * 0.5)
-    assert torch.allclose(conv(x), half(x), rtol=1e-3, atol=1e-3)
-    w = conv.weight
-    w_hat = (w - w.mean((1, 2, 3), keepdim=True)) / w.var((1, 2, 3), keepdim=True, unbiased=False).add(1e-5).sqrt()
-    assert torch.allclose(conv(x), torch.nn.functional.conv2d(x, w_hat, padding=1), atol=1e-4)
-
-
-@pytest.mark.parametrize("block", [lambda: ResnetBlock(6, 10, 16, groups=8), lambda: ConvNextBlock(6, 10, 16)])
-def test_blocks_use_time_embedding(block):
-    torch.manual_seed(0)
-    b = block()
-    x = torch.randn(2, 6, 8, 8)
-    e1, e2 = torch.randn(2, 16), torch.randn(2, 16)
-    with torch.no_grad():
-        y1, y2 = b(x, e1), b(x, e2)
-    assert y1.shape == (2, 10, 8, 8)
-    assert float((y1 - y2).abs().max()) > 1e-4
-    with pytest.raises(ValueError, match="needs a time embedding"):
-        b(x)
-
-
-def test_down_and_upsample():
-    d, u = Downsample(4, 8), Upsample(8, 4)
-    x = torch.randn(2, 4, 6, 6)
-    assert d(x).shape == (2, 8, 3, 3)
-    assert u(d(x)).shape == x.shape
-    with pytest.raises(ValueError, match="even"):
-        d(torch.randn(1, 4, 5, 5))
 
 
 # ---------------------------------------------------------------------------- 과적합
