@@ -54,7 +54,6 @@ def test_each_sampler_calls_the_model_at_its_timesteps():
     ({"sampler": "ddim", "steps": 2.5}, "steps must be a positive integer"),
     ({"sampler": "ddim", "spacing": "logsnr"}, "spacing only applies"),
     ({"sampler": "dpm-solver++", "eta": 0.5}, "eta must be 0"),
-    ({"sampler": "ddpm", "variance": "learned"}, "variance must be"),
 ])
 def test_sampler_options_refuse_bad_values(kwargs, message):
     with pytest.raises(ValueError) as info:
@@ -74,6 +73,14 @@ def test_steps_are_checked_against_T(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):      # 메서드도 같은 검사를 거친다
         d.sample(shrink, (1, 1, 2, 2), **kwargs)
     assert SamplerOptions("ddpm", steps=20).timesteps(d)[0] == 19   # steps = T 는 DDPM 에도 허용
+
+
+def test_unknown_variance_is_refused_by_the_ddpm_step():
+    d = GaussianDiffusion.from_schedule("linear", 20)
+    with pytest.raises(ValueError, match="variance must be 'posterior' or 'beta'"):
+        d.sample(shrink, (1, 1, 2, 2), variance="learned")
+    with pytest.raises(ValueError, match="variance must be 'posterior' or 'beta'"):
+        d.p_mean_variance(shrink, torch.zeros(1, 1, 2, 2), 3, variance="learned")
 
 
 def test_bad_options_are_refused_before_any_noise_is_drawn():

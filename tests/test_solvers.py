@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from ddpm_ko import solvers
-from ddpm_ko.diffusion import SAMPLERS, GaussianDiffusion, ddim_timesteps
+from ddpm_ko.diffusion import GaussianDiffusion
+from ddpm_ko.sampling import SAMPLERS, ddim_timesteps
 from ddpm_ko.schedules import beta_schedule
 
 F64 = torch.float64

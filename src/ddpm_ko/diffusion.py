@@ -302,11 +302,11 @@ class GaussianDiffusion(nn.Module):
                         variance: Literal["posterior", "beta"] = "posterior") -> dict[str, torch.Tensor]:
         """p_θ(x_{t−1} | x_t) 의 평균과 분산.  평균은 x̂_0 을 넣은 사후 평균 μ̃_t(x_t, x̂_0),
         분산은 ``"posterior"`` 면 β̃_t, ``"beta"`` 면 β_t (DDPM 논문은 둘 다 비슷하다고 보고했다)."""
-        require(variance in ("posterior", "beta"), "variance 는 'posterior' 또는 'beta' / variance must be 'posterior' or 'beta'")
         return self._p_mean_variance(model, xt, self.check_t(t, xt.shape[0], xt.device), clip_x0, variance)
 
     def _p_mean_variance(self, model: Model, xt: torch.Tensor, t: torch.Tensor, clip_x0: bool,
                          variance: str) -> dict[str, torch.Tensor]:
+        require(variance in ("posterior", "beta"), "variance 는 'posterior' 또는 'beta' / variance must be 'posterior' or 'beta'")
         eps, x0 = self._model_predictions(model, xt, t, clip_x0)        # x̂_0 (식 ch8-eq-x0hat)
         mean, var, log_var = self._q_posterior(x0, xt, t)               # μ̃_t(x_t, x̂_0) (식 ch8-eq-post-mean)
         if variance == "beta":                                          # σ_t² = β_t 를 고른 경우
@@ -318,7 +318,6 @@ class GaussianDiffusion(nn.Module):
     def p_sample(self, model: Model, xt: torch.Tensor, t: int, clip_x0: bool = True,
                  generator: torch.Generator | None = None, variance: Literal["posterior", "beta"] = "posterior") -> tuple[torch.Tensor, torch.Tensor]:
         """알고리즘 2 의 한 줄: x_{t−1} = μ_θ(x_t, t) + σ_t z  (식 ch8-eq-step; t = 0 에서는 z = 0). (x_{t−1}, x̂_0) 를 돌려준다."""
-        require(variance in ("posterior", "beta"), "variance 는 'posterior' 또는 'beta' / variance must be 'posterior' or 'beta'")
         tt = self.check_t(t, xt.shape[0], xt.device)
         out = self._p_mean_variance(model, xt, tt, clip_x0, variance)
         if t == 0:

@@ -63,7 +63,8 @@ class SamplerOptions:
         eta: DDIM 의 η (식 ch9-eq-sigma). 0 이면 결정적, 1 이면 DDPM 과 같은 분산.
         spacing: DPM-Solver++ 의 시각 간격 ``"time"``, ``"logsnr"``, ``"karras"`` (기본: ``solvers.DEFAULT_SPACING``).
         clip_x0: 매 단계 예측한 x̂_0 을 [−1, 1] 로 자를지.
-        variance: DDPM 한 단계의 분산 σ_t² — ``"posterior"`` 는 β̃_t (식 ch8-eq-beta-tilde), ``"beta"`` 는 β_t.
+        variance: DDPM 한 단계의 분산 σ_t² — ``"posterior"`` 는 β̃_t (식 ch8-eq-beta-tilde), ``"beta"`` 는 β_t
+            (검사는 그 한 단계 ``GaussianDiffusion.p_sample`` 이 한다).
     """
 
     sampler: str = "ddpm"
@@ -85,8 +86,6 @@ class SamplerOptions:
         require(s != "dpm-solver++" or self.eta == 0.0,
                 f"DPM-Solver++(2M) 은 결정적이라 η 를 받지 않는다 / DPM-Solver++(2M) is deterministic: "
                 f"eta must be 0, got {self.eta}")
-        require(self.variance in ("posterior", "beta"),
-                "variance 는 'posterior' 또는 'beta' / variance must be 'posterior' or 'beta'")
 
     def timesteps(self, diffusion: GaussianDiffusion) -> list[int]:
         """신경망을 부를 시각들 (큰 것부터). 단계 수가 T 와 맞지 않으면 무엇을 고칠지 말하는 오류를 낸다."""
