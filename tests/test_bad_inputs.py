@@ -28,7 +28,8 @@ from ddpm_ko.checkpoint import export_ema, load_model_from_checkpoint, read_chec
 from ddpm_ko.data import DataNotFoundError, ImageBatches, fashion_mnist_arrays, read_idx
 from ddpm_ko.diffusion import GaussianDiffusion
 from ddpm_ko.errors import CheckpointError
-from ddpm_ko.sampling import sample_images, sample_with_oom_retry
+from ddpm_ko.generate import sample_images
+from ddpm_ko.sampling import sample_with_oom_retry
 from ddpm_ko.schedules import beta_schedule
 from ddpm_ko.train import TrainConfig, Trainer
 from ddpm_ko.unet import Unet, UnetConfig

@@ -5,28 +5,25 @@
 
 - ``SamplerOptions`` — 샘플러 이름, 단계 수, η, 시각 간격, 분산, x̂_0 자르기. 검사는 여기 한 곳에서 한다.
 - ``sample`` / ``sample_trajectory`` — 반복 자체. 최종 이미지만, 또는 (최종 이미지, 궤적) 을 돌려준다.
-- ``sample_with_oom_retry`` / ``sample_images`` — 많은 장을 배치로 나눠 만들고, 장치 메모리가 모자라면 배치를 줄인다.
+- ``sample_with_oom_retry`` — 많은 장을 배치로 나눠 만들고, 장치 메모리가 모자라면 배치를 줄인다.
+
+반복이 확산 모델에서 쓰는 것은 ``DiffusionSteps`` 에 적은 몇 가지뿐이다 (``GaussianDiffusion`` 이 갖춘다). 이 모듈은
+``diffusion.py`` 를 import 하지 않는다: ``GaussianDiffusion.sample`` 이 이 모듈의 ``sample`` 로 넘기기 때문이다.
+체크포인트에서 이미지를 만드는 ``sample_images`` 는 ``generate.py`` 에 있다.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
 
-from . import solvers
-from .checkpoint import load_model_from_checkpoint
 from .configs import require
-from .utils import pick_device
 
-if TYPE_CHECKING:  # 실행 중에는 확산 모델을 import 하지 않는다 (diffusion.py 가 이 모듈을 import 한다)
-    from .diffusion import GaussianDiffusion
-
-__all__ = ["SAMPLERS", "DEFAULT_SAMPLER", "SamplerOptions", "Trajectory", "ddim_timesteps", "sample",
-           "sample_trajectory", "sample_with_oom_retry", "sample_images", "is_out_of_memory"]
+__all__ = ["SAMPLERS", "DEFAULT_SAMPLER", "SamplerOptions", "Trajectory", "DiffusionSteps", "ddim_timesteps", "sample",
+           "sample_trajectory", "sample_with_oom_retry", "is_out_of_memory", "sample_images"]
 
 SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
 
@@ -38,6 +35,31 @@ DEFAULT_SAMPLER = "ddpm"
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Variance = Literal["posterior", "beta"]
+
+
+class DiffusionSteps(Protocol):
+    """샘플링 반복이 확산 모델(``GaussianDiffusion``)에서 쓰는 것: 출발점, 시각, 그리고 한 단계의 식 세 가지."""
+
+    betas: torch.Tensor
+
+    @property
+    def num_timesteps(self) -> int: ...
+
+    def sample_prior(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> torch.Tensor: ...
+
+    def solver_timesteps(self, steps: int | None = None, spacing: str | None = None) -> list[int]: ...
+
+    def p_sample(self, model: Model, xt: torch.Tensor, t: int, clip_x0: bool = True,
+                 generator: torch.Generator | None = None,
+                 variance: Variance = "posterior") -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def ddim_step(self, model: Model, xt: torch.Tensor, t: int, t_prev: int, eta: float = 0.0, clip_x0: bool = True,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def dpm_solver_step(self, model: Model, xt: torch.Tensor, t: int, t_prev: int,
+                        history: tuple[int, torch.Tensor] | None = None,
+                        clip_x0: bool = True) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def ddim_timesteps(num_timesteps: int, steps: int) -> list[int]:
@@ -87,7 +109,7 @@ class SamplerOptions:
                 f"DPM-Solver++(2M) 은 결정적이라 η 를 받지 않는다 / DPM-Solver++(2M) is deterministic: "
                 f"eta must be 0, got {self.eta}")
 
-    def timesteps(self, diffusion: GaussianDiffusion) -> list[int]:
+    def timesteps(self, diffusion: DiffusionSteps) -> list[int]:
         """신경망을 부를 시각들 (큰 것부터). 단계 수가 T 와 맞지 않으면 무엇을 고칠지 말하는 오류를 낸다."""
         T = diffusion.num_timesteps
         if self.sampler == "ddpm":
@@ -107,7 +129,7 @@ class Trajectory(NamedTuple):
     frames: torch.Tensor   # (S+1, B, C, H, W), CPU
 
 
-def _run(diffusion: GaussianDiffusion, model: Model, shape: tuple[int, ...], options: SamplerOptions,
+def _run(diffusion: DiffusionSteps, model: Model, shape: tuple[int, ...], options: SamplerOptions,
          x_T: torch.Tensor | None, generator: torch.Generator | None, device: torch.device | str | None,
          progress: bool, on_step: Callable[[int, int, torch.Tensor], None] | None) -> torch.Tensor:
     """반복 본체. ``on_step(i, 단계 수, x)`` 가 있으면 단계마다 부른다 (궤적 모으기)."""
@@ -136,7 +158,7 @@ def _run(diffusion: GaussianDiffusion, model: Model, shape: tuple[int, ...], opt
 
 
 @torch.no_grad()
-def sample(diffusion: GaussianDiffusion, model: Model, shape: tuple[int, ...],
+def sample(diffusion: DiffusionSteps, model: Model, shape: tuple[int, ...],
            options: SamplerOptions = SamplerOptions(), *, x_T: torch.Tensor | None = None,
            generator: torch.Generator | None = None, device: torch.device | str | None = None,
            progress: bool = False) -> torch.Tensor:
@@ -148,7 +170,7 @@ def sample(diffusion: GaussianDiffusion, model: Model, shape: tuple[int, ...],
 
 
 @torch.no_grad()
-def sample_trajectory(diffusion: GaussianDiffusion, model: Model, shape: tuple[int, ...],
+def sample_trajectory(diffusion: DiffusionSteps, model: Model, shape: tuple[int, ...],
                       options: SamplerOptions = SamplerOptions(), *, stride: int = 1, x_T: torch.Tensor | None = None,
                       generator: torch.Generator | None = None, device: torch.device | str | None = None,
                       progress: bool = False) -> Trajectory:
@@ -179,7 +201,7 @@ def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, oom_types) or "out of memory" in str(e).lower()
 
 
-def sample_with_oom_retry(diffusion: GaussianDiffusion, model: torch.nn.Module, num: int, shape: tuple[int, int, int],
+def sample_with_oom_retry(diffusion: DiffusionSteps, model: torch.nn.Module, num: int, shape: tuple[int, int, int],
                           batch_size: int, generator: torch.Generator, device: torch.device, trajectory: bool = False,
                           min_batch: int = 1, progress: bool = False,
                           **options: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -207,11 +229,11 @@ def sample_with_oom_retry(diffusion: GaussianDiffusion, model: torch.nn.Module, 
         where = dict(generator=generator, device=device, x_T=x_T[start:end], progress=progress)
         try:
             if want_traj:
-                x, traj = diffusion.sample_trajectory(model, (end - start, *shape), stride=max(1, n_steps // 100),
-                                                      **where, **options)
+                x, traj = sample_trajectory(diffusion, model, (end - start, *shape), opts,
+                                            stride=max(1, n_steps // 100), **where)
                 traj = traj[:, :64]
             else:
-                x = diffusion.sample(model, (end - start, *shape), **where, **options)
+                x = sample(diffusion, model, (end - start, *shape), opts, **where)
         except RuntimeError as e:
             if not is_out_of_memory(e) or bs <= min_batch:
                 raise
@@ -227,30 +249,8 @@ def sample_with_oom_retry(diffusion: GaussianDiffusion, model: torch.nn.Module, 
     return torch.cat(outputs), traj
 
 
-def sample_images(checkpoint: str | os.PathLike, num: int, sampler: str = DEFAULT_SAMPLER, steps: int | None = None,
-                  eta: float = 0.0, seed: int = 0, clip_x0: bool = True, use_ema: bool = True,
-                  device: str | torch.device | None = None, batch_size: int = 256, trajectory: bool = False,
-                  progress: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
-    """체크포인트(``"pretrained"`` 이면 책의 사전 학습 모델)로 ``num`` 장을 만든다.
+def sample_images(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+    """예전 자리: ``generate.sample_images`` 로 넘긴다. 명령줄(cli.py)이 ``generate`` 에서 가져오게 되면 지운다."""
+    from . import generate
 
-    ``(images [−1, 1] (N, C, H, W), 궤적 또는 None, 메타데이터)`` 를 돌려준다.
-    """
-    require(num >= 1, f"num 은 1 이상 / num must be >= 1, got {num}")
-    require(batch_size >= 1, f"batch_size 는 1 이상 / batch_size must be >= 1, got {batch_size}")
-    if sampler == "dpm-solver++" and steps is None:
-        steps = solvers.DEFAULT_STEPS  # 궤적 간격(trajectory_stride)을 실제 단계 수로 잡도록 미리 정한다
-    # 모델을 불러오기 전에 값싼 검사부터 (잘못된 인자로 큰 체크포인트를 읽지 않게)
-    options = SamplerOptions(sampler, steps, eta, clip_x0=clip_x0)
-    dev = pick_device(str(device) if device is not None else None)
-    if str(checkpoint) == "pretrained":
-        from .pretrained import pretrained_path
-
-        checkpoint = pretrained_path()
-    model, diffusion, meta = load_model_from_checkpoint(checkpoint, use_ema=use_ema, device=dev)
-    options.timesteps(diffusion)   # 단계 수가 이 체크포인트의 T 를 넘지 않는지
-    c = model.config
-    g = torch.Generator().manual_seed(seed)
-    images, traj = sample_with_oom_retry(diffusion, model, num, (c.channels, c.image_size, c.image_size), batch_size, g,
-                                         dev, trajectory=trajectory, progress=progress, sampler=sampler, steps=steps,
-                                         eta=eta, clip_x0=clip_x0)
-    return images, traj, meta
+    return generate.sample_images(*args, **kwargs)

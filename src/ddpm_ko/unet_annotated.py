@@ -22,15 +22,11 @@ Annotated Diffusion 글의 이전 판(2022년 6월, ConvNeXt 블록이 기본값
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
 from .embeddings import TimeMLP
-
-if TYPE_CHECKING:  # 실행 중에는 import 하지 않는다 (unet.py 가 이 모듈을 import 한다)
-    from .unet import UnetConfig
+from .unet_config import UnetConfig
 
 __all__ = ["AnnotatedUnet"]
 
