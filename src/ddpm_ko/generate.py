@@ -10,6 +10,7 @@ import torch
 from . import solvers
 from .checkpoint import load_model_from_checkpoint
 from .configs import require
+from .pretrained import pretrained_path
 from .sampling import DEFAULT_SAMPLER, SamplerOptions, sample_with_oom_retry
 from .utils import pick_device
 
@@ -32,8 +33,6 @@ def sample_images(checkpoint: str | os.PathLike, num: int, sampler: str = DEFAUL
     options = SamplerOptions(sampler, steps, eta, clip_x0=clip_x0)
     dev = pick_device(str(device) if device is not None else None)
     if str(checkpoint) == "pretrained":
-        from .pretrained import pretrained_path
-
         checkpoint = pretrained_path()
     model, diffusion, meta = load_model_from_checkpoint(checkpoint, use_ema=use_ema, device=dev)
     options.timesteps(diffusion)   # 단계 수가 이 체크포인트의 T 를 넘지 않는지
