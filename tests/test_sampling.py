@@ -126,7 +126,7 @@ def test_trajectory_without_x_T_draws_the_same_start_as_sample():
 
 def test_trajectory_stride_must_be_positive():
     d = GaussianDiffusion.from_schedule("linear", 10)
-    with pytest.raises(ValueError, match="trajectory_stride must be >= 1"):
+    with pytest.raises(ValueError, match="stride must be an integer >= 1"):
         d.sample_trajectory(shrink, (1, 1, 2, 2), stride=0)
 
 

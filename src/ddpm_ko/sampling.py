@@ -178,7 +178,8 @@ def sample_trajectory(diffusion: DiffusionSteps, model: Model, shape: tuple[int,
 
     프레임은 ``(S+1, B, C, H, W)`` 로 첫 프레임이 x_T, 마지막 프레임이 (잘린) 최종 이미지다.
     """
-    require(isinstance(stride, int) and stride >= 1, "trajectory_stride 는 1 이상 / trajectory_stride must be >= 1")
+    require(isinstance(stride, int) and stride >= 1,
+            f"궤적 간격 stride 는 1 이상의 정수 / stride must be an integer >= 1, got {stride!r}")
     frames: list[torch.Tensor] = []
 
     def keep(i: int, n: int, x: torch.Tensor) -> None:
