@@ -14,7 +14,7 @@
 고를 수 있다 (없으면 ``ddpm_ko.solvers.DEFAULT_SPACING``).
 
 결과의 ``recommended`` 는 기본값을 정하는 규칙의 답이다: DDPM 1000 단계의 특징 FID 의 1.1배 안에 드는 설정 가운데
-신경망 호출이 가장 적은 것. 그 값으로 ``ddpm_ko.diffusion.DEFAULT_SAMPLER`` 와 ``ddpm_ko.solvers.DEFAULT_STEPS`` 를 고친다.
+신경망 호출이 가장 적은 것. 그 값으로 ``ddpm_ko.sampling.DEFAULT_SAMPLER`` 와 ``ddpm_ko.solvers.DEFAULT_STEPS`` 를 고친다.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ RULE_FACTOR = 1.1  # 기본값 규칙: DDPM 1000 단계 FID 의 이 배수 안
 
 def parse_point(item: str) -> dict[str, Any]:
     """``"ddim:50"`` / ``"dpm-solver++:10:logsnr"`` → ``{"sampler", "steps", "spacing"}``."""
-    from ddpm_ko.diffusion import SAMPLERS
+    from ddpm_ko.sampling import SAMPLERS
     from ddpm_ko.solvers import DEFAULT_SPACING, SPACINGS
 
     parts = item.strip().split(":")

@@ -28,7 +28,8 @@ from ddpm_ko.checkpoint import export_ema, load_model_from_checkpoint, read_chec
 from ddpm_ko.data import DataNotFoundError, ImageBatches, fashion_mnist_arrays, read_idx
 from ddpm_ko.diffusion import GaussianDiffusion
 from ddpm_ko.errors import CheckpointError
-from ddpm_ko.sampling import sample_images, sample_with_oom_retry
+from ddpm_ko.generate import sample_images
+from ddpm_ko.sampling import sample_with_oom_retry
 from ddpm_ko.schedules import beta_schedule
 from ddpm_ko.train import TrainConfig, Trainer
 from ddpm_ko.unet import Unet, UnetConfig
@@ -420,7 +421,7 @@ API_CASES = [
     ("sample-ddim-steps-0", lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddim", steps=0),
      ValueError, "steps must be a positive integer"),
     ("sample-ddpm-steps", lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddpm", steps=5),
-     ValueError, "always uses T steps"),
+     ValueError, "always runs T steps"),
     ("sample-eta", lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddim", eta=1.5), ValueError,
      "eta must be in [0, 1]"),
     ("unet-image-size-30", lambda p: UnetConfig(image_size=30), ValueError, "image_size 30 must be divisible by 4"),

@@ -97,8 +97,8 @@ def test_fake_model_is_deterministic_and_float64():
 def test_ddpm_trajectory_matches_ddpm_scheduler(prediction_type, clip, variance, diffusers_variance):
     d, model = package(prediction_type), FakeModel()
     # 양쪽 모두 신경망 출력을 얻은 뒤 같은 생성기에서 z 를 한 번 뽑는다 (t = 0 에서는 뽑지 않는다)
-    _, traj = d.sample(model, SHAPE, sampler="ddpm", clip_x0=clip, variance=variance, x_T=x_T(),
-                       generator=torch.Generator().manual_seed(5), return_trajectory=True)
+    _, traj = d.sample_trajectory(model, SHAPE, sampler="ddpm", clip_x0=clip, variance=variance, x_T=x_T(),
+                                  generator=torch.Generator().manual_seed(5))
     sch = DDPMScheduler(num_train_timesteps=T, trained_betas=d.betas.numpy(), clip_sample=clip,
                         prediction_type=DIFFUSERS_PREDICTION[prediction_type], variance_type=diffusers_variance)
     _use_float64_tables(sch, d)
@@ -166,8 +166,8 @@ def dpm_scheduler(d: GaussianDiffusion, prediction_type: str, clip: bool, timest
 def test_dpm_solver_trajectory_matches_dpm_solver_multistep_scheduler(prediction_type, clip, spacing, steps):
     d, model = package(prediction_type), FakeModel()
     ts = d.solver_timesteps(steps, spacing)
-    _, traj = d.sample(model, SHAPE, sampler="dpm-solver++", steps=steps, spacing=spacing, clip_x0=clip, x_T=x_T(),
-                       return_trajectory=True)
+    _, traj = d.sample_trajectory(model, SHAPE, sampler="dpm-solver++", steps=steps, spacing=spacing, clip_x0=clip,
+                                  x_T=x_T())
     sch = dpm_scheduler(d, prediction_type, clip, ts)
     x = x_T()
     for i, t in enumerate(sch.timesteps.tolist()):

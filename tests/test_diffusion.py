@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddpm_ko.diffusion import LOSS_TYPES, PREDICTION_TYPES, GaussianDiffusion, ddim_timesteps
+from ddpm_ko.diffusion import LOSS_TYPES, PREDICTION_TYPES, GaussianDiffusion
 from ddpm_ko.schedules import beta_schedule
 
 Z = 5.0
@@ -255,6 +255,24 @@ def test_model_predictions_agree_across_parameterisations():
     assert torch.allclose(results["x0"][1], x0, atol=1e-6)
 
 
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
+def test_eps_x0_from_output_is_the_conversion_model_predictions_uses(prediction_type):
+    """신경망을 부르지 않는 공개 변환이 model_predictions 와 같은 (ε̂, x̂_0) 를 내고, 출력의 해석이 맞다."""
+    d = GaussianDiffusion.from_schedule("linear", 100, prediction_type=prediction_type)
+    g = torch.Generator().manual_seed(3)
+    xt = torch.randn(4, 1, 3, 3, generator=g) * 1.5
+    out = torch.randn(4, 1, 3, 3, generator=g)
+    t = torch.tensor([0, 10, 50, 99])
+    for clip in (False, True):
+        eps, x0 = d.eps_x0_from_output(xt, t, out, clip_x0=clip)
+        eps_m, x0_m = d.model_predictions(lambda x, tt: out, xt, t, clip_x0=clip)
+        assert torch.equal(eps, eps_m) and torch.equal(x0, x0_m)
+    eps, x0 = d.eps_x0_from_output(xt, t, out)
+    named = {"eps": eps, "x0": x0, "v": d.get_v(x0, eps, t)}[prediction_type]
+    # 변환 한 번 갔다 오기: √ᾱ 나 √(1−ᾱ) 로 나누는 float32 반올림 (t = 0 에서 1/√(1−ᾱ) ≈ 100 배)
+    assert torch.allclose(named, out, atol=1e-4)
+
+
 def test_clipping_x0_recomputes_eps():
     d = GaussianDiffusion.from_schedule("linear", 100)
     xt = torch.full((2, 1, 2, 2), 3.0)
@@ -443,54 +461,6 @@ def test_sampling_is_reproducible_with_generator():
         assert torch.equal(a, b), sampler
         assert not torch.equal(a, c), sampler
         assert float(a.abs().max()) <= 1.0  # clip_x0=True 면 [−1, 1]
-
-
-def test_sampler_argument_errors():
-    d = GaussianDiffusion.from_schedule("linear", 20)
-    model = gaussian_oracle(d)
-    with pytest.raises(ValueError, match="cannot exceed"):
-        d.sample(model, (1, 1, 2, 2), sampler="ddim", steps=21)
-    with pytest.raises(ValueError, match="DDIM"):
-        d.sample(model, (1, 1, 2, 2), sampler="ddpm", steps=10)
-    with pytest.raises(ValueError, match="unknown sampler"):
-        d.sample(model, (1, 1, 2, 2), sampler="euler")
-    with pytest.raises(ValueError, match="eta"):
-        d.sample(model, (1, 1, 2, 2), sampler="ddim", eta=1.5)
-    with pytest.raises(ValueError, match="positive"):
-        d.sample(model, (1, 1, 2, 2), sampler="ddim", steps=0)
-
-
-@pytest.mark.parametrize("T, steps", [(10, 1), (10, 2), (10, 10), (1000, 50), (1000, 7)])
-def test_ddim_timesteps(T, steps):
-    ts = ddim_timesteps(T, steps)
-    assert len(ts) == steps
-    assert ts[0] == T - 1
-    if steps > 1:
-        assert ts[-1] == 0
-    assert all(a > b for a, b in zip(ts, ts[1:])), ts
-    assert all(0 <= s < T for s in ts)
-
-
-@pytest.mark.parametrize("sampler, steps, stride, frames", [
-    ("ddim", 5, 1, 6),
-    ("ddpm", None, 1, 13),
-    ("ddpm", None, 5, 4),   # 5, 10 번째 단계와 마지막(12) → x_T 포함 4 장
-])
-def test_return_trajectory(sampler, steps, stride, frames):
-    T = 12
-    d = GaussianDiffusion.from_schedule("linear", T)
-    model = gaussian_oracle(d)
-    B = 3
-    x_T = torch.randn(B, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    out, traj = d.sample(model, (B, 1, 4, 4), sampler=sampler, steps=steps, return_trajectory=True,
-                         trajectory_stride=stride, x_T=x_T, generator=torch.Generator().manual_seed(1))
-    assert traj.shape == (frames, B, 1, 4, 4)
-    assert traj.device.type == "cpu"
-    assert torch.equal(traj[-1], out)
-    assert torch.equal(traj[0], x_T)
-    # 궤적 없이 뽑아도 같은 결과
-    plain = d.sample(model, (B, 1, 4, 4), sampler=sampler, steps=steps, x_T=x_T, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(plain, out)
 
 
 def test_p_sample_last_step_is_deterministic_and_uses_variance_choice():

@@ -400,20 +400,20 @@ def test_sigkill_during_checkpoint_writes_loses_nothing(tmp_path, data_dir, refe
 
 # ---------------------------------------------------------------------------------------------- 메모리 부족
 class FakeDiffusion:
-    """배치가 ``limit`` 보다 크면 메모리 부족을 내는 가짜 확산 모델. 결과는 x_T 의 결정적 함수다."""
+    """배치가 ``limit`` 보다 크면 메모리 부족을 내는 가짜 확산 모델 (T = 1, 한 단계). 결과는 x_T 의 결정적 함수다."""
 
-    num_timesteps = 10
+    num_timesteps = 1
+    betas = torch.full((1,), 0.5)
 
     def __init__(self, limit: int, error: type[BaseException] | None = None, message: str = "CUDA out of memory") -> None:
         self.limit, self.error, self.message = limit, error or torch.cuda.OutOfMemoryError, message
         self.attempts: list[int] = []
 
-    def sample(self, model, shape, generator=None, device=None, x_T=None, return_trajectory=False, **kwargs):
-        self.attempts.append(shape[0])
-        if shape[0] > self.limit:
+    def p_sample(self, model, x, t, *args, **kwargs):
+        self.attempts.append(x.shape[0])
+        if x.shape[0] > self.limit:
             raise self.error(f"{self.message}. Tried to allocate 2.00 GiB")
-        x = torch.tanh(2 * x_T + 0.5)
-        return (x, torch.stack([x_T, x])) if return_trajectory else x
+        return torch.tanh(2 * x + 0.5), x
 
 
 @pytest.mark.parametrize("error,message", [(torch.cuda.OutOfMemoryError, "CUDA out of memory"),

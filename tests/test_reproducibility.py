@@ -16,7 +16,7 @@ import torch
 import ddpm_ko
 from conftest import CROSS_BATCH_ATOL, LOSS_HISTORY_ATOL
 from ddpm_ko.checkpoint import export_ema, read_checkpoint
-from ddpm_ko.sampling import sample_images
+from ddpm_ko.generate import sample_images
 from ddpm_ko.train import TrainConfig, train
 from ddpm_ko.unet import UnetConfig
 

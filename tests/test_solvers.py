@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from ddpm_ko import solvers
-from ddpm_ko.diffusion import SAMPLERS, GaussianDiffusion, ddim_timesteps
+from ddpm_ko.diffusion import GaussianDiffusion
+from ddpm_ko.sampling import SAMPLERS, ddim_timesteps
 from ddpm_ko.schedules import beta_schedule
 
 F64 = torch.float64
@@ -243,8 +244,7 @@ def test_dpm_solver_trajectory(stride, frames):
     d = diffusion64("linear", 50)
     model = gaussian_eps_oracle(d)
     x_T = torch.randn(3, 1, 4, 4, dtype=F64, generator=torch.Generator().manual_seed(6))
-    out, traj = d.sample(model, x_T.shape, sampler="dpm-solver++", steps=5, x_T=x_T, return_trajectory=True,
-                         trajectory_stride=stride)
+    out, traj = d.sample_trajectory(model, x_T.shape, sampler="dpm-solver++", steps=5, x_T=x_T, stride=stride)
     assert traj.shape == (frames, 3, 1, 4, 4)
     assert torch.equal(traj[0], x_T) and torch.equal(traj[-1], out)
     assert torch.equal(out, d.sample(model, x_T.shape, sampler="dpm-solver++", steps=5, x_T=x_T))

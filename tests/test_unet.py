@@ -8,13 +8,9 @@ import math
 import pytest
 import torch
 from conftest import tiny_unet_config
-from torch import nn
 
 from ddpm_ko.attention import Attention, LinearAttention
-from ddpm_ko.blocks import ConvBlock, ConvNextBlock, ResnetBlock, WeightStandardizedConv2d
 from ddpm_ko.diffusion import GaussianDiffusion
-from ddpm_ko.embeddings import TimeMLP, sinusoidal_embedding
-from ddpm_ko.layers import Downsample, Upsample, group_count
 from ddpm_ko.unet import Unet, UnetConfig
 
 GRID = list(itertools.product(
@@ -118,18 +114,30 @@ def test_config_round_trips_through_dict():
         UnetConfig.from_dict({**d, "depth": 3})
 
 
-def test_layout_is_validated_and_old_configs_keep_the_ddpm_ko_layout():
-    with pytest.raises(ValueError, match="unknown layout"):
-        UnetConfig(layout="vgg")
-    d = UnetConfig.annotated().to_dict()
-    assert d["layout"] == "annotated" and UnetConfig.from_dict(d) == UnetConfig.annotated()
-    # layout 항목이 생기기 전의 체크포인트 사본에는 이 키가 없다: 그때의 신경망은 모두 ddpm_ko 배치였다
-    del d["layout"]
-    assert UnetConfig.from_dict(d).layout == "ddpm_ko"
+def test_derived_fields_are_resolved_and_old_sidecars_without_them_still_load():
+    cfg = UnetConfig(dim=16)
+    assert (cfg.init_dim, cfg.time_dim) == (16, 64)            # 기본값 init_dim = dim, time_dim = 4·dim
+    assert UnetConfig(dim=16, init_dim=8, time_dim=40).to_dict()["time_dim"] == 40
+    # 두 항목을 비워 둔 예전 사본(None)은 같은 설정으로 읽힌다
+    old = {**cfg.to_dict(), "init_dim": None, "time_dim": None}
+    assert UnetConfig.from_dict(old) == cfg
+    torch.manual_seed(0)
+    a = Unet(UnetConfig.from_dict(old)).state_dict()
+    torch.manual_seed(0)
+    b = Unet(cfg).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert Unet(cfg).time_mlp[1].out_features == cfg.time_dim and Unet(cfg).init_conv.out_channels == cfg.init_dim
+    with pytest.raises(ValueError, match="time_dim must be >= 1"):
+        UnetConfig(time_dim=0)
+
+
+def test_config_and_keywords_together_are_refused():
+    with pytest.raises(TypeError, match="either a config or keyword arguments"):
+        Unet(UnetConfig(), dim=8)
 
 
 @pytest.mark.parametrize("layout", ["ddpm_ko", "annotated"])
-def test_float64_model_runs(layout):
+def test_float64_model_runs(layout):  # 두 배치 모두 (annotated 는 unet_annotated.py)
     """사인파 시간 임베딩은 float32 로 계산하지만, 모델을 .double() 로 바꾸면 그 dtype 을 따른다."""
     cfg = tiny_unet_config(layout=layout, block_type="convnext")
     model = Unet(cfg).double().eval()
@@ -139,153 +147,11 @@ def test_float64_model_runs(layout):
     assert out.dtype == torch.float64 and out.shape == x.shape
 
 
-def test_annotated_config_builds_and_runs():
-    cfg = UnetConfig.annotated()
-    assert (cfg.dim, cfg.dim_mults, cfg.block_type, cfg.stage_attention, cfg.attention_from_stage) == (
-        28, (1, 2, 4), "convnext", "linear", 0)
-    torch.manual_seed(0)
-    model = Unet(cfg).eval()
-    # 모든 단계(내려가기·올라가기)에 선형 어텐션이 있다
-    assert all(isinstance(stage[2].fn.fn, LinearAttention) for stage in [*model.downs, *model.ups])
-    assert isinstance(model.mid_attn.fn.fn, Attention)
-    x = torch.randn(2, 1, 28, 28)
-    with torch.no_grad():
-        out = model(x, torch.tensor([5, 900]))
-    assert out.shape == x.shape and bool(torch.isfinite(out).all())
-    # 원래 노트북의 신경망(denoising-diffusion-pytorch 0.11.2 의 Unet(dim=28, dim_mults=(1, 2, 4), use_convnext=True))과
-    # 매개변수 수가 같다. 출력까지 같은 함수라는 것은 benchmarks/check_annotated_equivalence.py 가 가중치를 옮겨 확인한다.
-    assert model.num_parameters() == 2_996_315
-    # 그 배치: 올라가기 단계가 하나 적고, 마지막 블록은 t 를 받지 않고, 처음 합성곱은 dim·2/3 채널
-    assert len(model.ups) == len(model.downs) - 1 == 2
-    assert model.final_block.time_mlp is None and model.init_conv.out_channels == 18
-    assert isinstance(model.downs[0][3], torch.nn.Conv2d) and model.downs[0][3].stride == (2, 2)
-    assert isinstance(model.ups[0][3], torch.nn.ConvTranspose2d)
-    # 덮어쓰기도 된다: Annotated 노트북의 ResNet 블록 구성 (GroupNorm 8 → dim 28 에서 7 그룹)
-    resnet = Unet(UnetConfig.annotated(block_type="resnet", heads=1, dim_head=8)).eval()
-    groups = {m.norm.num_groups for m in resnet.modules() if isinstance(m, ConvBlock) and m.norm.num_channels == 28}
-    assert groups == {7}
-    with torch.no_grad():
-        assert resnet(x, torch.tensor([5, 900])).shape == x.shape
-
-
 def test_num_parameters_counts_trainable_only(tiny_unet):
     n = tiny_unet.num_parameters()
     assert n == sum(p.numel() for p in tiny_unet.parameters())
     tiny_unet.final_conv.weight.requires_grad_(False)
     assert tiny_unet.num_parameters() == n - tiny_unet.final_conv.weight.numel()
-
-
-# ---------------------------------------------------------------------------- 부품
-@pytest.mark.parametrize("channels, preferred, expected", [(28, 8, 7), (32, 8, 8), (12, 8, 6), (7, 8, 7), (13, 8, 1),
-                                                           (3, 8, 3), (56, 8, 8), (28, 1, 1)])
-def test_group_count(channels, preferred, expected):
-    g = group_count(channels, preferred)
-    assert g == expected
-    assert channels % g == 0
-    nn.GroupNorm(g, channels)  # 만들어져야 한다
-
-
-def test_sinusoidal_embedding():
-    t = torch.tensor([0, 1, 10, 999])
-    e = sinusoidal_embedding(t, 16)
-    assert e.shape == (4, 16)
-    assert torch.allclose(e[0], torch.cat([torch.zeros(8), torch.ones(8)]))   # t = 0: sin 0, cos 0
-    assert torch.allclose(e[:, :8] ** 2 + e[:, 8:] ** 2, torch.ones(4, 8), atol=1e-5)
-    # 첫 주파수는 1, 마지막은 1/10000
-    assert float(e[1, 0]) == pytest.approx(math.sin(1.0), abs=1e-6)
-    assert float(e[3, 7]) == pytest.approx(math.sin(999 / 10000), abs=1e-5)
-    assert len({tuple(row.tolist()) for row in e}) == 4   # 서로 다른 t → 서로 다른 벡터
-    with pytest.raises(ValueError, match="even"):
-        sinusoidal_embedding(t, 7)
-    assert TimeMLP(16, 64)(t).shape == (4, 64)
-
-
-def test_weight_standardized_conv_divides_by_std():
-    torch.manual_seed(0)
-    conv = WeightStandardizedConv2d(3, 4, 3, padding=1, bias=False)
-    with torch.no_grad():
-        conv.weight.mul_(30)
-    # 가중치를 이동해도 표준화 뒤에는 같다 → 출력이 같다
-    ref = WeightStandardizedConv2d(3, 4, 3, padding=1, bias=False)
-    with torch.no_grad():
-        ref.weight.copy_(conv.weight + 2)
-    x = torch.randn(2, 3, 6, 6)
-    assert torch.allclose(conv(x), ref(x), atol=1e-4)
-    # 상수배해도 같다 (var ≫ ε 이도록 가중치를 키워 두었다). std 를 곱하는 옛 버그라면 30 배 차이가 난다
-    half = WeightStandardizedConv2d(3, 4, 3, padding=1, bias=False)
-    with torch.no_grad():
-        half.weight.copy_(conv.weight * 0.5)
-    assert torch.allclose(conv(x), half(x), rtol=1e-3, atol=1e-3)
-    w = conv.weight
-    w_hat = (w - w.mean((1, 2, 3), keepdim=True)) / w.var((1, 2, 3), keepdim=True, unbiased=False).add(1e-5).sqrt()
-    assert torch.allclose(conv(x), torch.nn.functional.conv2d(x, w_hat, padding=1), atol=1e-4)
-
-
-@pytest.mark.parametrize("block", [lambda: ResnetBlock(6, 10, 16, groups=8), lambda: ConvNextBlock(6, 10, 16)])
-def test_blocks_use_time_embedding(block):
-    torch.manual_seed(0)
-    b = block()
-    x = torch.randn(2, 6, 8, 8)
-    e1, e2 = torch.randn(2, 16), torch.randn(2, 16)
-    with torch.no_grad():
-        y1, y2 = b(x, e1), b(x, e2)
-    assert y1.shape == (2, 10, 8, 8)
-    assert float((y1 - y2).abs().max()) > 1e-4
-    with pytest.raises(ValueError, match="needs a time embedding"):
-        b(x)
-
-
-@pytest.mark.parametrize("cls", [Attention, LinearAttention])
-def test_attention_shape_and_token_permutation_equivariance(cls):
-    torch.manual_seed(0)
-    attn = cls(8, heads=2, dim_head=4).eval()
-    x = torch.randn(2, 8, 4, 4)
-    out = attn(x)
-    assert out.shape == x.shape
-    # 셀프 어텐션은 위치 인코딩이 없으므로 토큰 순서를 섞으면 출력도 똑같이 섞인다
-    perm = torch.randperm(16)
-    xp = x.flatten(2)[:, :, perm].reshape(2, 8, 4, 4)
-    assert torch.allclose(attn(xp).flatten(2), out.flatten(2)[:, :, perm], atol=1e-5)
-
-
-def test_full_attention_matches_explicit_softmax():
-    torch.manual_seed(0)
-    attn = Attention(6, heads=2, dim_head=3)
-    x = torch.randn(1, 6, 3, 3)
-    q, k, v = attn.to_qkv(x).chunk(3, dim=1)
-    q, k, v = (y.reshape(1, 2, 3, 9).transpose(-1, -2) for y in (q, k, v))   # (B, heads, N, d)
-    w = (q @ k.transpose(-1, -2) / math.sqrt(3)).softmax(-1)
-    out = (w @ v).transpose(-1, -2).reshape(1, 6, 3, 3)
-    assert torch.allclose(attn(x), attn.to_out(out), atol=1e-5)
-
-
-def test_linear_attention_matches_quadratic_form():
-    """효율적 어텐션(Shen et al., 2021) 을 N×N 가중치 행렬로 풀어 쓴 것과 같은지.
-
-    q̂ = softmax_특징(q)·scale, k̂ = softmax_토큰(k) 이면 A[n, m] = Σ_d q̂[d, n] k̂[d, m],
-    출력 n = Σ_m A[n, m] v_m. 가중치는 음수가 아니고 각 행의 합이 scale 이다.
-    """
-    torch.manual_seed(0)
-    heads, dh = 2, 3
-    attn = LinearAttention(6, heads=heads, dim_head=dh)
-    x = torch.randn(1, 6, 3, 3)
-    q, k, v = (y.reshape(1, heads, dh, 9) for y in attn.to_qkv(x).chunk(3, dim=1))   # (B, heads, d, N)
-    q_hat = q.softmax(dim=2) * dh**-0.5
-    k_hat = k.softmax(dim=3)
-    A = torch.einsum("bhdn,bhdm->bhnm", q_hat, k_hat)
-    assert bool((A >= 0).all())
-    assert torch.allclose(A.sum(-1), torch.full((1, heads, 9), dh**-0.5), atol=1e-6)
-    out = torch.einsum("bhnm,bhem->bhen", A, v).reshape(1, heads * dh, 3, 3)
-    assert torch.allclose(attn(x), attn.to_out(out), atol=1e-5)
-
-
-def test_down_and_upsample():
-    d, u = Downsample(4, 8), Upsample(8, 4)
-    x = torch.randn(2, 4, 6, 6)
-    assert d(x).shape == (2, 8, 3, 3)
-    assert u(d(x)).shape == x.shape
-    with pytest.raises(ValueError, match="even"):
-        d(torch.randn(1, 4, 5, 5))
 
 
 # ---------------------------------------------------------------------------- 과적합

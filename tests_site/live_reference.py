@@ -86,7 +86,7 @@ def reference_ddim(site_dir: Path, seed: int, num: int, steps: int, eta: float) 
 
 def package_has_dpm_solver() -> bool:
     """패키지에 DPM-Solver++(2M) 샘플러가 있는가 (``GaussianDiffusion.sample(sampler="dpm-solver++")``)."""
-    from ddpm_ko.diffusion import SAMPLERS
+    from ddpm_ko.sampling import SAMPLERS
 
     return "dpm-solver++" in SAMPLERS
 

@@ -161,7 +161,7 @@ def test_schedule_matches_package(live, T) -> None:
 @pytest.mark.parametrize("T", [1000, 250])
 def test_ddim_timesteps_match_package(live, T) -> None:
     """단계 수 1..T 모두에서 고른 시각이 ddim_timesteps 와 똑같다 (.5 를 짝수로 반올림하는 것까지)."""
-    from ddpm_ko.diffusion import ddim_timesteps
+    from ddpm_ko.sampling import ddim_timesteps
 
     page, _ = live
     js = _js(

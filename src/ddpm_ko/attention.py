@@ -1,21 +1,18 @@
-"""어텐션(attention) 모듈: 소프트맥스 셀프 어텐션과 선형 어텐션.
+"""어텐션(attention) 모듈: 소프트맥스 셀프 어텐션과 선형 어텐션 (5장).
 
-둘 다 ``(B, C, H, W)`` 특징 지도를 받아 H·W 개의 위치를 토큰으로 본다.
+둘 다 ``(B, C, H, W)`` 특징 지도를 받아 H·W 개의 위치를 토큰으로 본다. 채널을 헤드로 나누고 위치를 토큰으로
+펴는 모양 바꾸기는 einops 의 ``rearrange`` 패턴으로 쓴다: ``"b (h d) x y -> b h (x y) d"`` 는 "채널 축을
+(헤드 h, 헤드당 차원 d) 로 나누고 두 공간 축 (x, y) 를 토큰 축 하나로 편다" 를 그대로 읽은 것이다.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 __all__ = ["Attention", "LinearAttention"]
-
-
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B, heads·d, H, W) → (B, heads, d, N)."""
-    b, c, h, w = x.shape
-    return x.reshape(b, heads, c // heads, h * w)
 
 
 class Attention(nn.Module):
@@ -33,11 +30,9 @@ class Attention(nn.Module):
         self.to_out = nn.Conv2d(hidden, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        q, k, v = (_split_heads(y, self.heads).transpose(-1, -2) for y in self.to_qkv(x).chunk(3, dim=1))
-        out = F.scaled_dot_product_attention(q, k, v)          # (B, heads, N, d)
-        out = out.transpose(-1, -2).reshape(b, -1, h, w)
-        return self.to_out(out)
+        q, k, v = (rearrange(y, "b (h d) x y -> b h (x y) d", h=self.heads) for y in self.to_qkv(x).chunk(3, dim=1))
+        out = F.scaled_dot_product_attention(q, k, v)          # softmax(QKᵀ/√d) V (식 ch5-eq-attention): (B, heads, N, d)
+        return self.to_out(rearrange(out, "b h (x y) d -> b (h d) x y", x=x.shape[-2]))
 
 
 class LinearAttention(nn.Module):
@@ -56,10 +51,10 @@ class LinearAttention(nn.Module):
         self.to_out = nn.Sequential(nn.Conv2d(hidden, dim, 1), nn.GroupNorm(1, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        q, k, v = (_split_heads(y, self.heads) for y in self.to_qkv(x).chunk(3, dim=1))  # (B, heads, d, N)
-        q = q.softmax(dim=-2) * self.scale      # 각 토큰의 질의를 특징 축으로 정규화
-        k = k.softmax(dim=-1)                   # 각 특징의 키를 토큰 축으로 정규화
+        q, k, v = (rearrange(y, "b (h d) x y -> b h d (x y)", h=self.heads) for y in self.to_qkv(x).chunk(3, dim=1))
+        q = q.softmax(dim=-2) * self.scale      # ρ_q: 각 토큰의 질의를 특징 축으로 정규화
+        k = k.softmax(dim=-1)                   # ρ_k: 각 특징의 키를 토큰 축으로 정규화
+        # ρ_q(Q) (ρ_k(K)ᵀ V)  (식 ch5-eq-efficient, 결합 법칙 식 ch5-eq-assoc)
         context = torch.einsum("bhdn,bhen->bhde", k, v)       # Kᵀ V: (d × d), N 에 무관한 크기
         out = torch.einsum("bhde,bhdn->bhen", context, q)      # 각 토큰: contextᵀ q
-        return self.to_out(out.reshape(b, -1, h, w))
+        return self.to_out(rearrange(out, "b h d (x y) -> b (h d) x y", x=x.shape[-2]))

@@ -20,7 +20,7 @@ __all__ = ["WeightStandardizedConv2d", "ConvBlock", "ResnetBlock", "ConvNextBloc
 class WeightStandardizedConv2d(nn.Conv2d):
     """가중치 표준화(weight standardization) 합성곱 (Qiao et al., 2019).
 
-    출력 채널마다 가중치를 평균 0, 분산 1 로 맞춘 뒤 합성곱한다: ŵ = (w − mean) / √(var + ε).
+    출력 채널마다 가중치를 평균 0, 분산 1 로 맞춘 뒤 합성곱한다: ŵ = (w − mean) / √(var + ε)  (식 ch6-eq-ws).
     Annotated Diffusion 의 예전 코드는 ``(w − mean) * rsqrt(var)`` 대신 std 를 곱하는 실수가
     있었다. 여기서는 표준편차로 **나눈다**.
     """
@@ -41,14 +41,14 @@ class ConvBlock(nn.Module):
         super().__init__()
         conv = WeightStandardizedConv2d if weight_standardization else nn.Conv2d
         self.proj = conv(dim, dim_out, 3, padding=1)
-        self.norm = nn.GroupNorm(group_count(dim_out, groups), dim_out)
+        self.norm = nn.GroupNorm(group_count(dim_out, groups), dim_out)   # 식 ch6-eq-groupnorm
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor, scale_shift: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         x = self.norm(self.proj(x))
         if scale_shift is not None:
             scale, shift = scale_shift
-            x = x * (scale + 1) + shift
+            x = x * (scale + 1) + shift          # FiLM: h(1 + s) + o (식 ch4-eq-film)
         return self.act(x)
 
 
@@ -102,6 +102,6 @@ class ConvNextBlock(nn.Module):
         if self.time_mlp is not None:
             if time_emb is None:
                 raise ValueError("이 블록은 시간 임베딩이 필요하다 / this block needs a time embedding")
-            h = h + self.time_mlp(time_emb)[:, :, None, None]
+            h = h + self.time_mlp(time_emb)[:, :, None, None]   # 채널마다 같은 값을 더한다 (식 ch4-eq-convnext-add)
         h = self.net(h)
         return h + self.res_conv(x)

@@ -1,10 +1,16 @@
-"""가우시안 확산 과정: 순방향 q(x_t|x_0), 사후 분포 q(x_{t-1}|x_t, x_0), 학습 손실, 샘플링.
+"""확산 모델: 순방향 q(x_t|x_0), 사후 분포 q(x_{t-1}|x_t, x_0), ε/x_0/v 변환, 학습 손실, 역과정의 한 단계.
 
 기호는 DDPM 논문(Ho et al., 2020)을 따른다. 코드의 시각 인덱스 ``t`` 는 0 부터 T−1 까지이고
-논문의 t = 1..T 에 해당한다 (``t = 0`` 이 논문의 t = 1).
+논문의 t = 1..T 에 해당한다 (``t = 0`` 이 논문의 t = 1). 주석의 ``식 chN-eq-…`` 는 책 N장의 식 번호다.
 
 모든 스케줄 값은 float64 로 계산한 뒤 float32 버퍼로 저장하고, 시각 ``t`` 의 값은
 ``_extract`` 로 배치마다 꺼낸다. 난수를 쓰는 모든 메서드는 ``generator`` 를 받는다.
+
+시각 ``t`` 는 사용자가 부르는 공개 메서드에서 한 번만 검사한다(``check_t``). 밑줄로 시작하는 내부 메서드는
+검사한 ``t`` 를 받는다고 보고 다시 검사하지 않는다 (검사마다 장치와 한 번 주고받으므로).
+
+단계를 이어 x_T 에서 이미지까지 내려가는 반복(알고리즘 2, DDIM, DPM-Solver++)은 ``sampling.py`` 에 있다.
+``sample``, ``sample_trajectory`` 는 그리로 넘기는 얇은 메서드다.
 """
 
 from __future__ import annotations
@@ -12,28 +18,25 @@ from __future__ import annotations
 import math
 from typing import Callable, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import solvers
+from . import sampling, solvers
+from .configs import require
+# DEFAULT_SAMPLER, SAMPLERS, ddim_timesteps 는 sampling.py 에서 정의한다. 예전처럼 여기서도 import 할 수 있게 둔다 (cli.py 등)
+from .sampling import DEFAULT_SAMPLER, SAMPLERS, SamplerOptions, Trajectory, ddim_timesteps  # noqa: F401
 from .schedules import beta_schedule
 
-__all__ = ["GaussianDiffusion", "PREDICTION_TYPES", "LOSS_TYPES", "SAMPLERS", "DEFAULT_SAMPLER", "ddim_timesteps"]
+__all__ = ["GaussianDiffusion", "PREDICTION_TYPES", "LOSS_TYPES"]
 
 PredictionType = Literal["eps", "x0", "v"]
 LossType = Literal["l1", "l2", "huber"]
 PREDICTION_TYPES = ("eps", "x0", "v")
 LOSS_TYPES = ("l1", "l2", "huber")
-SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
-
-# 책과 명령줄의 기본 샘플러. 규칙: DDPM 1000 단계의 특징 FID 의 1.1배 안에 드는 설정 가운데 신경망 호출이 가장 적은 것
-# (benchmarks/quality_vs_nfe.py 가 잰다). 측정이 채워지기 전까지는 DDPM 그대로 둔다. DPM-Solver++ 의 단계 수와
-# 시각 간격의 기본값은 ``solvers.DEFAULT_STEPS``, ``solvers.DEFAULT_SPACING`` 이다.
-DEFAULT_SAMPLER = "ddpm"
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Timesteps = torch.Tensor | int
 
 
 def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype=torch.float32) -> torch.Tensor:
@@ -49,21 +52,6 @@ def _extract(buffer: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
     """``buffer[t]`` 를 꺼내 ``(B, 1, 1, 1)`` 처럼 이미지와 곱할 수 있는 모양으로 만든다."""
     out = buffer.gather(0, t)
     return out.reshape(t.shape[0], *([1] * (ndim - 1)))
-
-
-def ddim_timesteps(num_timesteps: int, steps: int) -> list[int]:
-    """T 개 중 ``steps`` 개의 시각을 고르게 골라 큰 것부터 돌려준다 (항상 T−1 과 0 을 포함)."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {steps!r}")
-    if steps > num_timesteps:
-        raise ValueError(
-            f"DDIM steps({steps}) 가 T({num_timesteps}) 보다 클 수 없다 / "
-            f"DDIM steps ({steps}) cannot exceed the number of timesteps T ({num_timesteps})"
-        )
-    if steps == 1:
-        return [num_timesteps - 1]
-    ts = np.round(np.linspace(num_timesteps - 1, 0, steps)).astype(int)
-    return [int(t) for t in ts]
 
 
 class GaussianDiffusion(nn.Module):
@@ -95,23 +83,19 @@ class GaussianDiffusion(nn.Module):
                  dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         betas = torch.as_tensor(betas, dtype=torch.float64)
-        if betas.ndim != 1 or len(betas) < 2:
-            raise ValueError("betas 는 길이 2 이상의 1차원 텐서여야 한다 / betas must be a 1-D tensor of length >= 2")
-        if not bool(((betas > 0) & (betas < 1)).all()):
-            raise ValueError("모든 β_t 는 0 < β_t < 1 이어야 한다 / every beta must lie in (0, 1)")
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(
-                f"알 수 없는 예측 대상 '{prediction_type}' / unknown prediction_type: choose one of {PREDICTION_TYPES}"
-            )
-        if loss_type not in LOSS_TYPES:
-            raise ValueError(f"알 수 없는 손실 '{loss_type}' / unknown loss_type: choose one of {LOSS_TYPES}")
+        require(betas.ndim == 1 and len(betas) >= 2,
+                "betas 는 길이 2 이상의 1차원 텐서여야 한다 / betas must be a 1-D tensor of length >= 2")
+        require(bool(((betas > 0) & (betas < 1)).all()), "모든 β_t 는 0 < β_t < 1 이어야 한다 / every beta must lie in (0, 1)")
+        require(prediction_type in PREDICTION_TYPES,
+                f"알 수 없는 예측 대상 '{prediction_type}' / unknown prediction_type: choose one of {PREDICTION_TYPES}")
+        require(loss_type in LOSS_TYPES, f"알 수 없는 손실 '{loss_type}' / unknown loss_type: choose one of {LOSS_TYPES}")
         self.prediction_type = prediction_type
         self.loss_type = loss_type
 
-        alphas = 1.0 - betas                                   # α_t = 1 − β_t
+        alphas = 1.0 - betas                                   # α_t = 1 − β_t  (식 ch2-eq-alphas)
         alphas_cumprod = torch.cumprod(alphas, 0)              # ᾱ_t = ∏_{s≤t} α_s
         alphas_cumprod_prev = F.pad(alphas_cumprod[:-1], (1, 0), value=1.0)  # ᾱ_{t−1}, ᾱ_0 = 1
-        # 사후 분포 q(x_{t−1} | x_t, x_0) = N(μ̃_t, β̃_t I)  (DDPM 식 6, 7)
+        # 사후 분포 q(x_{t−1} | x_t, x_0) = N(μ̃_t, β̃_t I)  (DDPM 식 6, 7; 식 ch8-eq-post-mean, ch8-eq-beta-tilde)
         posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)  # β̃_t
         buffers = {
             "betas": betas,
@@ -145,22 +129,25 @@ class GaussianDiffusion(nn.Module):
         """T: 확산 단계의 수."""
         return int(self.betas.shape[0])
 
-    def _check_t(self, t: torch.Tensor | int, batch: int, device: torch.device) -> torch.Tensor:
-        """시각 ``t`` 를 ``(B,)`` long 텐서로 맞추고 범위를 검사한다. ``(B, 1)`` 도 받아 준다."""
-        if isinstance(t, int):
-            t = torch.full((batch,), t, dtype=torch.long, device=device)
+    def check_t(self, t: Timesteps, batch: int, device: torch.device | str) -> torch.Tensor:
+        """시각 ``t`` 를 ``(B,)`` long 텐서로 맞추고 0..T−1 범위인지 검사한다. ``(B, 1)`` 과 스칼라도 받아 준다.
+
+        파이썬 정수는 장치와 주고받지 않고 검사하고, 텐서는 ``.any()`` 한 번(장치와 한 번 동기화)으로 검사한다.
+        """
+        out_of_range = f"t 는 0..{self.num_timesteps - 1} 범위여야 한다 / t out of range [0, T-1]"
+        if isinstance(t, int) and not isinstance(t, bool):
+            require(0 <= t < self.num_timesteps, out_of_range)
+            return torch.full((batch,), t, dtype=torch.long, device=device)
         t = torch.as_tensor(t, device=device)
         if t.ndim == 2 and t.shape[1] == 1:
             t = t[:, 0]
         if t.ndim == 0:
             t = t.expand(batch)
-        if t.ndim != 1 or t.shape[0] != batch:
-            raise ValueError(f"t 는 (B,) 모양이어야 한다 / t must have shape (B,)=({batch},), got {tuple(t.shape)}")
-        if t.dtype.is_floating_point:
-            raise ValueError("t 는 정수 텐서여야 한다 / t must be an integer tensor")
+        require(t.ndim == 1 and t.shape[0] == batch,
+                f"t 는 (B,) 모양이어야 한다 / t must have shape (B,)=({batch},), got {tuple(t.shape)}")
+        require(not t.dtype.is_floating_point, "t 는 정수 텐서여야 한다 / t must be an integer tensor")
         t = t.long()
-        if bool((t < 0).any()) or bool((t >= self.num_timesteps).any()):
-            raise ValueError(f"t 는 0..{self.num_timesteps - 1} 범위여야 한다 / t out of range [0, T-1]")
+        require(not bool(((t < 0) | (t >= self.num_timesteps)).any()), out_of_range)
         return t
 
     def sample_timesteps(self, batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
@@ -168,160 +155,195 @@ class GaussianDiffusion(nn.Module):
         gen_device = generator.device if generator is not None else device
         return torch.randint(0, self.num_timesteps, (batch,), generator=generator, device=gen_device).to(device)
 
+    def sample_prior(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+        """역과정의 출발점 x_T ~ N(0, I) (식 ch8-eq-xT). 버퍼와 같은 자료형으로 뽑는다."""
+        device = torch.device(device) if device is not None else self.betas.device
+        return _randn(tuple(shape), generator, device, self.betas.dtype)
+
     # ------------------------------------------------------------------ 순방향 과정
-    def q_sample(self, x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor | None = None,
+    def q_sample(self, x0: torch.Tensor, t: Timesteps, noise: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """닫힌 형태의 순방향 과정 (DDPM 식 4):  x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε,  ε ~ N(0, I)."""
-        t = self._check_t(t, x0.shape[0], x0.device)
+        """닫힌 형태의 순방향 과정 (DDPM 식 4, 식 ch2-eq-closed-reparam):  x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε,  ε ~ N(0, I)."""
+        t = self.check_t(t, x0.shape[0], x0.device)
         if noise is None:
             noise = _randn(tuple(x0.shape), generator, x0.device, x0.dtype)
-        return (_extract(self.sqrt_alphas_cumprod, t, x0.ndim) * x0
+        return self._q_sample(x0, t, noise)
+
+    def _q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return (_extract(self.sqrt_alphas_cumprod, t, x0.ndim) * x0                 # 식 ch2-eq-closed-reparam
                 + _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.ndim) * noise)
 
-    def q_step(self, x_prev: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor | None = None,
+    def q_step(self, x_prev: torch.Tensor, t: Timesteps, noise: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """한 단계 순방향 q(x_t | x_{t−1}) = N(√α_t x_{t−1}, β_t I) 에서 표본을 뽑는다."""
-        t = self._check_t(t, x_prev.shape[0], x_prev.device)
+        """한 단계 순방향 q(x_t | x_{t−1}) = N(√α_t x_{t−1}, β_t I) 에서 표본을 뽑는다 (식 ch2-eq-step)."""
+        t = self.check_t(t, x_prev.shape[0], x_prev.device)
         if noise is None:
             noise = _randn(tuple(x_prev.shape), generator, x_prev.device, x_prev.dtype)
-        return (_extract(self.alphas, t, x_prev.ndim).sqrt() * x_prev
+        return (_extract(self.alphas, t, x_prev.ndim).sqrt() * x_prev                # 식 ch2-eq-step-reparam
                 + _extract(self.betas, t, x_prev.ndim).sqrt() * noise)
 
-    def q_posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def q_posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: Timesteps) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """사후 분포 q(x_{t−1} | x_t, x_0) 의 평균 μ̃_t, 분산 β̃_t, 로그 분산 (DDPM 식 6, 7)."""
-        t = self._check_t(t, xt.shape[0], xt.device)
+        return self._q_posterior(x0, xt, self.check_t(t, xt.shape[0], xt.device))
+
+    def _q_posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # μ̃_t = coef1 · x_0 + coef2 · x_t  (식 ch8-eq-post-mean)
         mean = _extract(self.posterior_mean_coef1, t, xt.ndim) * x0 + _extract(self.posterior_mean_coef2, t, xt.ndim) * xt
-        var = _extract(self.posterior_variance, t, xt.ndim)
+        var = _extract(self.posterior_variance, t, xt.ndim)                          # β̃_t (식 ch8-eq-beta-tilde)
         log_var = _extract(self.posterior_log_variance_clipped, t, xt.ndim)
         return mean, var, log_var
 
     # ------------------------------------------------------------------ ε, x_0, v 변환
-    def predict_x0_from_eps(self, xt: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> torch.Tensor:
-        """x_0 = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t."""
-        t = self._check_t(t, xt.shape[0], xt.device)
+    # x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε 이므로 셋 중 둘(x_t 와 하나)을 알면 나머지를 안다. 공개 메서드는 t 를 검사하고
+    # 밑줄 메서드가 식을 계산한다. ``eps_x0_from_output`` 은 신경망 출력을 prediction_type 에 맞게 (ε̂, x̂_0) 로 바꾼다.
+    def predict_x0_from_eps(self, xt: torch.Tensor, t: Timesteps, eps: torch.Tensor) -> torch.Tensor:
+        """x_0 = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t  (식 ch7-eq-x0-eps, ch8-eq-x0hat)."""
+        return self._x0_from_eps(xt, self.check_t(t, xt.shape[0], xt.device), eps)
+
+    def predict_eps_from_x0(self, xt: torch.Tensor, t: Timesteps, x0: torch.Tensor) -> torch.Tensor:
+        """ε = (x_t − √ᾱ_t x_0) / √(1−ᾱ_t)  (식 ch7-eq-x0-eps)."""
+        return self._eps_from_x0(xt, self.check_t(t, xt.shape[0], xt.device), x0)
+
+    def get_v(self, x0: torch.Tensor, eps: torch.Tensor, t: Timesteps) -> torch.Tensor:
+        """v-예측의 목표  v = √ᾱ_t ε − √(1−ᾱ_t) x_0  (Salimans & Ho, 2022; 식 ch7-eq-v)."""
+        return self._v(x0, eps, self.check_t(t, x0.shape[0], x0.device))
+
+    def predict_x0_from_v(self, xt: torch.Tensor, t: Timesteps, v: torch.Tensor) -> torch.Tensor:
+        """x_0 = √ᾱ_t x_t − √(1−ᾱ_t) v  (식 ch7-eq-v)."""
+        return self._x0_from_v(xt, self.check_t(t, xt.shape[0], xt.device), v)
+
+    def predict_eps_from_v(self, xt: torch.Tensor, t: Timesteps, v: torch.Tensor) -> torch.Tensor:
+        """ε = √(1−ᾱ_t) x_t + √ᾱ_t v  (식 ch7-eq-v)."""
+        return self._eps_from_v(xt, self.check_t(t, xt.shape[0], xt.device), v)
+
+    def eps_x0_from_output(self, xt: torch.Tensor, t: Timesteps, out: torch.Tensor,
+                           clip_x0: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """신경망 출력 ``out`` (``prediction_type`` 에 따라 ε, x_0 또는 v)을 (ε̂, x̂_0) 쌍으로 바꾼다.
+
+        ``clip_x0`` 이면 x̂_0 을 [−1, 1] 로 자르고 ε̂ 을 다시 맞춘다. 신경망을 부르지 않는다 (부르는 것은
+        ``model_predictions``). 반정밀도(autocast) 출력은 float32 로 올리고, float64 출력은 그대로 둔다.
+        """
+        return self._eps_x0_from_output(xt, self.check_t(t, xt.shape[0], xt.device), out, clip_x0)
+
+    def _x0_from_eps(self, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return _extract(self.sqrt_recip_alphas_cumprod, t, xt.ndim) * xt - _extract(self.sqrt_recipm1_alphas_cumprod, t, xt.ndim) * eps
 
-    def predict_eps_from_x0(self, xt: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor) -> torch.Tensor:
-        """ε = (x_t − √ᾱ_t x_0) / √(1−ᾱ_t)."""
-        t = self._check_t(t, xt.shape[0], xt.device)
+    def _eps_from_x0(self, xt: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         return (_extract(self.sqrt_recip_alphas_cumprod, t, xt.ndim) * xt - x0) / _extract(self.sqrt_recipm1_alphas_cumprod, t, xt.ndim)
 
-    def get_v(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-        """v-예측의 목표  v = √ᾱ_t ε − √(1−ᾱ_t) x_0  (Salimans & Ho, 2022)."""
-        t = self._check_t(t, x0.shape[0], x0.device)
+    def _v(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return _extract(self.sqrt_alphas_cumprod, t, x0.ndim) * eps - _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.ndim) * x0
 
-    def predict_x0_from_v(self, xt: torch.Tensor, t: torch.Tensor | int, v: torch.Tensor) -> torch.Tensor:
-        """x_0 = √ᾱ_t x_t − √(1−ᾱ_t) v."""
-        t = self._check_t(t, xt.shape[0], xt.device)
+    def _x0_from_v(self, xt: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return _extract(self.sqrt_alphas_cumprod, t, xt.ndim) * xt - _extract(self.sqrt_one_minus_alphas_cumprod, t, xt.ndim) * v
 
-    def predict_eps_from_v(self, xt: torch.Tensor, t: torch.Tensor | int, v: torch.Tensor) -> torch.Tensor:
-        """ε = √(1−ᾱ_t) x_t + √ᾱ_t v."""
-        t = self._check_t(t, xt.shape[0], xt.device)
+    def _eps_from_v(self, xt: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return _extract(self.sqrt_one_minus_alphas_cumprod, t, xt.ndim) * xt + _extract(self.sqrt_alphas_cumprod, t, xt.ndim) * v
 
-    def model_predictions(self, model: Model, xt: torch.Tensor, t: torch.Tensor, clip_x0: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """신경망 출력을 (ε̂, x̂_0) 쌍으로 바꾼다. ``clip_x0`` 이면 x̂_0 을 [−1, 1] 로 자르고 ε̂ 을 다시 맞춘다.
-
-        반정밀도(autocast) 출력은 float32 로 올리고, float64 출력은 그대로 둔다.
-        """
-        out = model(xt, t)
+    def _eps_x0_from_output(self, xt: torch.Tensor, t: torch.Tensor, out: torch.Tensor,
+                            clip_x0: bool) -> tuple[torch.Tensor, torch.Tensor]:
         out = out.to(torch.promote_types(out.dtype, torch.float32))
         if self.prediction_type == "eps":
-            eps = out
-            x0 = self.predict_x0_from_eps(xt, t, eps)
+            eps, x0 = out, self._x0_from_eps(xt, t, out)
         elif self.prediction_type == "x0":
-            x0 = out
-            eps = self.predict_eps_from_x0(xt, t, x0)
+            eps, x0 = self._eps_from_x0(xt, t, out), out
         else:
-            x0 = self.predict_x0_from_v(xt, t, out)
-            eps = self.predict_eps_from_v(xt, t, out)
+            eps, x0 = self._eps_from_v(xt, t, out), self._x0_from_v(xt, t, out)
         if clip_x0:
             x0 = x0.clamp(-1.0, 1.0)
-            eps = self.predict_eps_from_x0(xt, t, x0)
+            eps = self._eps_from_x0(xt, t, x0)
         return eps, x0
 
+    def model_predictions(self, model: Model, xt: torch.Tensor, t: Timesteps, clip_x0: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """신경망을 불러 그 출력을 (ε̂, x̂_0) 쌍으로 바꾼다 (``eps_x0_from_output``)."""
+        return self._model_predictions(model, xt, self.check_t(t, xt.shape[0], xt.device), clip_x0)
+
+    def _model_predictions(self, model: Model, xt: torch.Tensor, t: torch.Tensor, clip_x0: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._eps_x0_from_output(xt, t, model(xt, t), clip_x0)
+
     # ------------------------------------------------------------------ 학습 손실
-    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: Timesteps) -> torch.Tensor:
         """``prediction_type`` 에 맞는 회귀 목표 (ε, x_0 또는 v)."""
+        return self._training_target(x0, noise, self.check_t(t, x0.shape[0], x0.device))
+
+    def _training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.prediction_type == "eps":
             return noise
         if self.prediction_type == "x0":
             return x0
-        return self.get_v(x0, noise, t)
+        return self._v(x0, noise, t)
 
-    def training_loss(self, model: Model, x0: torch.Tensor, t: torch.Tensor | None = None,
+    def training_loss(self, model: Model, x0: torch.Tensor, t: Timesteps | None = None,
                       noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """단순화된 목적 함수 L_simple (DDPM 식 14) 과 그 변형들의 배치 평균.
+        """단순화된 목적 함수 L_simple (DDPM 식 14, 식 ch7-eq-lsimple) 과 그 변형들의 배치 평균.
 
         무작위 시각 t 와 노이즈 ε 으로 x_t 를 **한 번에** 만들고(역방향 사슬을 돌리지 않는다),
-        신경망 출력과 목표 사이의 l2 / l1 / huber 손실을 계산한다.
+        신경망 출력과 목표 사이의 l2 / l1 / huber (식 ch7-eq-huber) 손실을 계산한다.
         """
         b = x0.shape[0]
         if t is None:
             t = self.sample_timesteps(b, x0.device, generator)
-        t = self._check_t(t, b, x0.device)
+        t = self.check_t(t, b, x0.device)
         if noise is None:
             noise = _randn(tuple(x0.shape), generator, x0.device, x0.dtype)
-        xt = self.q_sample(x0, t, noise)
+        xt = self._q_sample(x0, t, noise)
         pred = model(xt, t).float()
-        target = self.training_target(x0, noise, t)
-        if pred.shape != target.shape:
-            raise ValueError(
-                f"모델 출력 모양 {tuple(pred.shape)} 이 목표 {tuple(target.shape)} 와 다르다 / model output shape mismatch"
-            )
+        target = self._training_target(x0, noise, t)
+        require(pred.shape == target.shape,
+                f"모델 출력 모양 {tuple(pred.shape)} 이 목표 {tuple(target.shape)} 와 다르다 / model output shape mismatch")
         if self.loss_type == "l2":
             return F.mse_loss(pred, target)
         if self.loss_type == "l1":
             return F.l1_loss(pred, target)
         return F.smooth_l1_loss(pred, target)
 
-    # ------------------------------------------------------------------ 역방향 과정 (샘플링)
-    def p_mean_variance(self, model: Model, xt: torch.Tensor, t: torch.Tensor, clip_x0: bool = True,
+    # ------------------------------------------------------------------ 역과정의 한 단계
+    def p_mean_variance(self, model: Model, xt: torch.Tensor, t: Timesteps, clip_x0: bool = True,
                         variance: Literal["posterior", "beta"] = "posterior") -> dict[str, torch.Tensor]:
         """p_θ(x_{t−1} | x_t) 의 평균과 분산.  평균은 x̂_0 을 넣은 사후 평균 μ̃_t(x_t, x̂_0),
         분산은 ``"posterior"`` 면 β̃_t, ``"beta"`` 면 β_t (DDPM 논문은 둘 다 비슷하다고 보고했다)."""
-        eps, x0 = self.model_predictions(model, xt, t, clip_x0)
-        mean, post_var, post_log_var = self.q_posterior(x0, xt, t)
-        if variance == "beta":
+        return self._p_mean_variance(model, xt, self.check_t(t, xt.shape[0], xt.device), clip_x0, variance)
+
+    def _p_mean_variance(self, model: Model, xt: torch.Tensor, t: torch.Tensor, clip_x0: bool,
+                         variance: str) -> dict[str, torch.Tensor]:
+        require(variance in ("posterior", "beta"), "variance 는 'posterior' 또는 'beta' / variance must be 'posterior' or 'beta'")
+        eps, x0 = self._model_predictions(model, xt, t, clip_x0)        # x̂_0 (식 ch8-eq-x0hat)
+        mean, var, log_var = self._q_posterior(x0, xt, t)               # μ̃_t(x_t, x̂_0) (식 ch8-eq-post-mean)
+        if variance == "beta":                                          # σ_t² = β_t 를 고른 경우
             var = _extract(self.betas, t, xt.ndim)
             log_var = var.log()
-        elif variance == "posterior":
-            var, log_var = post_var, post_log_var
-        else:
-            raise ValueError("variance 는 'posterior' 또는 'beta' / variance must be 'posterior' or 'beta'")
         return {"mean": mean, "variance": var, "log_variance": log_var, "x0": x0, "eps": eps}
 
     @torch.no_grad()
     def p_sample(self, model: Model, xt: torch.Tensor, t: int, clip_x0: bool = True,
                  generator: torch.Generator | None = None, variance: Literal["posterior", "beta"] = "posterior") -> tuple[torch.Tensor, torch.Tensor]:
-        """알고리즘 2 의 한 줄: x_{t−1} = μ_θ(x_t, t) + σ_t z  (t = 0 에서는 z = 0). (x_{t−1}, x̂_0) 를 돌려준다."""
-        tt = self._check_t(t, xt.shape[0], xt.device)
-        out = self.p_mean_variance(model, xt, tt, clip_x0, variance)
+        """알고리즘 2 의 한 줄: x_{t−1} = μ_θ(x_t, t) + σ_t z  (식 ch8-eq-step; t = 0 에서는 z = 0). (x_{t−1}, x̂_0) 를 돌려준다."""
+        tt = self.check_t(t, xt.shape[0], xt.device)
+        out = self._p_mean_variance(model, xt, tt, clip_x0, variance)
         if t == 0:
             return out["mean"], out["x0"]
-        z = _randn(tuple(xt.shape), generator, xt.device, xt.dtype)
+        z = _randn(tuple(xt.shape), generator, xt.device, xt.dtype)    # z ~ N(0, I) (식 ch8-eq-z)
         return out["mean"] + (0.5 * out["log_variance"]).exp() * z, out["x0"]
 
     @torch.no_grad()
     def ddim_step(self, model: Model, xt: torch.Tensor, t: int, t_prev: int, eta: float = 0.0, clip_x0: bool = True,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """DDIM 의 한 단계 (Song et al., 2021 식 12): t 에서 t_prev (< t, −1 이면 끝) 로 건너뛴다."""
-        tt = self._check_t(t, xt.shape[0], xt.device)
-        eps, x0 = self.model_predictions(model, xt, tt, clip_x0)
+        """DDIM 의 한 단계 (Song et al., 2021 식 12; 식 ch9-eq-ddim-step): t 에서 t_prev (< t, −1 이면 끝) 로 건너뛴다."""
+        tt = self.check_t(t, xt.shape[0], xt.device)
+        eps, x0 = self._model_predictions(model, xt, tt, clip_x0)       # x̂_0 (식 ch9-eq-x0hat)
         a_t = self.alphas_cumprod[t]
         a_prev = self.alphas_cumprod[t_prev] if t_prev >= 0 else torch.ones((), device=xt.device)
-        sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
+        sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()   # σ_t(η) (식 ch9-eq-sigma)
         direction = (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
-        x_prev = a_prev.sqrt() * x0 + direction
+        x_prev = a_prev.sqrt() * x0 + direction                          # 식 ch9-eq-ddim-step
         if eta > 0 and t_prev >= 0:
             x_prev = x_prev + sigma * _randn(tuple(xt.shape), generator, xt.device, xt.dtype)
         return x_prev, x0
 
     # ------------------------------------------------------------------ DPM-Solver++ (Lu et al., 2022)
     def _alpha_sigma_lambda(self, t: int) -> tuple[float, float, float]:
-        """시각 ``t`` 의 α_t = √ᾱ_t, σ_t = √(1−ᾱ_t), λ_t = log(α_t/σ_t) (파이썬 float64).
+        """시각 ``t`` 의 α_t = √ᾱ_t, σ_t = √(1−ᾱ_t), λ_t = log(α_t/σ_t) (파이썬 float64, 식 ch9-eq-lambda).
 
         ``t = −1`` 은 논문의 ᾱ_0 = 1, 곧 σ = 0, λ = +∞ 이다. 1 − ᾱ_t 를 버퍼 ᾱ_t 에서 빼면 작은 t 에서 자릿수를
         잃으므로, float64 로 미리 계산해 둔 √ᾱ_t, √(1−ᾱ_t) 버퍼를 쓴다.
@@ -333,7 +355,7 @@ class GaussianDiffusion(nn.Module):
         return alpha, sigma, math.log(alpha) - math.log(sigma)
 
     def lambdas(self) -> torch.Tensor:
-        """모든 시각의 λ_t = log(α_t/σ_t) (길이 T, float64). t 가 커질수록 줄어든다."""
+        """모든 시각의 λ_t = log(α_t/σ_t) (길이 T, float64, 식 ch9-eq-lambda). t 가 커질수록 줄어든다."""
         return solvers.half_log_snr(self.sqrt_alphas_cumprod.double(), self.sqrt_one_minus_alphas_cumprod.double()).cpu()
 
     def solver_timesteps(self, steps: int | None = None, spacing: str | None = None) -> list[int]:
@@ -357,88 +379,36 @@ class GaussianDiffusion(nn.Module):
         1차 갱신이 x̂_0 자체가 된다 (2차 보정의 r = h_{i−1}/h_i 는 0 이 되어 쓸 수 없다).
         diffusers 의 ``DPMSolverMultistepScheduler(final_sigmas_type="zero")`` 와 같은 처리다.
         """
-        tt = self._check_t(t, xt.shape[0], xt.device)
-        _, x0 = self.model_predictions(model, xt, tt, clip_x0)
+        tt = self.check_t(t, xt.shape[0], xt.device)
+        _, x0 = self._model_predictions(model, xt, tt, clip_x0)
         if t_prev < 0:
             return x0, x0
         _, sigma_cur, lam_cur = self._alpha_sigma_lambda(t)
         alpha_next, sigma_next, lam_next = self._alpha_sigma_lambda(t_prev)
         h = lam_next - lam_cur
-        if history is None:
+        if history is None:                                              # 1차 (식 ch9-eq-dpm1)
             x_next = solvers.dpm_solver_first_order(xt, x0, alpha_next, sigma_next, sigma_cur, h)
-        else:
+        else:                                                            # 2차 (식 ch9-eq-dpm2)
             t_before, x0_before = history
             h_before = lam_cur - self._alpha_sigma_lambda(t_before)[2]
             x_next = solvers.dpm_solver_second_order(xt, x0, x0_before, alpha_next, sigma_next, sigma_cur, h, h_before)
         return x_next, x0
 
-    @torch.no_grad()
-    def sample(self, model: Model, shape: tuple[int, ...], sampler: str = "ddpm", steps: int | None = None,
-               eta: float = 0.0, clip_x0: bool = True, generator: torch.Generator | None = None,
-               device: torch.device | str | None = None, return_trajectory: bool = False,
-               trajectory_stride: int = 1, variance: Literal["posterior", "beta"] = "posterior",
-               progress: bool = False, x_T: torch.Tensor | None = None,
-               spacing: str | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """x_T ~ N(0, I) 에서 시작해 이미지를 생성한다.
+    # ------------------------------------------------------------------ 샘플링 (반복은 sampling.py)
+    def sample(self, model: Model, shape: tuple[int, ...], sampler: str = "ddpm", *, x_T: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, device: torch.device | str | None = None,
+               progress: bool = False, **options) -> torch.Tensor:
+        """x_T ~ N(0, I) 에서 시작해 이미지를 생성한다: ``sampling.sample`` 로 넘긴다.
 
-        Args:
-            sampler: ``"ddpm"`` (알고리즘 2, T 단계 조상 샘플링), ``"ddim"`` 또는 ``"dpm-solver++"``
-                (DPM-Solver++(2M), ``dpm_solver_step``).
-            steps: DDIM·DPM-Solver++ 의 단계 수 = 신경망 호출 수 (기본: DDIM 은 T,
-                DPM-Solver++ 는 ``solvers.DEFAULT_STEPS``). DDPM 은 언제나 T 단계다.
-            eta: DDIM 의 η. 0 이면 결정적, 1 이면 DDPM 과 같은 분산.
-            spacing: DPM-Solver++ 의 시각 간격 ``"time"``, ``"logsnr"``, ``"karras"``
-                (기본: ``solvers.DEFAULT_SPACING``). 다른 샘플러에는 줄 수 없다.
-            clip_x0: 매 단계 예측한 x̂_0 을 [−1, 1] 로 자를지.
-            return_trajectory: ``True`` 면 ``(최종 이미지, 궤적)`` 을 돌려준다. 궤적은
-                ``(S+1, B, C, H, W)`` CPU 텐서로 x_T 부터 최종 이미지까지
-                ``trajectory_stride`` 단계마다 담는다 (마지막 프레임은 항상 포함).
+        ``sampler`` 와 ``options`` (steps, eta, spacing, clip_x0, variance) 는 ``sampling.SamplerOptions`` 의 항목이다.
         """
-        if sampler not in SAMPLERS:
-            raise ValueError(f"알 수 없는 샘플러 '{sampler}' / unknown sampler: choose one of {SAMPLERS}")
-        if trajectory_stride < 1:
-            raise ValueError("trajectory_stride 는 1 이상 / trajectory_stride must be >= 1")
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta 는 0 과 1 사이여야 한다 / eta must be in [0, 1], got {eta}")
-        if spacing is not None and sampler != "dpm-solver++":
-            raise ValueError(f"spacing 은 DPM-Solver++ 에만 쓴다 / spacing only applies to sampler='dpm-solver++', "
-                             f"got sampler={sampler!r}")
-        if sampler == "dpm-solver++" and eta != 0.0:
-            raise ValueError(f"DPM-Solver++(2M) 은 결정적이라 η 를 받지 않는다 / DPM-Solver++(2M) is deterministic: "
-                             f"eta must be 0, got {eta}")
-        device = torch.device(device) if device is not None else self.betas.device
-        x = _randn(tuple(shape), generator, device, self.betas.dtype) if x_T is None else x_T.to(device)
-        if sampler == "ddpm":
-            if steps not in (None, self.num_timesteps):
-                raise ValueError(
-                    f"DDPM 샘플러는 언제나 T={self.num_timesteps} 단계다. 단계를 줄이려면 --sampler ddim 을 써라 / "
-                    "the DDPM sampler always uses T steps; use the DDIM sampler for fewer steps"
-                )
-            ts = list(range(self.num_timesteps - 1, -1, -1))
-        elif sampler == "ddim":
-            ts = ddim_timesteps(self.num_timesteps, steps if steps is not None else self.num_timesteps)
-        else:
-            ts = self.solver_timesteps(steps, spacing)
-        history: tuple[int, torch.Tensor] | None = None
-        frames = [x.detach().cpu()] if return_trajectory else None
-        iterator = ts
-        if progress:
-            from tqdm import tqdm
+        return sampling.sample(self, model, shape, SamplerOptions(sampler, **options), x_T=x_T, generator=generator,
+                               device=device, progress=progress)
 
-            iterator = tqdm(ts, desc=f"{sampler} sampling", leave=False)
-        for i, t in enumerate(iterator):
-            t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-            if sampler == "ddpm":
-                x, _ = self.p_sample(model, x, t, clip_x0, generator, variance)
-            elif sampler == "ddim":
-                x, _ = self.ddim_step(model, x, t, t_prev, eta, clip_x0, generator)
-            else:
-                x, x0 = self.dpm_solver_step(model, x, t, t_prev, history, clip_x0)
-                history = (t, x0)
-            if frames is not None and ((i + 1) % trajectory_stride == 0 or i + 1 == len(ts)):
-                frames.append(x.detach().cpu())
-        x = x.clamp(-1.0, 1.0) if clip_x0 else x
-        if frames is not None:
-            frames[-1] = x.detach().cpu()
-            return x, torch.stack(frames)
-        return x
+    def sample_trajectory(self, model: Model, shape: tuple[int, ...], sampler: str = "ddpm", *, stride: int = 1,
+                          x_T: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                          device: torch.device | str | None = None, progress: bool = False, **options) -> Trajectory:
+        """``sample`` 과 같은 이미지와, x_T 부터 ``stride`` 단계마다 모은 궤적 ``(images, frames)``:
+        ``sampling.sample_trajectory`` 로 넘긴다."""
+        return sampling.sample_trajectory(self, model, shape, SamplerOptions(sampler, **options), stride=stride,
+                                          x_T=x_T, generator=generator, device=device, progress=progress)

@@ -19,7 +19,7 @@ __all__ = ["SinusoidalTimeEmbedding", "sinusoidal_embedding", "TimeMLP"]
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """시각 ``t`` (B,) 를 ``(B, dim)`` 사인파 임베딩으로 바꾼다.
 
-    앞 절반은 sin(t·ω_i), 뒤 절반은 cos(t·ω_i) 이고 ω_i = max_period^(−i/(dim/2 − 1)) 이다.
+    앞 절반은 sin(t·ω_i), 뒤 절반은 cos(t·ω_i) 이고 ω_i = max_period^(−i/(dim/2 − 1)) 이다 (식 ch4-eq-emb, ch4-eq-freq).
     """
     if dim < 4 or dim % 2:
         raise ValueError(f"임베딩 차원은 4 이상의 짝수여야 한다 / embedding dim must be even and >= 4, got {dim}")
@@ -42,7 +42,10 @@ class SinusoidalTimeEmbedding(nn.Module):
 
 
 class TimeMLP(nn.Sequential):
-    """사인파 임베딩 → Linear → GELU → Linear. U-Net 의 모든 블록이 이 출력을 받는다."""
+    """사인파 임베딩 → Linear → GELU → Linear: c(t) = W₂ GELU(W₁ e(t) + b₁) + b₂ (식 ch4-eq-timemlp).
+
+    U-Net 의 모든 블록이 이 출력을 받는다.
+    """
 
     def __init__(self, dim: int, time_dim: int) -> None:
         super().__init__(SinusoidalTimeEmbedding(dim), nn.Linear(dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim))

@@ -35,7 +35,7 @@ class Residual(nn.Module):
 
 
 class PreNorm(nn.Module):
-    """프리놈: ``fn`` 앞에 GroupNorm(1, dim) (채널 전체에 대한 LayerNorm 과 같다) 을 둔다."""
+    """프리놈: ``fn`` 앞에 GroupNorm(1, dim) (채널 전체에 대한 LayerNorm 과 같다) 을 둔다. ``Residual`` 과 함께 식 ch6-eq-prenorm."""
 
     def __init__(self, dim: int, fn: nn.Module) -> None:
         super().__init__()

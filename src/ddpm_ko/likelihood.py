@@ -2,8 +2,8 @@
 
 DDPM 의 음의 로그 우도 상계 (Ho et al., 2020, 식 5):
 
-    L = L_T + Σ_{t=2}^{T} L_{t−1} + L_0
-    L_T     = KL( q(x_T | x_0) ‖ p(x_T) ),                  p(x_T) = N(0, I)
+    L = L_T + Σ_{t=2}^{T} L_{t−1} + L_0                      (식 ch7-eq-vb-final)
+    L_T     = KL( q(x_T | x_0) ‖ p(x_T) ),                  p(x_T) = N(0, I)   (식 ch2-eq-lt)
     L_{t−1} = E_q[ KL( q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t) ) ]
     L_0     = E_q[ −log p_θ(x_0 | x_1) ]                     (이산화한 가우스 디코더, 같은 논문 3.3 절)
 
@@ -80,7 +80,7 @@ def vb_terms(diffusion: GaussianDiffusion, model: Model, x0: torch.Tensor, t: to
 
     p_θ 의 분산은 ``GaussianDiffusion.p_mean_variance`` 의 기본값(β̃_t, t = 0 에서는 β̃_1 대신 β̃_2)이다.
     """
-    t = diffusion._check_t(t, x0.shape[0], x0.device)
+    t = diffusion.check_t(t, x0.shape[0], x0.device)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=torch.float32)
     xt = diffusion.q_sample(x0.float(), t, noise=noise)

@@ -1,17 +1,199 @@
-"""체크포인트에서 이미지를 생성하는 고수준 함수 (배치 나누기, GPU 메모리 부족 시 재시도)."""
+"""샘플링: 노이즈 x_T 에서 이미지까지 내려가는 반복 (8장의 알고리즘 2, 9장의 DDIM 과 DPM-Solver++).
+
+한 단계의 식(``p_sample``, ``ddim_step``, ``dpm_solver_step``)은 확산 모델 ``GaussianDiffusion`` 에 있고,
+이 모듈은 그 단계들을 어느 시각에서 어느 시각으로 몇 번 부를지를 정한다.
+
+- ``SamplerOptions`` — 샘플러 이름, 단계 수, η, 시각 간격, 분산, x̂_0 자르기. 검사는 여기 한 곳에서 한다.
+- ``sample`` / ``sample_trajectory`` — 반복 자체. 최종 이미지만, 또는 (최종 이미지, 궤적) 을 돌려준다.
+- ``sample_with_oom_retry`` — 많은 장을 배치로 나눠 만들고, 장치 메모리가 모자라면 배치를 줄인다.
+
+반복이 확산 모델에서 쓰는 것은 ``DiffusionSteps`` 에 적은 몇 가지뿐이다 (``GaussianDiffusion`` 이 갖춘다). 이 모듈은
+``diffusion.py`` 를 import 하지 않는다: ``GaussianDiffusion.sample`` 이 이 모듈의 ``sample`` 로 넘기기 때문이다.
+체크포인트에서 이미지를 만드는 ``sample_images`` 는 ``generate.py`` 에 있다.
+"""
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, NamedTuple, Protocol
 
+import numpy as np
 import torch
 
-from .checkpoint import load_model_from_checkpoint
-from .diffusion import DEFAULT_SAMPLER, SAMPLERS, GaussianDiffusion
-from .utils import pick_device
+from .configs import require
 
-__all__ = ["sample_images", "sample_with_oom_retry", "is_out_of_memory"]
+__all__ = ["SAMPLERS", "DEFAULT_SAMPLER", "SamplerOptions", "Trajectory", "DiffusionSteps", "ddim_timesteps", "sample",
+           "sample_trajectory", "sample_with_oom_retry", "is_out_of_memory", "sample_images"]
+
+SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
+
+# 책과 명령줄의 기본 샘플러. 규칙: DDPM 1000 단계의 특징 FID 의 1.1배 안에 드는 설정 가운데 신경망 호출이 가장 적은 것
+# (benchmarks/quality_vs_nfe.py 가 잰다). 측정이 채워지기 전까지는 DDPM 그대로 둔다. DPM-Solver++ 의 단계 수와
+# 시각 간격의 기본값은 ``solvers.DEFAULT_STEPS``, ``solvers.DEFAULT_SPACING`` 이다.
+# (``GaussianDiffusion.sample`` 의 기본은 이 값이 아니라 언제나 알고리즘 2 인 "ddpm" 이다.)
+DEFAULT_SAMPLER = "ddpm"
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Variance = Literal["posterior", "beta"]
+
+
+class DiffusionSteps(Protocol):
+    """샘플링 반복이 확산 모델(``GaussianDiffusion``)에서 쓰는 것: 출발점, 시각, 그리고 한 단계의 식 세 가지."""
+
+    betas: torch.Tensor
+
+    @property
+    def num_timesteps(self) -> int: ...
+
+    def sample_prior(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> torch.Tensor: ...
+
+    def solver_timesteps(self, steps: int | None = None, spacing: str | None = None) -> list[int]: ...
+
+    def p_sample(self, model: Model, xt: torch.Tensor, t: int, clip_x0: bool = True,
+                 generator: torch.Generator | None = None,
+                 variance: Variance = "posterior") -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def ddim_step(self, model: Model, xt: torch.Tensor, t: int, t_prev: int, eta: float = 0.0, clip_x0: bool = True,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def dpm_solver_step(self, model: Model, xt: torch.Tensor, t: int, t_prev: int,
+                        history: tuple[int, torch.Tensor] | None = None,
+                        clip_x0: bool = True) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def ddim_timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """T 개 중 ``steps`` 개의 시각 τ_i 를 고르게 골라 큰 것부터 돌려준다 (항상 T−1 과 0 을 포함, 식 ch8-eq-respace)."""
+    require(isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1,
+            f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {steps!r}")
+    require(steps <= num_timesteps, f"DDIM steps({steps}) 가 T({num_timesteps}) 보다 클 수 없다 / "
+                                    f"DDIM steps cannot exceed T: got steps={steps}, T={num_timesteps}")
+    if steps == 1:
+        return [num_timesteps - 1]
+    ts = np.round(np.linspace(num_timesteps - 1, 0, steps)).astype(int)
+    return [int(t) for t in ts]
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    """어떤 샘플러를 어떻게 돌릴지. 만들 때 값을 검사하고, T 와 맞는지는 ``timesteps`` 가 검사한다.
+
+    Attributes:
+        sampler: ``"ddpm"`` (알고리즘 2, T 단계 조상 샘플링), ``"ddim"`` 또는 ``"dpm-solver++"`` (DPM-Solver++(2M)).
+        steps: DDIM·DPM-Solver++ 의 단계 수 = 신경망 호출 수 (기본: DDIM 은 T, DPM-Solver++ 는
+            ``solvers.DEFAULT_STEPS``). DDPM 은 언제나 T 단계다.
+        eta: DDIM 의 η (식 ch9-eq-sigma). 0 이면 결정적, 1 이면 DDPM 과 같은 분산.
+        spacing: DPM-Solver++ 의 시각 간격 ``"time"``, ``"logsnr"``, ``"karras"`` (기본: ``solvers.DEFAULT_SPACING``).
+        clip_x0: 매 단계 예측한 x̂_0 을 [−1, 1] 로 자를지.
+        variance: DDPM 한 단계의 분산 σ_t² — ``"posterior"`` 는 β̃_t (식 ch8-eq-beta-tilde), ``"beta"`` 는 β_t
+            (검사는 그 한 단계 ``GaussianDiffusion.p_sample`` 이 한다).
+    """
+
+    sampler: str = "ddpm"
+    steps: int | None = None
+    eta: float = 0.0
+    spacing: str | None = None
+    clip_x0: bool = True
+    variance: Variance = "posterior"
+
+    def __post_init__(self) -> None:
+        s = self.sampler
+        require(s in SAMPLERS, f"알 수 없는 샘플러 '{s}' / unknown sampler: choose one of {SAMPLERS}")
+        require(0.0 <= self.eta <= 1.0, f"eta 는 0 과 1 사이여야 한다 / eta must be in [0, 1], got {self.eta}")
+        require(self.steps is None or (isinstance(self.steps, int) and not isinstance(self.steps, bool)
+                                       and self.steps >= 1),
+                f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {self.steps!r}")
+        require(self.spacing is None or s == "dpm-solver++",
+                f"spacing 은 DPM-Solver++ 에만 쓴다 / spacing only applies to sampler='dpm-solver++', got sampler={s!r}")
+        require(s != "dpm-solver++" or self.eta == 0.0,
+                f"DPM-Solver++(2M) 은 결정적이라 η 를 받지 않는다 / DPM-Solver++(2M) is deterministic: "
+                f"eta must be 0, got {self.eta}")
+
+    def timesteps(self, diffusion: DiffusionSteps) -> list[int]:
+        """신경망을 부를 시각들 (큰 것부터). 단계 수가 T 와 맞지 않으면 무엇을 고칠지 말하는 오류를 낸다."""
+        T = diffusion.num_timesteps
+        if self.sampler == "ddpm":
+            require(self.steps in (None, T),
+                    f"DDPM 샘플러는 언제나 T={T} 단계다. 단계를 줄이려면 DDIM(--sampler ddim)을 써라 / "
+                    f"the DDPM sampler always runs T steps (T={T}): use the DDIM sampler (--sampler ddim) for fewer steps")
+            return list(range(T - 1, -1, -1))
+        if self.sampler == "ddim":
+            return ddim_timesteps(T, self.steps if self.steps is not None else T)
+        return diffusion.solver_timesteps(self.steps, self.spacing)
+
+
+class Trajectory(NamedTuple):
+    """``sample_trajectory`` 의 결과: 최종 이미지와, x_T 부터 최종 이미지까지 ``stride`` 단계마다 모은 프레임."""
+
+    images: torch.Tensor   # (B, C, H, W), 장치 위
+    frames: torch.Tensor   # (S+1, B, C, H, W), CPU
+
+
+def _run(diffusion: DiffusionSteps, model: Model, shape: tuple[int, ...], options: SamplerOptions,
+         x_T: torch.Tensor | None, generator: torch.Generator | None, device: torch.device | str | None,
+         progress: bool, on_step: Callable[[int, int, torch.Tensor], None] | None) -> torch.Tensor:
+    """반복 본체. ``on_step(i, 단계 수, x)`` 가 있으면 단계마다 부른다 (궤적 모으기)."""
+    o = options
+    ts = o.timesteps(diffusion)                       # 검사를 노이즈를 뽑기 전에 한다
+    device = torch.device(device) if device is not None else diffusion.betas.device
+    x = diffusion.sample_prior(shape, generator, device) if x_T is None else x_T.to(device)   # x_T ~ N(0, I)  (식 ch8-eq-xT)
+    iterator = ts
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(ts, desc=f"{o.sampler} sampling", leave=False)
+    history: tuple[int, torch.Tensor] | None = None   # DPM-Solver++(2M) 이 기억하는 앞 단계의 (시각, x̂_0)
+    for i, t in enumerate(iterator):
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1  # −1: ᾱ = 1 인 끝 (깨끗한 이미지)
+        if o.sampler == "ddpm":                         # 알고리즘 2 의 한 줄 (식 ch8-eq-step)
+            x, _ = diffusion.p_sample(model, x, t, o.clip_x0, generator, o.variance)
+        elif o.sampler == "ddim":                       # 식 ch9-eq-ddim-step
+            x, _ = diffusion.ddim_step(model, x, t, t_prev, o.eta, o.clip_x0, generator)
+        else:                                           # 식 ch9-eq-dpm1 (첫 단계), ch9-eq-dpm2
+            x, x0 = diffusion.dpm_solver_step(model, x, t, t_prev, history, o.clip_x0)
+            history = (t, x0)
+        if on_step is not None:
+            on_step(i, len(ts), x)
+    return x.clamp(-1.0, 1.0) if o.clip_x0 else x
+
+
+@torch.no_grad()
+def sample(diffusion: DiffusionSteps, model: Model, shape: tuple[int, ...],
+           options: SamplerOptions = SamplerOptions(), *, x_T: torch.Tensor | None = None,
+           generator: torch.Generator | None = None, device: torch.device | str | None = None,
+           progress: bool = False) -> torch.Tensor:
+    """x_T ~ N(0, I) (``x_T`` 를 주면 그것) 에서 시작해 ``options`` 의 샘플러로 이미지 ``shape`` 를 만든다.
+
+    ``options.clip_x0`` 이면 결과를 [−1, 1] 로 자른다. ``generator`` 는 x_T 와 단계마다의 노이즈 z 를 뽑는다.
+    """
+    return _run(diffusion, model, shape, options, x_T, generator, device, progress, None)
+
+
+@torch.no_grad()
+def sample_trajectory(diffusion: DiffusionSteps, model: Model, shape: tuple[int, ...],
+                      options: SamplerOptions = SamplerOptions(), *, stride: int = 1, x_T: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None, device: torch.device | str | None = None,
+                      progress: bool = False) -> Trajectory:
+    """``sample`` 과 같은 이미지를 만들면서 x_T 부터 ``stride`` 단계마다 x_t 를 CPU 에 모은다.
+
+    프레임은 ``(S+1, B, C, H, W)`` 로 첫 프레임이 x_T, 마지막 프레임이 (잘린) 최종 이미지다.
+    """
+    require(isinstance(stride, int) and stride >= 1,
+            f"궤적 간격 stride 는 1 이상의 정수 / stride must be an integer >= 1, got {stride!r}")
+    frames: list[torch.Tensor] = []
+
+    def keep(i: int, n: int, x: torch.Tensor) -> None:
+        if (i + 1) % stride == 0 or i + 1 == n:
+            frames.append(x.detach().cpu())
+
+    device = torch.device(device) if device is not None else diffusion.betas.device
+    if x_T is None:   # 첫 프레임을 남기려고 여기서 뽑는다 (``_run`` 과 같은 생성기, 같은 순서)
+        options.timesteps(diffusion)
+        x_T = diffusion.sample_prior(shape, generator, device)
+    first = x_T.to(device).detach().cpu()
+    x = _run(diffusion, model, shape, options, x_T, generator, device, progress, keep)
+    frames[-1] = x.detach().cpu()
+    return Trajectory(x, torch.stack([first, *frames]))
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -20,23 +202,23 @@ def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, oom_types) or "out of memory" in str(e).lower()
 
 
-_is_oom = is_out_of_memory  # 예전 이름
-
-
-def sample_with_oom_retry(diffusion: GaussianDiffusion, model: torch.nn.Module, num: int, shape: tuple[int, int, int],
+def sample_with_oom_retry(diffusion: DiffusionSteps, model: torch.nn.Module, num: int, shape: tuple[int, int, int],
                           batch_size: int, generator: torch.Generator, device: torch.device, trajectory: bool = False,
-                          min_batch: int = 1, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+                          min_batch: int = 1, progress: bool = False,
+                          **options: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``num`` 장을 ``batch_size`` 씩 나눠 생성한다. 메모리가 모자라면 배치를 절반으로 줄여 다시 한다.
 
+    ``options`` 는 ``SamplerOptions`` 의 항목(sampler, steps, eta, spacing, clip_x0, variance)이다.
     초기 노이즈는 배치 크기와 상관없이 한꺼번에 뽑으므로, 배치를 줄여 다시 해도 결정적 샘플러(DDIM η=0)의 결과는
     같다. 다만 CPU 커널(oneDNN)은 배치 크기에 따라 달라지므로 float32 의 마지막 비트까지 같지는 않다.
     실패한 시도가 쓴 난수는 되돌리므로, 확률적 샘플러도 마지막으로 성공한 배치 나눔이 같으면 결과가 같다.
-    궤적은 첫 배치의 처음 64장까지만 모은다.
+    궤적은 첫 배치의 처음 64장까지만 모으고, 단계 수의 1/100 마다 한 프레임을 남긴다.
     """
-    if num < 1 or batch_size < 1 or min_batch < 1:
-        raise ValueError(f"num, batch_size, min_batch 는 1 이상 / must be >= 1, got {num}, {batch_size}, {min_batch}")
+    require(num >= 1 and batch_size >= 1 and min_batch >= 1,
+            f"num, batch_size, min_batch 는 1 이상 / must be >= 1, got {num}, {batch_size}, {min_batch}")
+    opts = SamplerOptions(**options)   # 검사는 노이즈를 뽑기 전에
     x_T = torch.randn((num, *shape), generator=generator)
-    n_steps = kwargs.get("steps") or diffusion.num_timesteps
+    n_steps = opts.steps or diffusion.num_timesteps
     outputs: list[torch.Tensor] = []
     traj: torch.Tensor | None = None
     start = 0
@@ -45,10 +227,14 @@ def sample_with_oom_retry(diffusion: GaussianDiffusion, model: torch.nn.Module, 
         end = min(num, start + bs)
         want_traj = trajectory and traj is None
         rng_state = generator.get_state()
+        where = dict(generator=generator, device=device, x_T=x_T[start:end], progress=progress)
         try:
-            result = diffusion.sample(model, (end - start, *shape), generator=generator, device=device,
-                                      x_T=x_T[start:end], return_trajectory=want_traj,
-                                      trajectory_stride=max(1, n_steps // 100), **kwargs)
+            if want_traj:
+                x, traj = sample_trajectory(diffusion, model, (end - start, *shape), opts,
+                                            stride=max(1, n_steps // 100), **where)
+                traj = traj[:, :64]
+            else:
+                x = sample(diffusion, model, (end - start, *shape), opts, **where)
         except RuntimeError as e:
             if not is_out_of_memory(e) or bs <= min_batch:
                 raise
@@ -59,57 +245,13 @@ def sample_with_oom_retry(diffusion: GaussianDiffusion, model: torch.nn.Module, 
             bs = max(min_batch, min(bs, end - start) // 2)
             print(f"[ddpm-ko] GPU 메모리 부족: 배치를 {bs} 로 줄여 다시 한다 / out of memory, retrying with batch {bs}")
             continue
-        if want_traj:
-            x, traj = result
-            traj = traj[:, :64]
-        else:
-            x = result
         outputs.append(x.cpu())
         start = end
     return torch.cat(outputs), traj
 
 
-def sample_images(checkpoint: str | os.PathLike, num: int, sampler: str = DEFAULT_SAMPLER, steps: int | None = None,
-                  eta: float = 0.0, seed: int = 0, clip_x0: bool = True, use_ema: bool = True,
-                  device: str | torch.device | None = None, batch_size: int = 256, trajectory: bool = False,
-                  progress: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
-    """체크포인트(``"pretrained"`` 이면 책의 사전 학습 모델)로 ``num`` 장을 만든다.
+def sample_images(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+    """예전 자리: ``generate.sample_images`` 로 넘긴다. 명령줄(cli.py)이 ``generate`` 에서 가져오게 되면 지운다."""
+    from . import generate
 
-    ``(images [−1, 1] (N, C, H, W), 궤적 또는 None, 메타데이터)`` 를 돌려준다.
-    """
-    if num < 1:
-        raise ValueError(f"num 은 1 이상 / num must be >= 1, got {num}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size 는 1 이상 / batch_size must be >= 1, got {batch_size}")
-    # 모델을 불러오기 전에 값싼 검사부터 (잘못된 인자로 큰 체크포인트를 읽지 않게)
-    if sampler not in SAMPLERS:
-        raise ValueError(f"알 수 없는 샘플러 '{sampler}' / unknown sampler: choose one of {SAMPLERS}")
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta 는 0 과 1 사이여야 한다 / eta must be in [0, 1], got {eta}")
-    if steps is not None and steps < 1:
-        raise ValueError(f"steps 는 1 이상 / steps must be >= 1, got {steps}")
-    if sampler == "dpm-solver++" and eta != 0.0:
-        raise ValueError(f"DPM-Solver++(2M) 은 결정적이라 η 를 받지 않는다 / DPM-Solver++(2M) is deterministic: "
-                         f"eta must be 0, got {eta}")
-    if sampler == "dpm-solver++" and steps is None:
-        from .solvers import DEFAULT_STEPS
-
-        steps = DEFAULT_STEPS  # 궤적 간격(trajectory_stride)을 실제 단계 수로 잡도록 미리 정한다
-    dev = pick_device(str(device) if device is not None else None)
-    if str(checkpoint) == "pretrained":
-        from .pretrained import pretrained_path
-
-        checkpoint = pretrained_path()
-    model, diffusion, meta = load_model_from_checkpoint(checkpoint, use_ema=use_ema, device=dev)
-    if sampler in ("ddim", "dpm-solver++") and steps is not None and steps > diffusion.num_timesteps:
-        name = "DDIM" if sampler == "ddim" else "DPM-Solver++"
-        raise ValueError(f"{name} steps({steps}) 가 T({diffusion.num_timesteps}) 보다 크다 / {name} steps cannot exceed T")
-    if sampler == "ddpm" and steps not in (None, diffusion.num_timesteps):
-        raise ValueError(f"DDPM 은 항상 T={diffusion.num_timesteps} 단계다; 단계를 바꾸려면 --sampler ddim / "
-                         "the DDPM sampler always runs T steps: use --sampler ddim with --steps")
-    c = model.config
-    g = torch.Generator().manual_seed(seed)
-    images, traj = sample_with_oom_retry(diffusion, model, num, (c.channels, c.image_size, c.image_size), batch_size, g,
-                                         dev, trajectory=trajectory, sampler=sampler, steps=steps, eta=eta,
-                                         clip_x0=clip_x0, progress=progress)
-    return images, traj, meta
+    return generate.sample_images(*args, **kwargs)

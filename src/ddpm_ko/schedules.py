@@ -30,7 +30,7 @@ def _scaled_range(timesteps: int) -> tuple[float, float]:
 
 
 def linear_beta_schedule(timesteps: int) -> torch.Tensor:
-    """DDPM 의 선형 스케줄: β_1 = 1e-4 에서 β_T = 0.02 까지 (T ≠ 1000 이면 1000/T 배)."""
+    """DDPM 의 선형 스케줄: β_1 = 1e-4 에서 β_T = 0.02 까지 (T ≠ 1000 이면 1000/T 배). q(x_t|x_{t−1}) 의 분산 (식 ch2-eq-step)."""
     start, end = _scaled_range(timesteps)
     return torch.linspace(start, end, timesteps, dtype=torch.float64)
 
@@ -49,7 +49,7 @@ def sigmoid_beta_schedule(timesteps: int) -> torch.Tensor:
 
 
 def cosine_beta_schedule(timesteps: int, s: float = 0.008) -> torch.Tensor:
-    """Nichol & Dhariwal (2021) 의 코사인 스케줄.
+    """Nichol & Dhariwal (2021) 의 코사인 스케줄 (식 ch2-eq-cosine, ch9-eq-cosine).
 
     ᾱ(t) = f(t)/f(0),  f(t) = cos²(((t/T + s)/(1 + s)) · π/2)  로 정하고
     β_t = 1 − ᾱ_t / ᾱ_{t−1} 를 ``MAX_BETA`` 로 자른다.

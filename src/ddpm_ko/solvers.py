@@ -4,13 +4,13 @@ Lu 등(2022)의 DPM-Solver++ 는 DDIM(η = 0)이 따라가는 확률 흐름 ODE 
 푼다. 기호는 그 논문을 따르되 DDPM 의 ᾱ_t 로 쓴다.
 
 - α_t = √ᾱ_t,  σ_t = √(1 − ᾱ_t)    (x_t = α_t x_0 + σ_t ε)
-- λ_t = log(α_t / σ_t)             (로그 SNR 의 절반, t 가 커지면 줄어든다)
+- λ_t = log(α_t / σ_t)             (로그 SNR 의 절반, t 가 커지면 줄어든다; 식 ch9-eq-lambda)
 - 한 단계 t_{i−1} → t_i 의 간격  h_i = λ_{t_i} − λ_{t_{i−1}} > 0
-- 1차 갱신 (= DDIM, η = 0):  x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i} (e^{−h_i} − 1) x̂_0(t_{i−1})
-- 2차 갱신: x̂_0 자리에 D_i = (1 + 1/(2r_i)) x̂_0(t_{i−1}) − 1/(2r_i) x̂_0(t_{i−2}),  r_i = h_{i−1} / h_i
+- 1차 갱신 (= DDIM, η = 0; 식 ch9-eq-dpm1):  x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i} (e^{−h_i} − 1) x̂_0(t_{i−1})
+- 2차 갱신 (식 ch9-eq-dpm2): x̂_0 자리에 D_i = (1 + 1/(2r_i)) x̂_0(t_{i−1}) − 1/(2r_i) x̂_0(t_{i−2}),  r_i = h_{i−1} / h_i
 
 이 모듈은 위 식과 시각 고르기만 담는다. 신경망을 부르고 x̂_0 을 만드는 일은
-``GaussianDiffusion.dpm_solver_step`` 이 한다.
+``GaussianDiffusion.dpm_solver_step`` 이, 단계를 잇는 반복은 ``sampling.py`` 가 한다.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ KARRAS_RHO = 7.0  # Karras 등(2022)의 σ 간격 지수 ρ. 클수록 작은 �
 
 
 def half_log_snr(alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """λ_t = log α_t − log σ_t  (= ½ log SNR(t)).  σ_t = 0 이면 +∞."""
+    """λ_t = log α_t − log σ_t  (= ½ log SNR(t), 식 ch9-eq-lambda, ch2-eq-snr).  σ_t = 0 이면 +∞."""
     return torch.log(alpha) - torch.log(sigma)
 
 
@@ -85,7 +85,7 @@ def solver_timesteps(lam: torch.Tensor, steps: int, spacing: str = DEFAULT_SPACI
         raise ValueError(f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {steps!r}")
     if steps > T:
         raise ValueError(f"DPM-Solver++ steps({steps}) 가 T({T}) 보다 클 수 없다 / "
-                         f"DPM-Solver++ steps ({steps}) cannot exceed the number of timesteps T ({T})")
+                         f"DPM-Solver++ steps cannot exceed T: got steps={steps}, T={T}")
     if steps == 1:
         return [T - 1]
     lam_np = lam.detach().double().cpu().numpy()
@@ -112,7 +112,7 @@ def dpm_solver_first_order(x: torch.Tensor, x0: torch.Tensor, alpha_next: float,
 
     ``math.expm1(−h)`` 는 e^{−h} − 1 을 h 가 작아도 정확히 계산한다.
     """
-    return (sigma_next / sigma_cur) * x - (alpha_next * math.expm1(-h)) * x0
+    return (sigma_next / sigma_cur) * x - (alpha_next * math.expm1(-h)) * x0   # 식 ch9-eq-dpm1
 
 
 def dpm_solver_second_order(x: torch.Tensor, x0: torch.Tensor, x0_before: torch.Tensor, alpha_next: float,
@@ -123,5 +123,5 @@ def dpm_solver_second_order(x: torch.Tensor, x0: torch.Tensor, x0_before: torch.
     x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i}(e^{−h_i} − 1) D_i.
     """
     r = h_before / h
-    d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_before
+    d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_before   # D_i: x̂_0 을 λ 에서 직선으로 늘인 것 (식 ch9-eq-dpm2-d)
     return dpm_solver_first_order(x, d, alpha_next, sigma_next, sigma_cur, h)

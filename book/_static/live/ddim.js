@@ -5,7 +5,7 @@
 //
 //   스케줄      src/ddpm_ko/schedules.py  linear_beta_schedule, _scaled_range (T ≠ 1000 이면 1000/T 배)
 //   버퍼        src/ddpm_ko/diffusion.py  GaussianDiffusion.__init__ (float64 로 계산해 float32 로 저장)
-//   시각 고르기  src/ddpm_ko/diffusion.py  ddim_timesteps (np.round(np.linspace(T−1, 0, S)))
+//   시각 고르기  src/ddpm_ko/sampling.py   ddim_timesteps (np.round(np.linspace(T−1, 0, S)))
 //   한 단계     src/ddpm_ko/diffusion.py  model_predictions(clip_x0=True) + ddim_step
 //
 // 코드의 시각 t 는 0..T−1 이고 논문의 t = 1..T 에 해당한다 (패키지와 같다).

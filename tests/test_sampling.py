@@ -1,0 +1,196 @@
+"""샘플링 반복과 그 설정 검사 (``ddpm_ko.sampling``): 시각 고르기, ``SamplerOptions`` 의 검사, 궤적, t 검사 횟수.
+
+반복이 만드는 분포(DDPM 과 DDIM 의 정확한 통계)는 한 단계의 식을 검사하는 ``test_diffusion.py`` 에 있다.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from ddpm_ko import sampling
+from ddpm_ko.diffusion import GaussianDiffusion
+from ddpm_ko.sampling import SAMPLERS, SamplerOptions, ddim_timesteps, sample, sample_trajectory
+
+
+def shrink(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """t 를 쓰는 아무 모델: 샘플러가 신경망 출력을 어떻게 쓰는지는 이 파일의 관심이 아니다."""
+    return 0.1 * x + 1e-3 * t.view(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+
+
+# ---------------------------------------------------------------------------- 시각 고르기
+@pytest.mark.parametrize("T, steps", [(10, 1), (10, 2), (10, 10), (1000, 50), (1000, 7)])
+def test_ddim_timesteps(T, steps):
+    ts = ddim_timesteps(T, steps)
+    assert len(ts) == steps
+    assert ts[0] == T - 1
+    if steps > 1:
+        assert ts[-1] == 0
+    assert all(a > b for a, b in zip(ts, ts[1:])), ts
+    assert all(0 <= s < T for s in ts)
+
+
+def test_each_sampler_calls_the_model_at_its_timesteps():
+    d = GaussianDiffusion.from_schedule("linear", 20)
+    for options in (SamplerOptions("ddpm"), SamplerOptions("ddim", steps=6), SamplerOptions("dpm-solver++", steps=5)):
+        seen: list[int] = []
+
+        def model(x, t, seen=seen):
+            seen.append(int(t[0]))
+            return shrink(x, t)
+
+        sample(d, model, (2, 1, 2, 2), options, generator=torch.Generator().manual_seed(0))
+        assert seen == options.timesteps(d), options
+    assert SamplerOptions("ddpm").timesteps(d) == list(range(19, -1, -1))
+
+
+# ---------------------------------------------------------------------------- 설정 검사 (한 곳)
+@pytest.mark.parametrize("kwargs, message", [
+    ({"sampler": "euler"}, "unknown sampler"),
+    ({"sampler": "ddim", "eta": 1.5}, "eta must be in [0, 1]"),
+    ({"sampler": "ddim", "steps": 0}, "steps must be a positive integer"),
+    ({"sampler": "ddim", "steps": 2.5}, "steps must be a positive integer"),
+    ({"sampler": "ddim", "spacing": "logsnr"}, "spacing only applies"),
+    ({"sampler": "dpm-solver++", "eta": 0.5}, "eta must be 0"),
+])
+def test_sampler_options_refuse_bad_values(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        SamplerOptions(**kwargs)
+    assert message in str(info.value) and " / " in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"sampler": "ddim", "steps": 21}, "DDIM steps cannot exceed T"),
+    ({"sampler": "dpm-solver++", "steps": 21}, "DPM-Solver++ steps cannot exceed T"),
+    ({"sampler": "ddpm", "steps": 10}, "the DDPM sampler always runs T steps"),
+])
+def test_steps_are_checked_against_T(kwargs, message):
+    d = GaussianDiffusion.from_schedule("linear", 20)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SamplerOptions(**kwargs).timesteps(d)
+    with pytest.raises(ValueError, match=re.escape(message)):      # 메서드도 같은 검사를 거친다
+        d.sample(shrink, (1, 1, 2, 2), **kwargs)
+    assert SamplerOptions("ddpm", steps=20).timesteps(d)[0] == 19   # steps = T 는 DDPM 에도 허용
+
+
+def test_unknown_variance_is_refused_by_the_ddpm_step():
+    d = GaussianDiffusion.from_schedule("linear", 20)
+    with pytest.raises(ValueError, match="variance must be 'posterior' or 'beta'"):
+        d.sample(shrink, (1, 1, 2, 2), variance="learned")
+    with pytest.raises(ValueError, match="variance must be 'posterior' or 'beta'"):
+        d.p_mean_variance(shrink, torch.zeros(1, 1, 2, 2), 3, variance="learned")
+
+
+def test_bad_options_are_refused_before_any_noise_is_drawn():
+    d = GaussianDiffusion.from_schedule("linear", 20)
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    with pytest.raises(ValueError):
+        d.sample_trajectory(shrink, (1, 1, 2, 2), sampler="ddim", steps=21, generator=g)
+    assert torch.equal(g.get_state(), state)
+
+
+# ---------------------------------------------------------------------------- 결과와 궤적
+@pytest.mark.parametrize("sampler, steps, stride, frames", [
+    ("ddim", 5, 1, 6),
+    ("ddpm", None, 1, 13),
+    ("ddpm", None, 5, 4),   # 5, 10 번째 단계와 마지막(12) → x_T 포함 4 장
+    ("dpm-solver++", 4, 3, 3),
+])
+def test_trajectory_frames_and_same_images_as_sample(sampler, steps, stride, frames):
+    T = 12
+    d = GaussianDiffusion.from_schedule("linear", T)
+    B = 3
+    x_T = torch.randn(B, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    out, traj = d.sample_trajectory(shrink, (B, 1, 4, 4), sampler=sampler, steps=steps, stride=stride, x_T=x_T,
+                                    generator=torch.Generator().manual_seed(1))
+    assert traj.shape == (frames, B, 1, 4, 4)
+    assert traj.device.type == "cpu"
+    assert torch.equal(traj[-1], out)
+    assert torch.equal(traj[0], x_T)
+    # 궤적 없이 뽑아도 같은 결과
+    plain = d.sample(shrink, (B, 1, 4, 4), sampler=sampler, steps=steps, x_T=x_T, generator=torch.Generator().manual_seed(1))
+    assert isinstance(plain, torch.Tensor) and torch.equal(plain, out)
+
+
+def test_trajectory_without_x_T_draws_the_same_start_as_sample():
+    d = GaussianDiffusion.from_schedule("linear", 10)
+    opts = SamplerOptions("ddpm")
+    a = sample(d, shrink, (2, 1, 3, 3), opts, generator=torch.Generator().manual_seed(4))
+    b, frames = sample_trajectory(d, shrink, (2, 1, 3, 3), opts, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+    assert torch.equal(frames[0], torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(4)))
+
+
+def test_trajectory_stride_must_be_positive():
+    d = GaussianDiffusion.from_schedule("linear", 10)
+    with pytest.raises(ValueError, match="stride must be an integer >= 1"):
+        d.sample_trajectory(shrink, (1, 1, 2, 2), stride=0)
+
+
+def test_default_sampler_is_one_of_the_samplers():
+    assert sampling.DEFAULT_SAMPLER in SAMPLERS
+    from ddpm_ko import diffusion
+
+    # 정의는 sampling.py 한 곳이고 diffusion.py 는 예전 자리로 다시 내보낼 뿐이다 (cli.py 가 sampling 에서
+    # 가져오게 되면 이 줄과 diffusion.py 의 다시 내보내기를 함께 지운다)
+    assert diffusion.DEFAULT_SAMPLER is sampling.DEFAULT_SAMPLER and diffusion.SAMPLERS is SAMPLERS
+
+
+# ---------------------------------------------------------------------------- t 는 들어오는 곳에서 한 번만 검사
+@pytest.fixture
+def t_checks(monkeypatch):
+    """``check_t`` 와 ``Tensor.any`` (장치와 주고받는 범위 검사)를 부른 횟수를 센다."""
+    counts = {"check_t": 0, "any": 0}
+    check_t, tensor_any = GaussianDiffusion.check_t, torch.Tensor.any
+
+    def counting_check_t(self, *args, **kwargs):
+        counts["check_t"] += 1
+        return check_t(self, *args, **kwargs)
+
+    def counting_any(self, *args, **kwargs):
+        counts["any"] += 1
+        return tensor_any(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianDiffusion, "check_t", counting_check_t)
+    monkeypatch.setattr(torch.Tensor, "any", counting_any)
+    return counts
+
+
+@pytest.mark.parametrize("prediction_type", ["eps", "x0", "v"])
+def test_one_p_sample_step_checks_t_once(t_checks, prediction_type):
+    d = GaussianDiffusion.from_schedule("linear", 50, prediction_type=prediction_type)
+    x = torch.randn(4, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    d.p_sample(shrink, x, 30, generator=torch.Generator().manual_seed(1))
+    assert t_checks == {"check_t": 1, "any": 0}   # 정수 t 는 장치와 주고받지 않고 검사한다
+    d.p_mean_variance(shrink, x, torch.tensor([1, 2, 3, 4]))
+    assert t_checks == {"check_t": 2, "any": 1}   # 텐서 t 는 .any() 한 번
+
+
+def test_other_steps_and_the_loss_check_t_once(t_checks):
+    d = GaussianDiffusion.from_schedule("linear", 50, prediction_type="v")
+    x = torch.randn(4, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    d.ddim_step(shrink, x, 30, 20, eta=0.5, generator=torch.Generator().manual_seed(1))
+    d.dpm_solver_step(shrink, x, 30, 20, history=(40, x))
+    assert t_checks["check_t"] == 2
+    d.training_loss(shrink, x, torch.tensor([1, 2, 3, 4]))
+    assert t_checks == {"check_t": 3, "any": 1}
+
+
+@pytest.mark.parametrize("call", [
+    lambda d, x: d.p_sample(shrink, x, 50),
+    lambda d, x: d.p_sample(shrink, x, -1),
+    lambda d, x: d.ddim_step(shrink, x, 50, 10),
+    lambda d, x: d.p_mean_variance(shrink, x, torch.tensor([0, 50])),
+    lambda d, x: d.model_predictions(shrink, x, torch.tensor([0, 50])),
+    lambda d, x: d.eps_x0_from_output(x, torch.tensor([-1, 0]), x),
+    lambda d, x: d.predict_x0_from_eps(x, torch.tensor([0, 50]), x),
+    lambda d, x: d.get_v(x, x, torch.tensor([0, 50])),
+    lambda d, x: d.training_loss(shrink, x, torch.tensor([0, 50])),
+])
+def test_bad_t_still_gets_the_clear_error_at_every_entry(call):
+    d = GaussianDiffusion.from_schedule("linear", 50)
+    with pytest.raises(ValueError, match=r"t out of range \[0, T-1\]"):
+        call(d, torch.zeros(2, 1, 2, 2))
