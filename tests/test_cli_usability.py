@@ -35,7 +35,7 @@ from ddpm_ko.checkpoint import read_checkpoint
 from ddpm_ko.cli import build_parser, main
 from ddpm_ko.classifier import ClassifierConfig, FashionClassifier
 from ddpm_ko.data import DataNotFoundError
-from ddpm_ko.diffusion import SAMPLERS
+from ddpm_ko.sampling import SAMPLERS
 from ddpm_ko.train import TrainConfig, Trainer, resume_config
 from ddpm_ko.unet import UnetConfig
 
@@ -338,7 +338,7 @@ def test_sampler_choices_follow_the_package():
 
 
 def test_sample_defaults_to_the_pretrained_model(tmp_path, monkeypatch):
-    import ddpm_ko.sampling as sampling
+    import ddpm_ko.generate as generate
 
     assert build_parser().parse_args(["sample", "--num", "2", "--out", "x.npy"]).checkpoint == "pretrained"
     seen = []
@@ -347,7 +347,7 @@ def test_sample_defaults_to_the_pretrained_model(tmp_path, monkeypatch):
         seen.append(checkpoint)
         return torch.zeros(num, 1, 28, 28), None, {}
 
-    monkeypatch.setattr(sampling, "sample_images", fake_sample_images)
+    monkeypatch.setattr(generate, "sample_images", fake_sample_images)
     out = tmp_path / "x.npy"
     assert main(["sample", "--num", "2", "--out", str(out), "--no-progress"]) == 0
     assert seen == ["pretrained"] and np.load(out).shape == (2, 28, 28, 1)

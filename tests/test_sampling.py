@@ -134,9 +134,8 @@ def test_default_sampler_is_one_of_the_samplers():
     assert sampling.DEFAULT_SAMPLER in SAMPLERS
     from ddpm_ko import diffusion
 
-    # 정의는 sampling.py 한 곳이고 diffusion.py 는 예전 자리로 다시 내보낼 뿐이다 (cli.py 가 sampling 에서
-    # 가져오게 되면 이 줄과 diffusion.py 의 다시 내보내기를 함께 지운다)
-    assert diffusion.DEFAULT_SAMPLER is sampling.DEFAULT_SAMPLER and diffusion.SAMPLERS is SAMPLERS
+    # 정의는 sampling.py 한 곳뿐이다 (diffusion.py 가 다시 내보내지 않는다)
+    assert not hasattr(diffusion, "DEFAULT_SAMPLER") and not hasattr(diffusion, "SAMPLERS")
 
 
 # ---------------------------------------------------------------------------- t 는 들어오는 곳에서 한 번만 검사

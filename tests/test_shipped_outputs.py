@@ -60,7 +60,7 @@ def test_five_step_samplers_are_unchanged(shipped, sampler: str, want: list[floa
 
 @torch.no_grad()
 def test_shipped_classifier_output_is_unchanged() -> None:
-    from ddpm_ko.metrics import load_classifier
+    from ddpm_ko.pretrained import load_classifier
 
     clf = load_classifier(device="cpu").double().eval()
     img = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(5), dtype=torch.float64)

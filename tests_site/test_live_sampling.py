@@ -234,7 +234,7 @@ def test_ddim_step_matches_package(live, t, t_prev, eta) -> None:
 
 needs_dpm = pytest.mark.skipif(
     not live_reference.package_has_dpm_solver(),
-    reason="이 패키지에는 아직 DPM-Solver++ 샘플러가 없다 (ddpm_ko.diffusion.SAMPLERS)",
+    reason="이 패키지에는 아직 DPM-Solver++ 샘플러가 없다 (ddpm_ko.sampling.SAMPLERS)",
 )
 
 

@@ -134,7 +134,8 @@ def _dim_mults(s: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .diffusion import DEFAULT_SAMPLER, LOSS_TYPES, PREDICTION_TYPES, SAMPLERS
+    from .diffusion import LOSS_TYPES, PREDICTION_TYPES
+    from .sampling import DEFAULT_SAMPLER, SAMPLERS
     from .schedules import SCHEDULES
     from .precision import PRECISIONS
     from .unet import ATTENTION_TYPES, BLOCK_TYPES
@@ -196,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="체크포인트 .safetensors (checkpoint); 기본 'pretrained' 는 책의 사전 학습 모델")
     s.add_argument("--num", type=positive_int, required=True, help="생성할 이미지 수 (number of images)")
     s.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
-                   help=f"샘플러 (sampler): {', '.join(SAMPLERS)} (기본 {DEFAULT_SAMPLER}, ddpm_ko.diffusion.DEFAULT_SAMPLER)")
+                   help=f"샘플러 (sampler): {', '.join(SAMPLERS)} (기본 {DEFAULT_SAMPLER}, ddpm_ko.sampling.DEFAULT_SAMPLER)")
     s.add_argument("--steps", type=positive_int,
                    help="신경망 호출 수 = 단계 수 (sampling steps): DDIM 기본 T, DPM-Solver++ 기본 "
                         "ddpm_ko.solvers.DEFAULT_STEPS; DDPM 은 언제나 T")
@@ -298,7 +299,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 def _cmd_sample(a: argparse.Namespace) -> int:
     import numpy as np
 
-    from .sampling import sample_images
+    from .generate import sample_images
     from .viz import save_gif, save_grid, to_uint8
 
     for opt in ("out", "gif", "grid"):

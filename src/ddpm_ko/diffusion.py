@@ -24,8 +24,7 @@ from torch import nn
 
 from . import sampling, solvers
 from .configs import require
-# DEFAULT_SAMPLER, SAMPLERS, ddim_timesteps 는 sampling.py 에서 정의한다. 예전처럼 여기서도 import 할 수 있게 둔다 (cli.py 등)
-from .sampling import DEFAULT_SAMPLER, SAMPLERS, SamplerOptions, Trajectory, ddim_timesteps  # noqa: F401
+from .sampling import SamplerOptions, Trajectory
 from .schedules import beta_schedule
 
 __all__ = ["GaussianDiffusion", "PREDICTION_TYPES", "LOSS_TYPES"]

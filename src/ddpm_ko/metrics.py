@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from .data import CLASS_NAMES, CLASS_NAMES_KO
-from .pretrained import load_classifier  # noqa: F401  옛 자리: 출력 기록 검사(tests/test_shipped_outputs.py)가 여기서 부른다
 
 __all__ = ["sqrtm_psd", "gaussian_stats", "frechet_distance", "fid", "kid", "class_histogram"]
 

@@ -248,10 +248,3 @@ def sample_with_oom_retry(diffusion: DiffusionSteps, model: torch.nn.Module, num
         outputs.append(x.cpu())
         start = end
     return torch.cat(outputs), traj
-
-
-def sample_images(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
-    """예전 자리: ``generate.sample_images`` 로 넘긴다. 명령줄(cli.py)이 ``generate`` 에서 가져오게 되면 지운다."""
-    from . import generate
-
-    return generate.sample_images(*args, **kwargs)
