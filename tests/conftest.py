@@ -15,11 +15,11 @@ from pathlib import Path
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pytest
+import torch
 
-import ddpm_ko  # noqa: E402
+import ddpm_ko
 
 # 검사는 이 checkout 의 src/ddpm_ko 를 검사해야 한다. `make setup` 의 `pip install -e .` 가 그렇게 해 두므로 sys.path 는
 # 고치지 않는다. 다른 checkout 을 가리키는 설치(예: 공유 venv)라면 조용히 엉뚱한 코드를 검사하지 않고 멈춘다.
@@ -32,7 +32,8 @@ def pytest_configure(config):
         raise pytest.UsageError(
             f"검사가 이 checkout 이 아닌 {found} 의 ddpm_ko 를 import 했다: `pip install -e .` 로 설치하거나 "
             f"PYTHONPATH={_SRC} 로 실행하라 / tests imported ddpm_ko from {found}, not from this checkout: "
-            f"run `pip install -e .` or set PYTHONPATH={_SRC}")
+            f"run `pip install -e .` or set PYTHONPATH={_SRC}"
+        )
 
 
 # 작은 모델에서는 스레드 1 개가 거의 가장 빠르고, CPU 를 다른 작업과 나눠 쓸 때는 2 개보다 훨씬 빠르다
@@ -148,8 +149,12 @@ def fake_test_split(tmp_path):
     돌려주는 값은 디렉터리 경로.
     """
 
-    def make(images: bytes | np.ndarray | None = None, labels: bytes | np.ndarray | None = None,
-             gz: bool = True, name: str = "data") -> Path:
+    def make(
+        images: bytes | np.ndarray | None = None,
+        labels: bytes | np.ndarray | None = None,
+        gz: bool = True,
+        name: str = "data",
+    ) -> Path:
         d = tmp_path / name
         ext = ".gz" if gz else ""
         if images is None:

@@ -32,7 +32,7 @@ def test_full_attention_matches_explicit_softmax():
     attn = Attention(6, heads=2, dim_head=3)
     x = torch.randn(1, 6, 3, 3)
     q, k, v = attn.to_qkv(x).chunk(3, dim=1)
-    q, k, v = (y.reshape(1, 2, 3, 9).transpose(-1, -2) for y in (q, k, v))   # (B, heads, N, d)
+    q, k, v = (y.reshape(1, 2, 3, 9).transpose(-1, -2) for y in (q, k, v))  # (B, heads, N, d)
     w = (q @ k.transpose(-1, -2) / math.sqrt(3)).softmax(-1)
     out = (w @ v).transpose(-1, -2).reshape(1, 6, 3, 3)
     assert torch.allclose(attn(x), attn.to_out(out), atol=ATOL)
@@ -48,7 +48,7 @@ def test_linear_attention_matches_quadratic_form():
     heads, dh = 2, 3
     attn = LinearAttention(6, heads=heads, dim_head=dh)
     x = torch.randn(1, 6, 3, 3)
-    q, k, v = (y.reshape(1, heads, dh, 9) for y in attn.to_qkv(x).chunk(3, dim=1))   # (B, heads, d, N)
+    q, k, v = (y.reshape(1, heads, dh, 9) for y in attn.to_qkv(x).chunk(3, dim=1))  # (B, heads, d, N)
     q_hat = q.softmax(dim=2) * dh**-0.5
     k_hat = k.softmax(dim=3)
     A = torch.einsum("bhdn,bhdm->bhnm", q_hat, k_hat)

@@ -42,8 +42,9 @@ SRC = ROOT / "src"
 IMG, LBL = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 
 
-def _data_dir(root: Path, name: str, images: bytes | np.ndarray | None, labels: np.ndarray | None,
-              image_name: str = IMG) -> Path:
+def _data_dir(
+    root: Path, name: str, images: bytes | np.ndarray | None, labels: np.ndarray | None, image_name: str = IMG
+) -> Path:
     d = root / name
     d.mkdir()
     if isinstance(images, np.ndarray):
@@ -101,9 +102,37 @@ def paths(tmp_path_factory, fake_train_dir) -> SimpleNamespace:
     # --- 체크포인트들: 작은 학습 체크포인트 (T = 50) 하나와 그것을 망가뜨린 것들
     n = torch.get_num_threads()
     try:
-        assert main(["train", "--data-dir", str(p.good_data), "--subset", "16", "--batch-size", "8", "--dim", "8",
-                     "--dim-mults", "1-2", "--attention", "none", "--timesteps", "50", "--max-steps", "1",
-                     "--threads", "1", "--device", "cpu", "--no-progress", "--out-dir", str(root / "run")]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--data-dir",
+                    str(p.good_data),
+                    "--subset",
+                    "16",
+                    "--batch-size",
+                    "8",
+                    "--dim",
+                    "8",
+                    "--dim-mults",
+                    "1-2",
+                    "--attention",
+                    "none",
+                    "--timesteps",
+                    "50",
+                    "--max-steps",
+                    "1",
+                    "--threads",
+                    "1",
+                    "--device",
+                    "cpu",
+                    "--no-progress",
+                    "--out-dir",
+                    str(root / "run"),
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(n)
     p.ckpt = root / "run" / "checkpoint.safetensors"
@@ -196,9 +225,29 @@ def assert_one_line_error(code, out: str, err: str, fragment: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- CLI 표
-TINY = ["--subset", "16", "--batch-size", "8", "--dim", "8", "--dim-mults", "1-2", "--attention", "none",
-        "--timesteps", "50", "--max-steps", "1", "--threads", "1", "--device", "cpu", "--no-progress",
-        "--out-dir", "{root}/never"]
+TINY = [
+    "--subset",
+    "16",
+    "--batch-size",
+    "8",
+    "--dim",
+    "8",
+    "--dim-mults",
+    "1-2",
+    "--attention",
+    "none",
+    "--timesteps",
+    "50",
+    "--max-steps",
+    "1",
+    "--threads",
+    "1",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--out-dir",
+    "{root}/never",
+]
 GOOD = ["--data-dir", "{good_data}"]
 SAMPLE = ["sample", "--checkpoint", "{ckpt}", "--num", "2", "--out", "{out}", "--device", "cpu", "--no-progress"]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA 가 없는 기계에서만 의미가 있다")
@@ -243,17 +292,32 @@ CLI_CASES = [
     ("train-unknown-attention", ["train", "--attention", "flash"], "invalid choice: 'flash'"),
     ("train-unknown-preset", ["train", "--preset", "huge"], "invalid choice: 'huge'"),
     ("train-unknown-device", ["train", "--device", "tpu"], "unknown device 'tpu'"),
-    pytest.param("train-cuda-missing", ["train", *GOOD, *TINY, "--device", "cuda"], "CUDA is not available",
-                 marks=NO_CUDA, id="train-cuda-missing"),
+    pytest.param(
+        "train-cuda-missing",
+        ["train", *GOOD, *TINY, "--device", "cuda"],
+        "CUDA is not available",
+        marks=NO_CUDA,
+        id="train-cuda-missing",
+    ),
     # U-Net 이 받을 수 없는 이미지 크기 (28 은 2^(단계 수 − 1) 로 나누어져야 한다)
-    ("train-image-size-vs-dim-mults", ["train", *GOOD, *TINY, "--dim-mults", "1-2-2-2"],
-     "image_size 28 must be divisible by 8"),
-    ("train-image-size-vs-5-stages", ["train", *GOOD, *TINY, "--dim-mults", "1-1-1-1-1"],
-     "image_size 28 must be divisible by 16"),
+    (
+        "train-image-size-vs-dim-mults",
+        ["train", *GOOD, *TINY, "--dim-mults", "1-2-2-2"],
+        "image_size 28 must be divisible by 8",
+    ),
+    (
+        "train-image-size-vs-5-stages",
+        ["train", *GOOD, *TINY, "--dim-mults", "1-1-1-1-1"],
+        "image_size 28 must be divisible by 16",
+    ),
     ("train-dim-mults-zero", ["train", "--dim-mults", "1-0-2"], "must be positive integers"),
     ("train-dim-mults-text", ["train", "--dim-mults", "one-two"], "expected e.g. 1-2-4"),
     # 데이터
-    ("train-subset-smaller-than-batch", ["train", *GOOD, *TINY, "--subset", "4"], "not enough images (4) for one batch of 8"),
+    (
+        "train-subset-smaller-than-batch",
+        ["train", *GOOD, *TINY, "--subset", "4"],
+        "not enough images (4) for one batch of 8",
+    ),
     ("data-dir-does-not-exist", ["train", "--data-dir", "{root}/nowhere", *TINY], "no such directory"),
     ("data-dir-empty", ["train", "--data-dir", "{empty_dir}", *TINY], "missing files"),
     ("data-labels-missing", ["train", "--data-dir", "{no_labels}", *TINY], "train-labels-idx1-ubyte[.gz]"),
@@ -268,14 +332,21 @@ CLI_CASES = [
     # 이어 학습
     ("resume-missing", ["train", "--resume", "{root}/nope.safetensors"], "checkpoint not found"),
     ("resume-from-export", ["train", "--resume", "{export}"], "has no optimizer state"),
-    ("resume-batch-not-divisible-by-epoch", ["train", "--resume", "{ckpt}", "--batch-size", "16", "--subset", "16",
-                                             "--max-steps", "3", "--threads", "1"], "batch index out of range"),
+    (
+        "resume-batch-not-divisible-by-epoch",
+        ["train", "--resume", "{ckpt}", "--batch-size", "16", "--subset", "16", "--max-steps", "3", "--threads", "1"],
+        "batch index out of range",
+    ),
     # 샘플링
     # --checkpoint 를 빼면 책의 사전 학습 모델이다. 출력이 없으면 모델을 읽기 전에 알린다
     ("sample-no-output", ["sample", "--num", "2"], "give at least one of --out, --grid, --gif"),
     ("sample-missing-num", ["sample", "--checkpoint", "{ckpt}"], "the following arguments are required: --num"),
     ("sample-num-0", ["sample", "--checkpoint", "{ckpt}", "--num", "0", "--out", "{out}"], "must be >= 1, got 0"),
-    ("sample-num-negative", ["sample", "--checkpoint", "{ckpt}", "--num", "-4", "--out", "{out}"], "must be >= 1, got -4"),
+    (
+        "sample-num-negative",
+        ["sample", "--checkpoint", "{ckpt}", "--num", "-4", "--out", "{out}"],
+        "must be >= 1, got -4",
+    ),
     ("sample-steps-0", [*SAMPLE, "--sampler", "ddim", "--steps", "0"], "must be >= 1, got 0"),
     ("sample-batch-size-0", [*SAMPLE, "--batch-size", "0"], "must be >= 1, got 0"),
     ("sample-ddim-steps-greater-than-T", [*SAMPLE, "--sampler", "ddim", "--steps", "51"], "DDIM steps cannot exceed T"),
@@ -285,20 +356,42 @@ CLI_CASES = [
     ("sample-eta-negative", [*SAMPLE, "--sampler", "ddim", "--eta", "-0.1"], "eta must be in [0, 1]"),
     ("sample-eta-nan", [*SAMPLE, "--sampler", "ddim", "--eta", "nan"], "eta must be in [0, 1], got nan"),
     ("sample-unknown-device", [*SAMPLE, "--device", "gpu0"], "unknown device 'gpu0'"),
-    ("sample-out-not-npy", ["sample", "--checkpoint", "{ckpt}", "--num", "1", "--out", "{root}/x.png"],
-     "--out must end in .npy"),
-    ("sample-grid-not-png", ["sample", "--checkpoint", "{ckpt}", "--num", "1", "--grid", "{root}/x.jpg"],
-     "--grid must end in .png"),
-    ("sample-gif-not-gif", ["sample", "--checkpoint", "{ckpt}", "--num", "1", "--gif", "{root}/x.mp4"],
-     "--gif must end in .gif"),
-    ("sample-no-output", ["sample", "--checkpoint", "{ckpt}", "--num", "1"], "give at least one of --out, --grid, --gif"),
-    ("sample-checkpoint-missing", ["sample", "--checkpoint", "{root}/nope.safetensors", "--num", "1", "--out", "{out}"],
-     "checkpoint not found"),
+    (
+        "sample-out-not-npy",
+        ["sample", "--checkpoint", "{ckpt}", "--num", "1", "--out", "{root}/x.png"],
+        "--out must end in .npy",
+    ),
+    (
+        "sample-grid-not-png",
+        ["sample", "--checkpoint", "{ckpt}", "--num", "1", "--grid", "{root}/x.jpg"],
+        "--grid must end in .png",
+    ),
+    (
+        "sample-gif-not-gif",
+        ["sample", "--checkpoint", "{ckpt}", "--num", "1", "--gif", "{root}/x.mp4"],
+        "--gif must end in .gif",
+    ),
+    (
+        "sample-no-output",
+        ["sample", "--checkpoint", "{ckpt}", "--num", "1"],
+        "give at least one of --out, --grid, --gif",
+    ),
+    (
+        "sample-checkpoint-missing",
+        ["sample", "--checkpoint", "{root}/nope.safetensors", "--num", "1", "--out", "{out}"],
+        "checkpoint not found",
+    ),
     # 내보내기
-    ("export-missing-checkpoint", ["export", "--checkpoint", "{root}/nope.safetensors", "--out", "{root}/e.safetensors"],
-     "checkpoint not found"),
-    ("export-out-not-safetensors", ["export", "--checkpoint", "{ckpt}", "--out", "{root}/e.pt"],
-     "--out must end in .safetensors"),
+    (
+        "export-missing-checkpoint",
+        ["export", "--checkpoint", "{root}/nope.safetensors", "--out", "{root}/e.safetensors"],
+        "checkpoint not found",
+    ),
+    (
+        "export-out-not-safetensors",
+        ["export", "--checkpoint", "{ckpt}", "--out", "{root}/e.pt"],
+        "--out must end in .safetensors",
+    ),
 ]
 
 
@@ -306,8 +399,9 @@ def _fill(args: list[str], p: SimpleNamespace) -> list[str]:
     return [a.format(**{k: str(v) for k, v in vars(p).items()}) for a in args]
 
 
-@pytest.mark.parametrize("name,args,fragment", [pytest.param(*c, id=c[0]) if type(c) is tuple else c
-                                                for c in CLI_CASES])
+@pytest.mark.parametrize(
+    "name,args,fragment", [pytest.param(*c, id=c[0]) if type(c) is tuple else c for c in CLI_CASES]
+)
 def test_cli_rejects_bad_input_with_one_line(name, args, fragment, paths, capsys):
     code, out, err = run_cli(_fill(args, paths), capsys)
     assert_one_line_error(code, out, err, fragment)
@@ -315,16 +409,25 @@ def test_cli_rejects_bad_input_with_one_line(name, args, fragment, paths, capsys
 
 
 # 진짜 진입점: 하위 프로세스로 대표 사례 몇 개
-@pytest.mark.parametrize("args,fragment", [
-    pytest.param(["train", "--max-steps", "0"], "must be >= 1", id="argparse"),
-    pytest.param(["train", "--data-dir", "{bad_magic}", *TINY], "bad IDX magic number", id="corrupt-data"),
-    pytest.param(["sample", "--checkpoint", "{ckpt}.png", "--num", "1", "--out", "{out}"], "checkpoint not found",
-                 id="missing-checkpoint"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        pytest.param(["train", "--max-steps", "0"], "must be >= 1", id="argparse"),
+        pytest.param(["train", "--data-dir", "{bad_magic}", *TINY], "bad IDX magic number", id="corrupt-data"),
+        pytest.param(
+            ["sample", "--checkpoint", "{ckpt}.png", "--num", "1", "--out", "{out}"],
+            "checkpoint not found",
+            id="missing-checkpoint",
+        ),
+    ],
+)
 def test_real_entry_point_prints_one_line_without_traceback(args, fragment, paths):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "ddpm_ko", *_fill(args, paths)], capture_output=True, text=True,
-                          env=env, timeout=120)
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "ddpm_ko", *_fill(args, paths)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert_one_line_error(proc.returncode, proc.stdout, proc.stderr, fragment)
 
 
@@ -337,8 +440,10 @@ def test_bad_checkpoint_gives_one_clear_error(kind, fragment, paths, tmp_path, c
     assert fragment in str(info.value)
     with pytest.raises(CheckpointError, match=fragment.replace(".", r"\.")):
         sample_images(bad, 1)
-    for argv in (["sample", "--checkpoint", str(bad), "--num", "1", "--out", str(tmp_path / "s.npy"), "--no-progress"],
-                 ["export", "--checkpoint", str(bad), "--out", str(tmp_path / "e.safetensors")]):
+    for argv in (
+        ["sample", "--checkpoint", str(bad), "--num", "1", "--out", str(tmp_path / "s.npy"), "--no-progress"],
+        ["export", "--checkpoint", str(bad), "--out", str(tmp_path / "e.safetensors")],
+    ):
         assert_one_line_error(*run_cli(argv, capsys), fragment)
     code, out, err = run_cli(["train", "--resume", str(bad), "--threads", "1", "--no-progress"], capsys)
     assert_one_line_error(code, out, err, fragment)
@@ -364,8 +469,9 @@ def test_source_never_unpickles():
             where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
-                if any(n and n.split(".")[0] in ("pickle", "cPickle", "dill", "joblib", "marshal", "shelve")
-                       for n in names):
+                if any(
+                    n and n.split(".")[0] in ("pickle", "cPickle", "dill", "joblib", "marshal", "shelve") for n in names
+                ):
                     problems.append(f"{where}: imports a pickle-like module")
             if not isinstance(node, ast.Call):
                 continue
@@ -396,8 +502,9 @@ def _diffusion() -> GaussianDiffusion:
 
 
 def _trainer(images, **unet) -> Trainer:
-    cfg = TrainConfig(out_dir="/nonexistent/never", batch_size=8, timesteps=10, sample_steps=10, progress=False,
-                      num_threads=1)
+    cfg = TrainConfig(
+        out_dir="/nonexistent/never", batch_size=8, timesteps=10, sample_steps=10, progress=False, num_threads=1
+    )
     return Trainer(UnetConfig(**{"image_size": 8, "dim": 8, "dim_mults": (1, 2), **unet}), cfg, images=images)
 
 
@@ -408,64 +515,166 @@ API_CASES = [
     ("schedule-unknown", lambda p: beta_schedule("cosin", 10), ValueError, "unknown schedule 'cosin'"),
     ("schedule-T-1", lambda p: beta_schedule("linear", 1), ValueError, "timesteps must be an integer >= 2"),
     ("schedule-T-float", lambda p: beta_schedule("linear", 10.5), ValueError, "timesteps must be an integer >= 2"),
-    ("diffusion-unknown-loss", lambda p: GaussianDiffusion.from_schedule("linear", 10, loss_type="l3"), ValueError,
-     "unknown loss_type"),
-    ("diffusion-unknown-prediction", lambda p: GaussianDiffusion.from_schedule("linear", 10, prediction_type="noise"),
-     ValueError, "unknown prediction_type"),
-    ("diffusion-beta-out-of-range", lambda p: GaussianDiffusion(torch.tensor([0.5, 1.5])), ValueError,
-     "every beta must lie in (0, 1)"),
-    ("sample-unknown-sampler", lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="euler"), ValueError,
-     "unknown sampler"),
-    ("sample-ddim-steps-greater-than-T", lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddim",
-                                                                       steps=11), ValueError, "cannot exceed"),
-    ("sample-ddim-steps-0", lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddim", steps=0),
-     ValueError, "steps must be a positive integer"),
-    ("sample-ddpm-steps", lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddpm", steps=5),
-     ValueError, "always runs T steps"),
-    ("sample-eta", lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddim", eta=1.5), ValueError,
-     "eta must be in [0, 1]"),
+    (
+        "diffusion-unknown-loss",
+        lambda p: GaussianDiffusion.from_schedule("linear", 10, loss_type="l3"),
+        ValueError,
+        "unknown loss_type",
+    ),
+    (
+        "diffusion-unknown-prediction",
+        lambda p: GaussianDiffusion.from_schedule("linear", 10, prediction_type="noise"),
+        ValueError,
+        "unknown prediction_type",
+    ),
+    (
+        "diffusion-beta-out-of-range",
+        lambda p: GaussianDiffusion(torch.tensor([0.5, 1.5])),
+        ValueError,
+        "every beta must lie in (0, 1)",
+    ),
+    (
+        "sample-unknown-sampler",
+        lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="euler"),
+        ValueError,
+        "unknown sampler",
+    ),
+    (
+        "sample-ddim-steps-greater-than-T",
+        lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddim", steps=11),
+        ValueError,
+        "cannot exceed",
+    ),
+    (
+        "sample-ddim-steps-0",
+        lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddim", steps=0),
+        ValueError,
+        "steps must be a positive integer",
+    ),
+    (
+        "sample-ddpm-steps",
+        lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddpm", steps=5),
+        ValueError,
+        "always runs T steps",
+    ),
+    (
+        "sample-eta",
+        lambda p: _diffusion().sample(_tiny_model(), (1, 1, 8, 8), sampler="ddim", eta=1.5),
+        ValueError,
+        "eta must be in [0, 1]",
+    ),
     ("unet-image-size-30", lambda p: UnetConfig(image_size=30), ValueError, "image_size 30 must be divisible by 4"),
-    ("unet-image-size-smaller-than-factor", lambda p: UnetConfig(image_size=2, dim_mults=(1, 2, 2)), ValueError,
-     "must be divisible by 4"),
+    (
+        "unet-image-size-smaller-than-factor",
+        lambda p: UnetConfig(image_size=2, dim_mults=(1, 2, 2)),
+        ValueError,
+        "must be divisible by 4",
+    ),
     ("unet-unknown-block", lambda p: UnetConfig(block_type="vit"), ValueError, "unknown block_type 'vit'"),
     ("unet-unknown-attention", lambda p: UnetConfig(stage_attention="flash"), ValueError, "unknown attention 'flash'"),
-    ("unet-forward-odd-size", lambda p: _tiny_model()(torch.zeros(1, 1, 9, 9), torch.zeros(1, dtype=torch.long)),
-     ValueError, "H and W must be divisible by 2"),
-    ("unet-forward-channels", lambda p: _tiny_model()(torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)),
-     ValueError, "expected input (B, 1, H, W)"),
+    (
+        "unet-forward-odd-size",
+        lambda p: _tiny_model()(torch.zeros(1, 1, 9, 9), torch.zeros(1, dtype=torch.long)),
+        ValueError,
+        "H and W must be divisible by 2",
+    ),
+    (
+        "unet-forward-channels",
+        lambda p: _tiny_model()(torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)),
+        ValueError,
+        "expected input (B, 1, H, W)",
+    ),
     ("trainconfig-max-steps-0", lambda p: TrainConfig(max_steps=0), ValueError, "max_steps must be >= 1"),
     ("trainconfig-batch-0", lambda p: TrainConfig(batch_size=0), ValueError, "batch_size must be >= 1"),
     ("trainconfig-micro-batch-0", lambda p: TrainConfig(micro_batch=0), ValueError, "micro_batch must be >= 1"),
     ("trainconfig-lr-0", lambda p: TrainConfig(lr=0), ValueError, "lr must be > 0"),
     ("trainconfig-schedule", lambda p: TrainConfig(schedule="cosin"), ValueError, "unknown schedule"),
     ("trainconfig-loss", lambda p: TrainConfig(loss_type="l3"), ValueError, "unknown loss"),
-    ("trainconfig-sample-steps-gt-T", lambda p: TrainConfig(timesteps=20, sample_steps=50), ValueError,
-     "cannot exceed timesteps"),
-    ("trainconfig-checkpoint-every-0", lambda p: TrainConfig(checkpoint_every=0), ValueError,
-     "checkpoint_every must be >= 1"),
-    ("train-images-wrong-size", lambda p: _trainer(U8), ValueError, "training images must be a uint8 array of shape (N, 8, 8)"),
-    ("train-images-float", lambda p: _trainer(np.zeros((16, 8, 8), dtype=np.float32)), ValueError,
-     "got float32 (16, 8, 8)"),
-    ("train-images-rgb-for-gray-model", lambda p: _trainer(np.zeros((16, 3, 8, 8), dtype=np.uint8)), ValueError,
-     "(N, 8, 8)"),
-    ("image-batches-too-few", lambda p: ImageBatches(U8[:4], 8), ValueError, "not enough images (4) for one batch of 8"),
+    (
+        "trainconfig-sample-steps-gt-T",
+        lambda p: TrainConfig(timesteps=20, sample_steps=50),
+        ValueError,
+        "cannot exceed timesteps",
+    ),
+    (
+        "trainconfig-checkpoint-every-0",
+        lambda p: TrainConfig(checkpoint_every=0),
+        ValueError,
+        "checkpoint_every must be >= 1",
+    ),
+    (
+        "train-images-wrong-size",
+        lambda p: _trainer(U8),
+        ValueError,
+        "training images must be a uint8 array of shape (N, 8, 8)",
+    ),
+    (
+        "train-images-float",
+        lambda p: _trainer(np.zeros((16, 8, 8), dtype=np.float32)),
+        ValueError,
+        "got float32 (16, 8, 8)",
+    ),
+    (
+        "train-images-rgb-for-gray-model",
+        lambda p: _trainer(np.zeros((16, 3, 8, 8), dtype=np.uint8)),
+        ValueError,
+        "(N, 8, 8)",
+    ),
+    (
+        "image-batches-too-few",
+        lambda p: ImageBatches(U8[:4], 8),
+        ValueError,
+        "not enough images (4) for one batch of 8",
+    ),
     ("sample-images-num-0", lambda p: sample_images(p.ckpt, 0), ValueError, "num must be >= 1"),
-    ("sample-images-ddim-steps-gt-T", lambda p: sample_images(p.ckpt, 1, sampler="ddim", steps=51), ValueError,
-     "DDIM steps cannot exceed T"),
-    ("sample-images-unknown-sampler", lambda p: sample_images(p.ckpt, 1, sampler="plms"), ValueError, "unknown sampler"),
-    ("sample-images-eta", lambda p: sample_images(p.ckpt, 1, sampler="ddim", eta=-1), ValueError, "eta must be in [0, 1]"),
-    ("sample-images-missing", lambda p: sample_images(p.root / "nope.safetensors", 1), CheckpointError,
-     "checkpoint not found"),
-    ("oom-retry-batch-0", lambda p: sample_with_oom_retry(_diffusion(), _tiny_model(), 2, (1, 8, 8), 0,
-                                                          torch.Generator(), torch.device("cpu")), ValueError, "must be >= 1"),
+    (
+        "sample-images-ddim-steps-gt-T",
+        lambda p: sample_images(p.ckpt, 1, sampler="ddim", steps=51),
+        ValueError,
+        "DDIM steps cannot exceed T",
+    ),
+    (
+        "sample-images-unknown-sampler",
+        lambda p: sample_images(p.ckpt, 1, sampler="plms"),
+        ValueError,
+        "unknown sampler",
+    ),
+    (
+        "sample-images-eta",
+        lambda p: sample_images(p.ckpt, 1, sampler="ddim", eta=-1),
+        ValueError,
+        "eta must be in [0, 1]",
+    ),
+    (
+        "sample-images-missing",
+        lambda p: sample_images(p.root / "nope.safetensors", 1),
+        CheckpointError,
+        "checkpoint not found",
+    ),
+    (
+        "oom-retry-batch-0",
+        lambda p: sample_with_oom_retry(
+            _diffusion(), _tiny_model(), 2, (1, 8, 8), 0, torch.Generator(), torch.device("cpu")
+        ),
+        ValueError,
+        "must be >= 1",
+    ),
     ("read-idx-bad-magic", lambda p: read_idx(p.bad_magic / IMG), ValueError, "bad IDX magic number"),
     ("read-idx-wrong-length", lambda p: read_idx(p.wrong_length / IMG), ValueError, "wrong IDX data length"),
     ("read-idx-missing-file", lambda p: read_idx(p.root / "nope-ubyte"), ValueError, "cannot read IDX file"),
     ("data-missing-files", lambda p: fashion_mnist_arrays("train", p.empty_dir), DataNotFoundError, "missing files"),
-    ("data-bad-split", lambda p: fashion_mnist_arrays("validation", p.good_data), ValueError,
-     "split must be 'train' or 'test'"),
-    ("data-wrong-count", lambda p: fashion_mnist_arrays("train", p.wrong_count), DataNotFoundError,
-     "expected 60000 images"),
+    (
+        "data-bad-split",
+        lambda p: fashion_mnist_arrays("validation", p.good_data),
+        ValueError,
+        "split must be 'train' or 'test'",
+    ),
+    (
+        "data-wrong-count",
+        lambda p: fashion_mnist_arrays("train", p.wrong_count),
+        DataNotFoundError,
+        "expected 60000 images",
+    ),
 ]
 
 

@@ -19,15 +19,15 @@ def test_setup_reads_fast_mode_seeds_and_picks_the_device(monkeypatch) -> None:
     assert fast is True and device == torch.device("cpu")
     monkeypatch.setenv("DDPM_KO_FAST", "0")
     result = book.setup(seed=3, device="cpu", korean_font=False)
-    assert result.fast is False and torch.equal(torch.rand(4), a)     # 같은 시드 → 같은 난수
+    assert result.fast is False and torch.equal(torch.rand(4), a)  # 같은 시드 → 같은 난수
 
 
 def test_glue_without_myst_nb_shows_the_value(monkeypatch) -> None:
     shown = []
-    monkeypatch.setitem(sys.modules, "myst_nb", None)                 # import myst_nb → ImportError (Colab 처럼)
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # import myst_nb → ImportError (Colab 처럼)
     monkeypatch.setattr("IPython.display.display", lambda v: shown.append(v))
     book.glue("fig-a", "값", display=False)
-    assert shown == ["값"]            # 책의 {glue:figure} 가 없는 곳에서는 display=False 라도 보여 준다
+    assert shown == ["값"]  # 책의 {glue:figure} 가 없는 곳에서는 display=False 라도 보여 준다
 
 
 def test_glue_with_myst_nb_hands_over(monkeypatch) -> None:

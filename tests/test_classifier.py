@@ -47,8 +47,16 @@ def test_train_classifier_writes_safetensors_and_sidecar(tmp_path, real_data_dir
     from ddpm_ko.classifier import train_classifier
 
     out = tmp_path / "clf.safetensors"
-    model, info = train_classifier(out, data_dir=real_data_dir, epochs=1, batch_size=64, subset=256, test_limit=200,
-                                   config=ClassifierConfig(width=4, feature_dim=8), log=lambda m: None)
+    model, info = train_classifier(
+        out,
+        data_dir=real_data_dir,
+        epochs=1,
+        batch_size=64,
+        subset=256,
+        test_limit=200,
+        config=ClassifierConfig(width=4, feature_dim=8),
+        log=lambda m: None,
+    )
     side = json.loads(out.with_suffix(".json").read_text())
     for key in ("test_accuracy", "epochs", "seed", "train_time_s", "environment", "feature"):
         assert key in side and key in info
@@ -84,5 +92,5 @@ def test_classifier_config_refuses_unknown_keys(tmp_path):
     meta = json.loads(header["ddpm_ko_classifier"])
     meta["config"]["depth"] = 3
     write_safetensors(path, state, meta, "ddpm_ko_classifier")
-    with pytest.raises(CheckpointError, match="invalid classifier config.*depth"):
+    with pytest.raises(CheckpointError, match=r"invalid classifier config.*depth"):
         read_classifier(path)

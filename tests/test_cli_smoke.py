@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_DATA_DIR, TORCH_THREADS, _real_data_missing
 
+from conftest import REAL_DATA_DIR, TORCH_THREADS, _real_data_missing
 from ddpm_ko.cli import main
 
 
@@ -26,8 +26,9 @@ def run_cli(*args: str, timeout: float = 300, env_extra: dict[str, str] | None =
     env.update(env_extra or {})
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else src
-    return subprocess.run([sys.executable, "-m", "ddpm_ko", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "ddpm_ko", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
@@ -51,9 +52,28 @@ def data_dir(request) -> Path:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir) -> Path:
     out = tmp_path_factory.mktemp("cli-run")
-    proc = run_cli("train", "--max-steps", "20", "--subset", "256", "--batch-size", "16", "--out-dir", str(out),
-                   "--no-progress", "--dim", "8", "--dim-mults", "1-2", "--threads", str(TORCH_THREADS),
-                   "--data-dir", str(data_dir), "--warmup-steps", "5")
+    proc = run_cli(
+        "train",
+        "--max-steps",
+        "20",
+        "--subset",
+        "256",
+        "--batch-size",
+        "16",
+        "--out-dir",
+        str(out),
+        "--no-progress",
+        "--dim",
+        "8",
+        "--dim-mults",
+        "1-2",
+        "--threads",
+        str(TORCH_THREADS),
+        "--data-dir",
+        str(data_dir),
+        "--warmup-steps",
+        "5",
+    )
     assert proc.returncode == 0, f"학습 실패 (rc={proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     assert "Traceback" not in proc.stderr
     return out
@@ -74,13 +94,27 @@ def test_sample_writes_npy_and_animated_gif(trained, tmp_path):
     from PIL import Image
 
     npy, gif = tmp_path / "x.npy", tmp_path / "x.gif"
-    proc = run_cli("sample", "--checkpoint", str(trained / "checkpoint.safetensors"), "--num", "4", "--sampler", "ddim",
-                   "--steps", "5", "--out", str(npy), "--gif", str(gif), "--no-progress")
+    proc = run_cli(
+        "sample",
+        "--checkpoint",
+        str(trained / "checkpoint.safetensors"),
+        "--num",
+        "4",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "5",
+        "--out",
+        str(npy),
+        "--gif",
+        str(gif),
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     arr = np.load(npy)
     assert arr.dtype == np.uint8
     assert arr.shape == (4, 28, 28, 1)
-    assert arr.max() > arr.min()   # 단색 이미지가 아니다
+    assert arr.max() > arr.min()  # 단색 이미지가 아니다
     with Image.open(gif) as im:
         assert im.format == "GIF"
         assert im.is_animated and im.n_frames > 1
@@ -89,8 +123,20 @@ def test_sample_writes_npy_and_animated_gif(trained, tmp_path):
 
 @pytest.mark.slow
 def test_sample_rejects_too_many_ddim_steps(trained, tmp_path):
-    proc = run_cli("sample", "--checkpoint", str(trained / "checkpoint.safetensors"), "--num", "4", "--sampler", "ddim",
-                   "--steps", "5000", "--out", str(tmp_path / "x.npy"), "--no-progress")
+    proc = run_cli(
+        "sample",
+        "--checkpoint",
+        str(trained / "checkpoint.safetensors"),
+        "--num",
+        "4",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "5000",
+        "--out",
+        str(tmp_path / "x.npy"),
+        "--no-progress",
+    )
     assert_one_line_error(proc, "5000")
     assert not (tmp_path / "x.npy").exists()
 
@@ -103,29 +149,52 @@ def test_help_works():
 
 
 def test_num_zero_is_rejected(tmp_path):
-    proc = run_cli("sample", "--checkpoint", str(tmp_path / "c.safetensors"), "--num", "0", "--out",
-                   str(tmp_path / "x.npy"), timeout=120)
+    proc = run_cli(
+        "sample",
+        "--checkpoint",
+        str(tmp_path / "c.safetensors"),
+        "--num",
+        "0",
+        "--out",
+        str(tmp_path / "x.npy"),
+        timeout=120,
+    )
     assert_one_line_error(proc, "--num", ">= 1")
 
 
 def test_missing_checkpoint_is_rejected(tmp_path):
     missing = tmp_path / "nope" / "checkpoint.safetensors"
-    proc = run_cli("sample", "--checkpoint", str(missing), "--num", "2", "--out", str(tmp_path / "x.npy"),
-                   "--no-progress", timeout=120)
+    proc = run_cli(
+        "sample",
+        "--checkpoint",
+        str(missing),
+        "--num",
+        "2",
+        "--out",
+        str(tmp_path / "x.npy"),
+        "--no-progress",
+        timeout=120,
+    )
     assert_one_line_error(proc, "nope")
 
 
 # 아래는 같은 처리(main 의 오류 처리)를 프로세스를 새로 띄우지 않고 확인한다 (import 시간을 아낀다).
-@pytest.mark.parametrize("argv, needle", [
-    (["sample", "--checkpoint", "c.safetensors", "--num", "-3", "--out", "x.npy"], "--num"),
-    (["sample", "--checkpoint", "c.safetensors", "--num", "2", "--sampler", "euler", "--out", "x.npy"], "--sampler"),
-    (["sample", "--out", "x.npy"], "--num"),    # --checkpoint 는 없어도 된다 (기본 pretrained)
-    (["train", "--max-steps", "0"], "--max-steps"),
-    (["train", "--dim-mults", "1-x"], "1-2-4"),
-    (["train", "--epochs", "1", "--max-steps", "5"], "not allowed with"),
-    (["fly"], "invalid choice"),
-    ([], "required"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["sample", "--checkpoint", "c.safetensors", "--num", "-3", "--out", "x.npy"], "--num"),
+        (
+            ["sample", "--checkpoint", "c.safetensors", "--num", "2", "--sampler", "euler", "--out", "x.npy"],
+            "--sampler",
+        ),
+        (["sample", "--out", "x.npy"], "--num"),  # --checkpoint 는 없어도 된다 (기본 pretrained)
+        (["train", "--max-steps", "0"], "--max-steps"),
+        (["train", "--dim-mults", "1-x"], "1-2-4"),
+        (["train", "--epochs", "1", "--max-steps", "5"], "not allowed with"),
+        (["fly"], "invalid choice"),
+        ([], "required"),
+    ],
+)
 def test_argument_errors_are_one_line(argv, needle, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -138,11 +207,27 @@ def test_argument_errors_are_one_line(argv, needle, capsys):
 def test_user_errors_inside_commands_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("DDPM_KO_DATA_DIR", raising=False)
     cases = [
-        (["sample", "--checkpoint", str(tmp_path / "c.safetensors"), "--num", "2", "--out", str(tmp_path / "x.png")],
-         ".npy"),
+        (
+            ["sample", "--checkpoint", str(tmp_path / "c.safetensors"), "--num", "2", "--out", str(tmp_path / "x.png")],
+            ".npy",
+        ),
         (["sample", "--checkpoint", str(tmp_path / "c.safetensors"), "--num", "2"], "--out"),
-        (["train", "--max-steps", "1", "--data-dir", str(tmp_path / "no-data"), "--out-dir", str(tmp_path / "run"),
-          "--dim", "8", "--dim-mults", "1-2"], "no-data"),
+        (
+            [
+                "train",
+                "--max-steps",
+                "1",
+                "--data-dir",
+                str(tmp_path / "no-data"),
+                "--out-dir",
+                str(tmp_path / "run"),
+                "--dim",
+                "8",
+                "--dim-mults",
+                "1-2",
+            ],
+            "no-data",
+        ),
     ]
     for argv, needle in cases:
         assert main(argv) == 2, argv

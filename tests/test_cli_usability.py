@@ -32,8 +32,8 @@ import ddpm_ko.data as data
 import ddpm_ko.evaluation as evaluation
 import ddpm_ko.pretrained as pretrained
 from ddpm_ko.checkpoint import read_checkpoint
-from ddpm_ko.cli import build_parser, main
 from ddpm_ko.classifier import ClassifierConfig, FashionClassifier
+from ddpm_ko.cli import build_parser, main
 from ddpm_ko.data import DataNotFoundError
 from ddpm_ko.sampling import SAMPLERS
 from ddpm_ko.train import TrainConfig, Trainer, resume_config
@@ -41,7 +41,7 @@ from ddpm_ko.unet import UnetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
-OFFLINE_ENVS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")   # huggingface_hub·datasets 가 따르는 오프라인 스위치
+OFFLINE_ENVS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")  # huggingface_hub·datasets 가 따르는 오프라인 스위치
 POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="SIGTERM 을 보내는 검사는 POSIX 에서만")
 
 
@@ -58,7 +58,10 @@ def planted_shipped(tmp_path, monkeypatch):
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     files = {}
-    for env, name in ((pretrained.CLASSIFIER_ENV, pretrained.CLASSIFIER_NAME), ("DDPM_KO_PRETRAINED", "fashion_mnist_ema.safetensors")):
+    for env, name in (
+        (pretrained.CLASSIFIER_ENV, pretrained.CLASSIFIER_NAME),
+        ("DDPM_KO_PRETRAINED", "fashion_mnist_ema.safetensors"),
+    ):
         path = shipped / name
         path.write_bytes(b"shipped weights: " + name.encode())
         path.with_suffix(".json").write_text('{"shipped": true}')
@@ -75,7 +78,9 @@ def test_train_classifier_refuses_to_overwrite_the_shipped_classifier(planted_sh
     target = planted_shipped[pretrained.CLASSIFIER_NAME]
     before = snapshot(planted_shipped.values())
     calls = []
-    monkeypatch.setattr(classifier_mod, "train_classifier", lambda *a, **k: calls.append((a, k)) or pytest.fail("학습을 시작했다"))
+    monkeypatch.setattr(
+        classifier_mod, "train_classifier", lambda *a, **k: calls.append((a, k)) or pytest.fail("학습을 시작했다")
+    )
     # 절대 경로로, 그리고 같은 파일을 가리키는 다른 표기(상대 경로)로
     monkeypatch.chdir(target.parent.parent)
     for out in (str(target), f"{target.parent.name}/../{target.parent.name}/{target.name}"):
@@ -103,8 +108,9 @@ def test_train_classifier_default_out_is_a_run_directory(planted_shipped, tmp_pa
     args = build_parser().parse_args(["train-classifier"])
     assert Path(args.out).parts[0] == "runs" and Path(args.out).name == pretrained.CLASSIFIER_NAME
     calls = []
-    monkeypatch.setattr(classifier_mod, "train_classifier",
-                        lambda out, **k: calls.append((out, k)) or (None, {"test_accuracy": 0.5}))
+    monkeypatch.setattr(
+        classifier_mod, "train_classifier", lambda out, **k: calls.append((out, k)) or (None, {"test_accuracy": 0.5})
+    )
     monkeypatch.chdir(tmp_path)
     assert main(["train-classifier"]) == 0
     assert calls[0][0] == args.out and calls[0][1]["progress"] is True
@@ -118,7 +124,7 @@ def test_export_refuses_to_overwrite_the_shipped_model(planted_shipped, capsys):
     saved = os.environ.pop(PRETRAINED_ENV)
     try:
         real = pretrained_path()
-    except Exception as e:  # noqa: BLE001 — 사전 학습 모델이 없는 checkout
+    except Exception as e:
         pytest.skip(f"사전 학습 모델이 없다: {e}")
     finally:
         os.environ[PRETRAINED_ENV] = saved
@@ -158,10 +164,21 @@ def test_benchmark_writer_records_portable_paths():
         import _common
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    cmd = _common.portable_command(["python", "benchmarks/x.py", "--external", str(_common.PEERS),
-                                    "--checkpoint=/tmp/run7/checkpoint.safetensors", "--data", "C:\\data\\fm"])
-    assert cmd == ("python benchmarks/x.py --external benchmarks/.peers "
-                   "--checkpoint=<outside-repo>/checkpoint.safetensors --data <outside-repo>/fm")
+    cmd = _common.portable_command(
+        [
+            "python",
+            "benchmarks/x.py",
+            "--external",
+            str(_common.PEERS),
+            "--checkpoint=/tmp/run7/checkpoint.safetensors",
+            "--data",
+            "C:\\data\\fm",
+        ]
+    )
+    assert cmd == (
+        "python benchmarks/x.py --external benchmarks/.peers "
+        "--checkpoint=<outside-repo>/checkpoint.safetensors --data <outside-repo>/fm"
+    )
     assert not list(_absolute_paths(cmd))
     assert _common.portable_path(ROOT / "runs" / "a.safetensors") == "runs/a.safetensors"
 
@@ -193,8 +210,9 @@ def forbid_hub(monkeypatch):
 @pytest.mark.parametrize("var", OFFLINE_ENVS)
 def test_offline_env_skips_the_hub(no_local_data, monkeypatch, var):
     forbid_hub(monkeypatch)
-    monkeypatch.setattr(data, "_hub_unreachable", lambda *a, **k: pytest.fail("오프라인인데 네트워크를 확인했다"),
-                        raising=False)
+    monkeypatch.setattr(
+        data, "_hub_unreachable", lambda *a, **k: pytest.fail("오프라인인데 네트워크를 확인했다"), raising=False
+    )
     monkeypatch.setenv(var, "1")
     with pytest.raises(DataNotFoundError) as info:
         data.fashion_mnist_arrays("test")
@@ -223,7 +241,7 @@ def test_hub_attempt_is_announced_before_downloading(no_local_data, monkeypatch,
     seen = []
 
     def fake_load_dataset(*args, **kwargs):
-        seen.append(capsys.readouterr().err)   # 내려받기를 시작한 순간까지 표준 오류에 쓴 것
+        seen.append(capsys.readouterr().err)  # 내려받기를 시작한 순간까지 표준 오류에 쓴 것
         raise ConnectionError("no network")
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
@@ -257,10 +275,17 @@ def test_offline_load_fails_fast_end_to_end(tmp_path):
         "    print('ELAPSED', time.monotonic() - start)\n"
         "    print(e)\n"
     )
-    env = {k: v for k, v in os.environ.items()
-           if k.upper() not in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", data.DATA_ENV, *OFFLINE_ENVS)}
-    env.update(PYTHONPATH=str(SRC), HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}", HF_HOME=str(tmp_path / "hf"),
-               HF_DATASETS_CACHE=str(empty))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.upper() not in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", data.DATA_ENV, *OFFLINE_ENVS)
+    }
+    env.update(
+        PYTHONPATH=str(SRC),
+        HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
+        HF_HOME=str(tmp_path / "hf"),
+        HF_DATASETS_CACHE=str(empty),
+    )
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert "ELAPSED" in proc.stdout, proc.stdout + proc.stderr
     elapsed = float(proc.stdout.split("ELAPSED")[1].split()[0])
@@ -270,11 +295,19 @@ def test_offline_load_fails_fast_end_to_end(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- 4. 진행 막대
 def test_classifier_training_shows_progress_on_stderr(real_data_dir, capsys):
-    kwargs = dict(data_dir=real_data_dir, epochs=1, batch_size=64, subset=256, test_limit=100, threads=1,
-                  config=ClassifierConfig(width=4), log=lambda msg: None)
+    kwargs = dict(
+        data_dir=real_data_dir,
+        epochs=1,
+        batch_size=64,
+        subset=256,
+        test_limit=100,
+        threads=1,
+        config=ClassifierConfig(width=4),
+        log=lambda msg: None,
+    )
     classifier_mod.train_classifier(progress=True, **kwargs)
     err = capsys.readouterr().err
-    assert "classifier" in err and "4/4" in err, err        # 256 장 / 배치 64 = 4 단계
+    assert "classifier" in err and "4/4" in err, err  # 256 장 / 배치 64 = 4 단계
     classifier_mod.train_classifier(progress=False, **kwargs)
     assert capsys.readouterr().err == ""
 
@@ -284,10 +317,14 @@ def test_evaluate_shows_progress_on_stderr(real_data_dir, capsys):
     samples = rng.integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
     torch.manual_seed(0)
     kwargs = dict(data_dir=real_data_dir, reference_num=100, floor_draws=2, kid_subsets=2)
-    evaluation.evaluate(samples, classifier=FashionClassifier(ClassifierConfig(width=4)).eval(), progress=True, **kwargs)
+    evaluation.evaluate(
+        samples, classifier=FashionClassifier(ClassifierConfig(width=4)).eval(), progress=True, **kwargs
+    )
     err = capsys.readouterr().err
-    assert "evaluate features" in err and "160/160" in err, err   # 기준 100 + 표본 20 + 바닥값 2 × 20
-    evaluation.evaluate(samples, classifier=FashionClassifier(ClassifierConfig(width=4)).eval(), progress=False, **kwargs)
+    assert "evaluate features" in err and "160/160" in err, err  # 기준 100 + 표본 20 + 바닥값 2 × 20
+    evaluation.evaluate(
+        samples, classifier=FashionClassifier(ClassifierConfig(width=4)).eval(), progress=False, **kwargs
+    )
     assert capsys.readouterr().err == ""
 
 
@@ -300,8 +337,11 @@ def test_cli_progress_flags_reach_the_work(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
     monkeypatch.setattr(evaluation, "format_report", lambda result: "report")
-    monkeypatch.setattr(classifier_mod, "train_classifier",
-                        lambda out, **k: got.__setitem__("classifier", k["progress"]) or (None, {"test_accuracy": 0.5}))
+    monkeypatch.setattr(
+        classifier_mod,
+        "train_classifier",
+        lambda out, **k: got.__setitem__("classifier", k["progress"]) or (None, {"test_accuracy": 0.5}),
+    )
     out = str(tmp_path / "c.safetensors")
     for flag, want in (([], True), (["--no-progress"], False)):
         assert main(["evaluate", "--samples", "x.npy", *flag]) == 0
@@ -326,14 +366,19 @@ def _all_actions(parser: argparse.ArgumentParser, path: str = "ddpm-ko"):
 
 def test_every_option_has_korean_help_with_an_english_gloss():
     actions = list(_all_actions(build_parser()))
-    assert len(actions) > 40   # 하위 명령 다섯 개의 옵션을 모두 걸었는지
-    bad = [f"{path} {'/'.join(a.option_strings) or a.dest}: {a.help!r}" for path, a in actions
-           if not (a.help and a.help != argparse.SUPPRESS and HANGUL.search(a.help) and LATIN.search(a.help))]
+    assert len(actions) > 40  # 하위 명령 다섯 개의 옵션을 모두 걸었는지
+    bad = [
+        f"{path} {'/'.join(a.option_strings) or a.dest}: {a.help!r}"
+        for path, a in actions
+        if not (a.help and a.help != argparse.SUPPRESS and HANGUL.search(a.help) and LATIN.search(a.help))
+    ]
     assert not bad, "설명이 없거나 한국어·영어 가운데 하나가 빠졌다:\n" + "\n".join(bad)
 
 
 def test_sampler_choices_follow_the_package():
-    sample = next(a for p, a in _all_actions(build_parser()) if p == "ddpm-ko sample" and "--sampler" in a.option_strings)
+    sample = next(
+        a for p, a in _all_actions(build_parser()) if p == "ddpm-ko sample" and "--sampler" in a.option_strings
+    )
     assert tuple(sample.choices) == tuple(SAMPLERS)
 
 
@@ -359,8 +404,18 @@ IMAGES = np.random.default_rng(0).integers(0, 256, (64, 8, 8), dtype=np.uint8)
 
 
 def tiny_config(out_dir: Path, **overrides) -> TrainConfig:
-    base = dict(out_dir=str(out_dir), batch_size=8, timesteps=50, warmup_steps=3, ema_decay=0.9, log_every=1,
-                checkpoint_every=4, progress=False, num_threads=1, device="cpu")
+    base = dict(
+        out_dir=str(out_dir),
+        batch_size=8,
+        timesteps=50,
+        warmup_steps=3,
+        ema_decay=0.9,
+        log_every=1,
+        checkpoint_every=4,
+        progress=False,
+        num_threads=1,
+        device="cpu",
+    )
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -385,7 +440,7 @@ def test_periodic_checkpoint_says_in_progress(tmp_path):
     seen = []
 
     def log(msg):
-        if msg.startswith("step 5/"):   # 4 단계의 주기적 저장 뒤
+        if msg.startswith("step 5/"):  # 4 단계의 주기적 저장 뒤
             seen.append(saved_end(tmp_path / "checkpoint.safetensors"))
 
     Trainer(TINY_UNET, tiny_config(tmp_path, max_steps=6), images=IMAGES, log=log).run()
@@ -405,12 +460,12 @@ def test_signal_stops_after_the_step_and_records_it(tmp_path):
     ckpt = tmp_path / "run" / "checkpoint.safetensors"
     want = {"step": 5, "reason": "signal", "signal": "SIGINT", "target_steps": 12}
     assert stopped["end"] == want and saved_end(ckpt) == want
-    assert signal.getsignal(signal.SIGINT) is before          # 처리기를 되돌려 놓았다
+    assert signal.getsignal(signal.SIGINT) is before  # 처리기를 되돌려 놓았다
 
     resumed_cfg = resume_config(ckpt, {"progress": False, "num_threads": 1, "device": "cpu"})
     resumed = Trainer(None, resumed_cfg, resume=ckpt, images=IMAGES, log=lambda m: None).run()
     assert resumed["end"] == {"step": 12, "reason": "max_steps", "target_steps": 12}
-    straight = Trainer(TINY_UNET, tiny_config(tmp_path / "straight", max_steps=12), images=IMAGES, log=lambda m: None).run()
+    Trainer(TINY_UNET, tiny_config(tmp_path / "straight", max_steps=12), images=IMAGES, log=lambda m: None).run()
     a, ma = read_checkpoint(tmp_path / "straight" / "checkpoint.safetensors")
     b, mb = read_checkpoint(ckpt)
     assert ma["loss_history"] == mb["loss_history"] and ma["train_state"] == mb["train_state"]
@@ -424,18 +479,47 @@ def test_signal_stops_after_the_step_and_records_it(tmp_path):
 def test_cli_sigterm_saves_and_exits_with_the_signal_code(tmp_path, real_data_dir):
     out = tmp_path / "run"
     ckpt = out / "checkpoint.safetensors"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
-    args = ["--data-dir", str(real_data_dir), "--subset", "64", "--batch-size", "8", "--dim", "8", "--dim-mults", "1-2",
-            "--attention", "none", "--timesteps", "50", "--threads", "1", "--device", "cpu", "--no-progress",
-            "--max-steps", "100000", "--checkpoint-every", "1", "--out-dir", str(out)]
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    )
+    args = [
+        "--data-dir",
+        str(real_data_dir),
+        "--subset",
+        "64",
+        "--batch-size",
+        "8",
+        "--dim",
+        "8",
+        "--dim-mults",
+        "1-2",
+        "--attention",
+        "none",
+        "--timesteps",
+        "50",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--max-steps",
+        "100000",
+        "--checkpoint-every",
+        "1",
+        "--out-dir",
+        str(out),
+    ]
     log = tmp_path / "log.txt"
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "ddpm_ko", "train", *args], env=env, stdout=fh,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ddpm_ko", "train", *args], env=env, stdout=fh, stderr=subprocess.PIPE, text=True
+        )
     deadline = time.monotonic() + 120
     while proc.poll() is None and "checkpoint step" not in log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.05)   # 학습 고리에 들어갈 때까지
+        time.sleep(0.05)  # 학습 고리에 들어갈 때까지
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, log.read_text() + err
@@ -450,7 +534,7 @@ def test_shipped_model_sidecar_tells_how_far_it_was_trained():
 
     try:
         weights = pretrained_path()
-    except Exception as e:  # noqa: BLE001 — 사전 학습 모델이 없는 checkout
+    except Exception as e:
         pytest.skip(f"사전 학습 모델이 없다: {e}")
     sidecar = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
     header = read_checkpoint(weights, prefixes=())[1]

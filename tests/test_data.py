@@ -11,17 +11,33 @@ import gzip
 import numpy as np
 import pytest
 import torch
-from conftest import idx_bytes
 
 import ddpm_ko.data as data
-from ddpm_ko.data import (CLASS_NAMES, CLASS_NAMES_KO, DataNotFoundError, ImageBatches, fashion_mnist_arrays,
-                          load_fashion_mnist, random_hflip, read_idx, to_model_range)
+from conftest import idx_bytes
+from ddpm_ko.data import (
+    CLASS_NAMES,
+    CLASS_NAMES_KO,
+    DataNotFoundError,
+    ImageBatches,
+    fashion_mnist_arrays,
+    load_fashion_mnist,
+    random_hflip,
+    read_idx,
+    to_model_range,
+)
 
 
 def assert_lists_three_ways(message: str) -> None:
     """데이터를 얻는 세 가지 방법이 모두 메시지에 있는지."""
-    for needle in ("1)", "2)", "3)", "--data-dir", "DDPM_KO_DATA_DIR", "apt-get install dataset-fashion-mnist",
-                   "zalando-datasets/fashion_mnist"):
+    for needle in (
+        "1)",
+        "2)",
+        "3)",
+        "--data-dir",
+        "DDPM_KO_DATA_DIR",
+        "apt-get install dataset-fashion-mnist",
+        "zalando-datasets/fashion_mnist",
+    ):
         assert needle in message, f"{needle!r} 가 오류 메시지에 없다:\n{message}"
 
 
@@ -77,7 +93,7 @@ def test_train_arrays_shapes_dtypes_range(train_arrays):
     assert labels.shape == (60000,)
     assert labels.dtype == np.int64
     assert images.min() == 0 and images.max() == 255
-    assert 40 < images.mean() < 100   # 어두운 배경 위의 옷 (평균 약 73)
+    assert 40 < images.mean() < 100  # 어두운 배경 위의 옷 (평균 약 73)
     assert labels.min() == 0 and labels.max() == 9
 
 
@@ -120,7 +136,7 @@ def test_valid_fake_directory_is_read(fake_test_split, gz, monkeypatch):
     images, labels = fashion_mnist_arrays("test", data_dir=d)
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert images[257, 3, 4] == 1 and labels[257] == 7
-    assert images.flags.writeable   # 읽기 전용 버퍼가 아니라 복사본
+    assert images.flags.writeable  # 읽기 전용 버퍼가 아니라 복사본
     # 환경 변수로 가리켜도 같다
     monkeypatch.setenv("DDPM_KO_DATA_DIR", str(d))
     again, _ = fashion_mnist_arrays("test")
@@ -133,14 +149,17 @@ def _valid_images() -> np.ndarray:
     return np.zeros((10000, 28, 28), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("bad_magic", "bad IDX magic number"),
-    ("swapped_magic", "bad IDX magic number"),
-    ("wrong_length", "wrong IDX data length"),
-    ("truncated_gzip", "cannot read IDX file"),
-    ("not_gzip", "cannot read IDX file"),
-    ("empty", "bad IDX magic number"),
-])
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("bad_magic", "bad IDX magic number"),
+        ("swapped_magic", "bad IDX magic number"),
+        ("wrong_length", "wrong IDX data length"),
+        ("truncated_gzip", "cannot read IDX file"),
+        ("not_gzip", "cannot read IDX file"),
+        ("empty", "bad IDX magic number"),
+    ],
+)
 def test_corrupt_idx_raises_data_not_found(fake_test_split, case, reason):
     raw = idx_bytes(_valid_images())
     if case == "bad_magic":
@@ -156,7 +175,7 @@ def test_corrupt_idx_raises_data_not_found(fake_test_split, case, reason):
     else:
         payload, gz = b"", False
     d = fake_test_split(gz=True, name="ok")
-    if gz is False:   # 압축하지 않은 파일 (같은 이름의 .gz 보다 먼저 찾는다)
+    if gz is False:  # 압축하지 않은 파일 (같은 이름의 .gz 보다 먼저 찾는다)
         (d / "t10k-images-idx3-ubyte").write_bytes(payload)
     else:
         (d / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(payload) if gz else payload)
@@ -244,7 +263,7 @@ def test_hub_is_used_when_no_local_data(no_local_data, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     result = load_fashion_mnist("test")
     assert calls == [("zalando-datasets/fashion_mnist", (), {"split": "test"})]
-    assert result["label"] == [0, 1, 2, 3, 4]   # Hub 의 데이터셋을 그대로 돌려준다
+    assert result["label"] == [0, 1, 2, 3, 4]  # Hub 의 데이터셋을 그대로 돌려준다
     images, labels = fashion_mnist_arrays("train")
     assert calls[-1] == ("zalando-datasets/fashion_mnist", (), {"split": "train"})
     assert images.shape == (5, 28, 28) and images.dtype == np.uint8 and images[3, 0, 0] == 3
@@ -255,7 +274,9 @@ def test_hub_failure_explains_how_to_get_data(no_local_data, monkeypatch):
     import datasets
 
     def offline(*args, **kwargs):
-        raise ConnectionError("Couldn't reach 'zalando-datasets/fashion_mnist' on the Hub (LocalEntryNotFoundError)\nmore")
+        raise ConnectionError(
+            "Couldn't reach 'zalando-datasets/fashion_mnist' on the Hub (LocalEntryNotFoundError)\nmore"
+        )
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataNotFoundError) as info:
@@ -274,12 +295,15 @@ def test_data_source_choice(fake_test_split, monkeypatch, hub_reachable):
     import datasets
 
     d = fake_test_split()
-    monkeypatch.setattr(data, "DEBIAN_DIR", d)           # 로컬(데비안 경로)에 시험 분할이 있다
+    monkeypatch.setattr(data, "DEBIAN_DIR", d)  # 로컬(데비안 경로)에 시험 분할이 있다
     calls = []
-    monkeypatch.setattr(datasets, "load_dataset",
-                        lambda path, **kw: calls.append((path, kw)) or {"image": [np.zeros((28, 28), np.uint8)], "label": [7]})
+    monkeypatch.setattr(
+        datasets,
+        "load_dataset",
+        lambda path, **kw: calls.append((path, kw)) or {"image": [np.zeros((28, 28), np.uint8)], "label": [7]},
+    )
     monkeypatch.setenv("DDPM_KO_DATA_SOURCE", "hub")
-    images, labels = fashion_mnist_arrays("test")
+    _images, labels = fashion_mnist_arrays("test")
     assert calls == [("zalando-datasets/fashion_mnist", {"split": "test"})] and labels.tolist() == [7]
     assert load_fashion_mnist("test")["label"] == [7]
     # 인자로 준 디렉터리는 언제나 그것을 쓴다
@@ -299,7 +323,7 @@ def test_data_source_choice(fake_test_split, monkeypatch, hub_reachable):
 
 # ---------------------------------------------------------------------------- 전처리
 def test_to_model_range():
-    u8 = np.array([[[0, 255], [128, 64]]], dtype=np.uint8)          # (1, 2, 2)
+    u8 = np.array([[[0, 255], [128, 64]]], dtype=np.uint8)  # (1, 2, 2)
     x = to_model_range(u8)
     assert x.shape == (1, 1, 2, 2) and x.dtype == torch.float32
     assert float(x.min()) == -1.0 and float(x.max()) == 1.0
@@ -320,7 +344,7 @@ def test_random_hflip_flips_exactly_the_selected_images():
     kept = [i for i in range(200) if torch.equal(out[i], x[i])]
     # 모든 이미지는 그대로이거나 좌우만 뒤집혔다 (상하 반전, 섞임 없음)
     assert sorted(flipped + kept) == list(range(200))
-    assert 60 < len(flipped) < 140   # p = 0.5, 이항분포 표준편차 ≈ 7
+    assert 60 < len(flipped) < 140  # p = 0.5, 이항분포 표준편차 ≈ 7
     again = random_hflip(x, torch.Generator().manual_seed(1))
     assert torch.equal(again, out)
     assert torch.equal(random_hflip(x, p=0.0), x)
@@ -346,7 +370,7 @@ def test_image_batches_deterministic_per_epoch_and_index():
     assert a.batches_per_epoch == 6
     order = [(2, 5), (0, 1), (2, 0), (1, 3), (0, 1)]
     got_a = {k: a.batch(*k) for k in order}
-    got_b = {k: b.batch(*k) for k in reversed(order)}   # 다른 순서로 불러도 같은 배치
+    got_b = {k: b.batch(*k) for k in reversed(order)}  # 다른 순서로 불러도 같은 배치
     for k in order:
         assert torch.equal(got_a[k], got_b[k]), k
         assert got_a[k].shape == (8, 1, 28, 28)
@@ -391,7 +415,7 @@ def test_hub_arrays_are_decoded_once_per_dataset(no_local_data, monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", lambda path, **kw: FakeHubDataset())
     monkeypatch.setattr(data, "_HUB_ARRAYS", {})
-    a, la = fashion_mnist_arrays("train")
-    a[0, 0, 0] = 99                                  # 돌려받은 배열을 고쳐도
+    a, _la = fashion_mnist_arrays("train")
+    a[0, 0, 0] = 99  # 돌려받은 배열을 고쳐도
     b, lb = fashion_mnist_arrays("train")
     assert decoded == [1] and b[0, 0, 0] == 5 and lb.tolist() == [1, 2, 3]

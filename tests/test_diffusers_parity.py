@@ -38,8 +38,8 @@ F64 = torch.float64
 T = 1000
 SHAPE = (3, 1, 4, 4)
 # 허용 오차의 근거는 위 설명 참고
-TOL_F64 = dict(rtol=0.0, atol=1e-10)   # DDPM, DDIM: float64 끼리
-TOL_DPM = dict(rtol=0.0, atol=1e-5)    # DPM-Solver++: diffusers 가 표본을 float32 로 반올림한다
+TOL_F64 = dict(rtol=0.0, atol=1e-10)  # DDPM, DDIM: float64 끼리
+TOL_DPM = dict(rtol=0.0, atol=1e-5)  # DPM-Solver++: diffusers 가 표본을 float32 로 반올림한다
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 DIFFUSERS_PREDICTION = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 
@@ -86,10 +86,11 @@ def test_fake_model_is_deterministic_and_float64():
     x = x_T()
     assert m(x, 10).dtype == F64
     assert torch.equal(m(x, 10), FakeModel()(x, 10))
-    assert not torch.equal(m(x, 10), m(x, 900))     # t 에 따라 출력이 바뀐다
+    assert not torch.equal(m(x, 10), m(x, 900))  # t 에 따라 출력이 바뀐다
 
 
 # ---------------------------------------------------------------------------- DDPM
+
 
 @pytest.mark.parametrize("prediction_type", ["eps", "x0", "v"])
 @pytest.mark.parametrize("clip", [True, False])
@@ -97,10 +98,22 @@ def test_fake_model_is_deterministic_and_float64():
 def test_ddpm_trajectory_matches_ddpm_scheduler(prediction_type, clip, variance, diffusers_variance):
     d, model = package(prediction_type), FakeModel()
     # 양쪽 모두 신경망 출력을 얻은 뒤 같은 생성기에서 z 를 한 번 뽑는다 (t = 0 에서는 뽑지 않는다)
-    _, traj = d.sample_trajectory(model, SHAPE, sampler="ddpm", clip_x0=clip, variance=variance, x_T=x_T(),
-                                  generator=torch.Generator().manual_seed(5))
-    sch = DDPMScheduler(num_train_timesteps=T, trained_betas=d.betas.numpy(), clip_sample=clip,
-                        prediction_type=DIFFUSERS_PREDICTION[prediction_type], variance_type=diffusers_variance)
+    _, traj = d.sample_trajectory(
+        model,
+        SHAPE,
+        sampler="ddpm",
+        clip_x0=clip,
+        variance=variance,
+        x_T=x_T(),
+        generator=torch.Generator().manual_seed(5),
+    )
+    sch = DDPMScheduler(
+        num_train_timesteps=T,
+        trained_betas=d.betas.numpy(),
+        clip_sample=clip,
+        prediction_type=DIFFUSERS_PREDICTION[prediction_type],
+        variance_type=diffusers_variance,
+    )
     _use_float64_tables(sch, d)
     g = torch.Generator().manual_seed(5)
     x = x_T()
@@ -112,6 +125,7 @@ def test_ddpm_trajectory_matches_ddpm_scheduler(prediction_type, clip, variance,
 
 # ---------------------------------------------------------------------------- DDIM
 
+
 @pytest.mark.parametrize("prediction_type", ["eps", "x0", "v"])
 @pytest.mark.parametrize("clip", [True, False])
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
@@ -120,9 +134,14 @@ def test_ddim_trajectory_matches_ddim_scheduler(prediction_type, clip, eta, step
     """diffusers 의 DDIM 은 다음 시각을 t − T/S 로 정하므로 T/S 간격의 ``"trailing"`` 시각(999, 899, …, 99)에서
     패키지의 ``ddim_step`` 을 같은 시각들로 부른다. η > 0 이면 양쪽이 같은 생성기에서 같은 z 를 뽑는다."""
     d, model = package(prediction_type), FakeModel()
-    sch = DDIMScheduler(num_train_timesteps=T, trained_betas=d.betas.numpy(), clip_sample=clip,
-                        set_alpha_to_one=True, timestep_spacing="trailing",
-                        prediction_type=DIFFUSERS_PREDICTION[prediction_type])
+    sch = DDIMScheduler(
+        num_train_timesteps=T,
+        trained_betas=d.betas.numpy(),
+        clip_sample=clip,
+        set_alpha_to_one=True,
+        timestep_spacing="trailing",
+        prediction_type=DIFFUSERS_PREDICTION[prediction_type],
+    )
     _use_float64_tables(sch, d)
     sch.set_timesteps(steps)
     ts = sch.timesteps.tolist()
@@ -140,6 +159,7 @@ def test_ddim_trajectory_matches_ddim_scheduler(prediction_type, clip, eta, step
 
 # ---------------------------------------------------------------------------- DPM-Solver++(2M)
 
+
 def dpm_scheduler(d: GaussianDiffusion, prediction_type: str, clip: bool, timesteps: list[int]):
     """이 책의 DPM-Solver++(2M) 와 같은 설정의 diffusers 스케줄러.
 
@@ -148,9 +168,17 @@ def dpm_scheduler(d: GaussianDiffusion, prediction_type: str, clip: bool, timest
     쓰므로, 정수 시각의 σ 를 쓰는 이 책과 같은 시각을 쓰게 하려는 것이다. 시각 자체가 같다는 것은 아래 검사가 본다).
     """
     sch = DPMSolverMultistepScheduler(
-        num_train_timesteps=T, trained_betas=d.betas.numpy(), algorithm_type="dpmsolver++", solver_order=2,
-        solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero",
-        prediction_type=DIFFUSERS_PREDICTION[prediction_type], thresholding=clip, sample_max_value=1.0)
+        num_train_timesteps=T,
+        trained_betas=d.betas.numpy(),
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        solver_type="midpoint",
+        lower_order_final=True,
+        final_sigmas_type="zero",
+        prediction_type=DIFFUSERS_PREDICTION[prediction_type],
+        thresholding=clip,
+        sample_max_value=1.0,
+    )
     _use_float64_tables(sch, d)
     sch.set_timesteps(timesteps=timesteps)
     # set_timesteps 가 float32 로 만든 σ_t/α_t 표를 float64 로: 정수 시각에서의 값과 끝의 0
@@ -166,8 +194,9 @@ def dpm_scheduler(d: GaussianDiffusion, prediction_type: str, clip: bool, timest
 def test_dpm_solver_trajectory_matches_dpm_solver_multistep_scheduler(prediction_type, clip, spacing, steps):
     d, model = package(prediction_type), FakeModel()
     ts = d.solver_timesteps(steps, spacing)
-    _, traj = d.sample_trajectory(model, SHAPE, sampler="dpm-solver++", steps=steps, spacing=spacing, clip_x0=clip,
-                                  x_T=x_T())
+    _, traj = d.sample_trajectory(
+        model, SHAPE, sampler="dpm-solver++", steps=steps, spacing=spacing, clip_x0=clip, x_T=x_T()
+    )
     sch = dpm_scheduler(d, prediction_type, clip, ts)
     x = x_T()
     for i, t in enumerate(sch.timesteps.tolist()):

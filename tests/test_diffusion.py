@@ -65,10 +65,13 @@ def test_buffers_match_independent_float64_computation():
     assert torch.isfinite(d.posterior_log_variance_clipped).all()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"prediction_type": "score"}, "unknown prediction_type"),
-    ({"loss_type": "l3"}, "unknown loss_type"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"prediction_type": "score"}, "unknown prediction_type"),
+        ({"loss_type": "l3"}, "unknown loss_type"),
+    ],
+)
 def test_constructor_rejects_unknown_options(kwargs, message):
     with pytest.raises(ValueError, match=message):
         GaussianDiffusion.from_schedule("linear", 10, **kwargs)
@@ -130,7 +133,9 @@ def test_q_sample_uses_given_noise_and_generator():
     t = torch.tensor([0, 10, 50, 99])
     noise = torch.randn_like(x0)
     ab = abar64(d.betas.double())
-    expected = torch.stack([math.sqrt(ab[i]) * x0[k] + math.sqrt(1 - ab[i]) * noise[k] for k, i in enumerate(t.tolist())])
+    expected = torch.stack(
+        [math.sqrt(ab[i]) * x0[k] + math.sqrt(1 - ab[i]) * noise[k] for k, i in enumerate(t.tolist())]
+    )
     assert torch.allclose(d.q_sample(x0, t, noise), expected, atol=1e-6)
     a = d.q_sample(x0, t, generator=torch.Generator().manual_seed(3))
     b = d.q_sample(x0, t, generator=torch.Generator().manual_seed(3))
@@ -169,11 +174,13 @@ def test_posterior_matches_gaussian_conditioning(schedule):
         mean, var, log_var = d.q_posterior(x0.float(), xt.float(), t)
         assert mean.shape == x0.shape
         assert torch.allclose(mean.double(), exp_mean, atol=2e-6), f"t={t}"
-        assert torch.allclose(var.double().flatten(), torch.full((6,), exp_var, dtype=torch.float64),
-                              rtol=1e-5, atol=1e-9), f"t={t}"
+        assert torch.allclose(
+            var.double().flatten(), torch.full((6,), exp_var, dtype=torch.float64), rtol=1e-5, atol=1e-9
+        ), f"t={t}"
         if t > 0:
-            assert torch.allclose(log_var.double().flatten(), torch.full((6,), math.log(exp_var), dtype=torch.float64),
-                                  atol=1e-5), f"t={t}"
+            assert torch.allclose(
+                log_var.double().flatten(), torch.full((6,), math.log(exp_var), dtype=torch.float64), atol=1e-5
+            ), f"t={t}"
     # t = 1 (코드 0) 에서는 x_0 가 정해져 있으므로 평균이 곧 x_0
     mean0, var0, _ = d.q_posterior(x0.float(), xt.float(), 0)
     assert torch.allclose(mean0.double(), x0, atol=1e-6)
@@ -401,8 +408,9 @@ def test_ddpm_and_ddim_eta1_match_exact_statistics():
     m, v = exact_ddpm_output_stats(d.betas.double())
     shape = (4000, 1, 2, 2)  # 화소가 독립이므로 16000 개의 독립 표본
     ddpm = d.sample(model, shape, sampler="ddpm", clip_x0=False, generator=torch.Generator().manual_seed(1))
-    ddim = d.sample(model, shape, sampler="ddim", eta=1.0, steps=T, clip_x0=False,
-                    generator=torch.Generator().manual_seed(2))
+    ddim = d.sample(
+        model, shape, sampler="ddim", eta=1.0, steps=T, clip_x0=False, generator=torch.Generator().manual_seed(2)
+    )
     for name, x in (("ddpm", ddpm), ("ddim η=1", ddim)):
         assert x.shape == shape
         assert_mean_var(x.reshape(-1, 1), [m], [v], name)
@@ -419,8 +427,15 @@ def test_ddim_eta1_all_steps_equals_ddpm_pathwise():
     model = gaussian_oracle(d)
     for clip in (False, True):
         a = d.sample(model, (64, 1, 3, 3), sampler="ddpm", clip_x0=clip, generator=torch.Generator().manual_seed(3))
-        b = d.sample(model, (64, 1, 3, 3), sampler="ddim", eta=1.0, steps=T, clip_x0=clip,
-                     generator=torch.Generator().manual_seed(3))
+        b = d.sample(
+            model,
+            (64, 1, 3, 3),
+            sampler="ddim",
+            eta=1.0,
+            steps=T,
+            clip_x0=clip,
+            generator=torch.Generator().manual_seed(3),
+        )
         assert torch.allclose(a, b, atol=1e-4), f"clip={clip}: 최대 차이 {float((a - b).abs().max())}"
 
 
@@ -429,13 +444,21 @@ def test_ddim_eta0_is_deterministic_and_exact_for_a_point_mass():
     d = GaussianDiffusion.from_schedule("linear", T)
     x_T = torch.randn(8, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     model = gaussian_oracle(d)
-    a = d.sample(model, x_T.shape, sampler="ddim", steps=10, eta=0.0, x_T=x_T, generator=torch.Generator().manual_seed(1))
-    b = d.sample(model, x_T.shape, sampler="ddim", steps=10, eta=0.0, x_T=x_T, generator=torch.Generator().manual_seed(2))
+    a = d.sample(
+        model, x_T.shape, sampler="ddim", steps=10, eta=0.0, x_T=x_T, generator=torch.Generator().manual_seed(1)
+    )
+    b = d.sample(
+        model, x_T.shape, sampler="ddim", steps=10, eta=0.0, x_T=x_T, generator=torch.Generator().manual_seed(2)
+    )
     c = d.sample(model, x_T.shape, sampler="ddim", steps=10, eta=0.0, x_T=x_T)
     assert torch.equal(a, b) and torch.equal(a, c)
     # η > 0 이면 난수에 따라 달라진다
-    e1 = d.sample(model, x_T.shape, sampler="ddim", steps=10, eta=1.0, x_T=x_T, generator=torch.Generator().manual_seed(1))
-    e2 = d.sample(model, x_T.shape, sampler="ddim", steps=10, eta=1.0, x_T=x_T, generator=torch.Generator().manual_seed(2))
+    e1 = d.sample(
+        model, x_T.shape, sampler="ddim", steps=10, eta=1.0, x_T=x_T, generator=torch.Generator().manual_seed(1)
+    )
+    e2 = d.sample(
+        model, x_T.shape, sampler="ddim", steps=10, eta=1.0, x_T=x_T, generator=torch.Generator().manual_seed(2)
+    )
     assert not torch.allclose(e1, e2)
     # 자료가 한 점 c 뿐이면 정확한 ε 예측기에서 x̂_0 = c 이므로 어떤 샘플러든 c 에 도착한다
     point = 0.25
@@ -445,8 +468,9 @@ def test_ddim_eta0_is_deterministic_and_exact_for_a_point_mass():
         return (xt - ab.sqrt() * point) / (1 - ab).sqrt()
 
     for sampler, steps in (("ddim", 7), ("ddpm", None)):
-        out = d.sample(point_model, x_T.shape, sampler=sampler, steps=steps, x_T=x_T,
-                       generator=torch.Generator().manual_seed(0))
+        out = d.sample(
+            point_model, x_T.shape, sampler=sampler, steps=steps, x_T=x_T, generator=torch.Generator().manual_seed(0)
+        )
         assert torch.allclose(out, torch.full_like(out, point), atol=1e-4), sampler
 
 

@@ -27,8 +27,9 @@ from ddpm_ko.train import TrainConfig, Trainer, train
 from ddpm_ko.unet import Unet, UnetConfig
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                                reason="torch.distributed 의 gloo 백엔드가 필요하다")
+pytestmark = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed 의 gloo 백엔드가 필요하다"
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def data_dir(fake_train_dir) -> Path:
 
 # 작업자 프로세스(RANK 가 있는 프로세스)마다 watch 디렉터리 아래에 쓰는 모든 것을 기록한다.
 # 검사 전용 sitecustomize 로 넣으므로 패키지 코드에는 검사용 갈고리가 없다.
-AUDIT_SITECUSTOMIZE = textwrap.dedent('''
+AUDIT_SITECUSTOMIZE = textwrap.dedent("""
     import atexit, json, os, sys
 
     _rank, _watch, _report = os.environ.get("RANK"), os.environ.get("DDPM_KO_TEST_WATCH"), os.environ.get("DDPM_KO_TEST_AUDIT")
@@ -71,17 +72,34 @@ AUDIT_SITECUSTOMIZE = textwrap.dedent('''
             _done = True  # 보고서 파일 자체는 세지 않는다
             with open(os.path.join(_report, "rank%s.json" % _rank), "w") as f:
                 json.dump(_writes, f)
-''')
+""")
 
 STEPS, GLOBAL_BATCH = 5, 8
-TINY = ["--subset", "64", "--batch-size", str(GLOBAL_BATCH), "--dim", "8", "--dim-mults", "1-2", "--attention", "none",
-        "--timesteps", "50", "--warmup-steps", "0", "--log-every", "1", "--no-progress"]
+TINY = [
+    "--subset",
+    "64",
+    "--batch-size",
+    str(GLOBAL_BATCH),
+    "--dim",
+    "8",
+    "--dim-mults",
+    "1-2",
+    "--attention",
+    "none",
+    "--timesteps",
+    "50",
+    "--warmup-steps",
+    "0",
+    "--log-every",
+    "1",
+    "--no-progress",
+]
 
 
 def _fingerprint(tensors: dict[str, torch.Tensor]) -> str:
     """``Trainer.weights_fingerprint`` 와 같은 방식으로 체크포인트의 model.* 텐서를 해시한다."""
     h = hashlib.sha256()
-    for name, v in sorted((k[len("model."):], v) for k, v in tensors.items() if k.startswith("model.")):
+    for name, v in sorted((k[len("model.") :], v) for k, v in tensors.items() if k.startswith("model.")):
         h.update(name.encode("utf-8"))
         h.update(v.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
@@ -94,18 +112,49 @@ def test_torchrun_two_cpu_processes_match_single_process(tmp_path, data_dir, mic
     for d in (audit, site):
         d.mkdir()
     (site / "sitecustomize.py").write_text(AUDIT_SITECUSTOMIZE)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([str(site), str(SRC), os.environ.get("PYTHONPATH", "")]),
-               DDPM_KO_TEST_WATCH=str(tmp_path), DDPM_KO_TEST_AUDIT=str(audit))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join([str(site), str(SRC), os.environ.get("PYTHONPATH", "")]),
+        DDPM_KO_TEST_WATCH=str(tmp_path),
+        DDPM_KO_TEST_AUDIT=str(audit),
+    )
     # --standalone: 빈 포트를 스스로 고른다 (--master_port 를 정해 충돌할 일이 없다)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "--log-dir", str(logs), "--redirects", "3", "-m", "ddpm_ko", "train", "--data-dir", str(data_dir), *TINY,
-           "--max-steps", str(STEPS), "--checkpoint-every", "2", "--device", "cpu", "--out-dir", str(out),
-           *(["--micro-batch", str(micro_batch)] if micro_batch else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "--log-dir",
+        str(logs),
+        "--redirects",
+        "3",
+        "-m",
+        "ddpm_ko",
+        "train",
+        "--data-dir",
+        str(data_dir),
+        *TINY,
+        "--max-steps",
+        str(STEPS),
+        "--checkpoint-every",
+        "2",
+        "--device",
+        "cpu",
+        "--out-dir",
+        str(out),
+        *(["--micro-batch", str(micro_batch)] if micro_batch else []),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     rank_logs = {int(p.parent.name): p.parent for p in logs.rglob("stdout.log")}
-    dump = "\n".join(f"--- rank {r} {n}\n{(d / n).read_text()}" for r, d in sorted(rank_logs.items())
-                     for n in ("stdout.log", "stderr.log"))
+    dump = "\n".join(
+        f"--- rank {r} {n}\n{(d / n).read_text()}"
+        for r, d in sorted(rank_logs.items())
+        for n in ("stdout.log", "stderr.log")
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr + dump
     assert sorted(rank_logs) == [0, 1], dump
 
@@ -130,19 +179,35 @@ def test_torchrun_two_cpu_processes_match_single_process(tmp_path, data_dir, mic
     assert d["world_size"] == 2 and d["backend"] == "gloo" and d["ranks_in_sync"] is True
     assert len(d["rank_weight_sha256"]) == 2 and len(set(d["rank_weight_sha256"])) == 1
     assert d["rank_weight_sha256"][0] == _fingerprint(tensors)
-    assert meta["step"] == STEPS and meta["train_state"]["world_size"] == 2 and meta["global_batch_size"] == GLOBAL_BATCH
+    assert (
+        meta["step"] == STEPS and meta["train_state"]["world_size"] == 2 and meta["global_batch_size"] == GLOBAL_BATCH
+    )
     assert json.loads((out / "checkpoint.json").read_text())["distributed"] == d
 
     # 같은 전역 배치로 한 프로세스에서 학습한 결과와 비교
-    single = train(UnetConfig(dim=8, dim_mults=(1, 2), stage_attention="none"),
-                   TrainConfig(out_dir=str(tmp_path / "single"), data_dir=str(data_dir), subset=64,
-                               batch_size=GLOBAL_BATCH, timesteps=50, warmup_steps=0, log_every=1, max_steps=STEPS,
-                               checkpoint_every=STEPS, device="cpu", num_threads=1, progress=False),
-                   log=lambda m: None)
+    single = train(
+        UnetConfig(dim=8, dim_mults=(1, 2), stage_attention="none"),
+        TrainConfig(
+            out_dir=str(tmp_path / "single"),
+            data_dir=str(data_dir),
+            subset=64,
+            batch_size=GLOBAL_BATCH,
+            timesteps=50,
+            warmup_steps=0,
+            log_every=1,
+            max_steps=STEPS,
+            checkpoint_every=STEPS,
+            device="cpu",
+            num_threads=1,
+            progress=False,
+        ),
+        log=lambda m: None,
+    )
     ref, ref_meta = read_checkpoint(single["checkpoint"])
     assert [s for s, _ in meta["loss_history"]] == [s for s, _ in ref_meta["loss_history"]] == list(range(1, STEPS + 1))
-    np.testing.assert_allclose([v for _, v in meta["loss_history"]], [v for _, v in ref_meta["loss_history"]],
-                               rtol=0, atol=LOSS_HISTORY_ATOL)  # 이유는 conftest
+    np.testing.assert_allclose(
+        [v for _, v in meta["loss_history"]], [v for _, v in ref_meta["loss_history"]], rtol=0, atol=LOSS_HISTORY_ATOL
+    )  # 이유는 conftest
     # 가중치: AdamW 는 그래디언트를 √v 로 나누므로, 참 그래디언트가 거의 0 인 몇몇 매개변수(GroupNorm 바로 앞의
     # 편향)에서는 그래디언트를 더하는 순서의 차이(~1e-7)가 학습률 크기의 걸음으로 커진다. 그래서 원소별로는
     # 5e-4 까지 허용하되, 전체 변화량 대비 차이는 1% 미만이어야 한다. (전역 배치를 잘못 나누면, 예컨대
@@ -154,7 +219,7 @@ def test_torchrun_two_cpu_processes_match_single_process(tmp_path, data_dir, mic
         torch.testing.assert_close(tensors[k], ref[k], rtol=0, atol=5e-4, msg=lambda m, k=k: f"{k}: {m}")
         if k.startswith("model.") and ref[k].is_floating_point():
             diff2 += float((tensors[k] - ref[k]).double().pow(2).sum())
-            change2 += float((ref[k] - init[k[len("model."):]]).double().pow(2).sum())
+            change2 += float((ref[k] - init[k[len("model.") :]]).double().pow(2).sum())
     assert change2 > 0 and (diff2 / change2) ** 0.5 < 1e-2
 
 
@@ -175,9 +240,11 @@ def test_audit_hook_really_sees_worker_writes(tmp_path):
         d.mkdir()
     (site / "sitecustomize.py").write_text(AUDIT_SITECUSTOMIZE)
     env = dict(os.environ, RANK="1", PYTHONPATH=str(site), DDPM_KO_TEST_WATCH=str(watch), DDPM_KO_TEST_AUDIT=str(audit))
-    code = (f"import os, tempfile; open({str(watch / 'a.txt')!r}, 'w').close(); "
-            f"fd, p = tempfile.mkstemp(dir={str(watch)!r}); os.close(fd); os.replace(p, {str(watch / 'b')!r}); "
-            f"open({str(watch / 'a.txt')!r}).read()")
+    code = (
+        f"import os, tempfile; open({str(watch / 'a.txt')!r}, 'w').close(); "
+        f"fd, p = tempfile.mkstemp(dir={str(watch)!r}); os.close(fd); os.replace(p, {str(watch / 'b')!r}); "
+        f"open({str(watch / 'a.txt')!r}).read()"
+    )
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
     events = json.loads((audit / "rank1.json").read_text())
     assert [e for e, _ in events] == ["open", "open", "os.rename"], events  # 읽기 전용 open 은 세지 않는다

@@ -34,7 +34,7 @@ def test_update_follows_the_recurrence_and_copies_buffers():
             for p in net.parameters():
                 p.add_(torch.randn_like(p))
             net[1].running_mean.add_(1.0)
-        d = min(0.9, (1 + n) / (10 + n))   # 식 (ch7-eq-ema) 를 따로 옮긴 것
+        d = min(0.9, (1 + n) / (10 + n))  # 식 (ch7-eq-ema) 를 따로 옮긴 것
         assert ema.current_decay() == pytest.approx(d, rel=1e-15)
         expected = [d * e + (1 - d) * p.detach().double() for e, p in zip(expected, net.parameters())]
         ema.update(net)
@@ -42,7 +42,7 @@ def test_update_follows_the_recurrence_and_copies_buffers():
     for e, p in zip(expected, ema.model.parameters()):
         # float32 로 네 번 lerp 한 값과 float64 재귀식의 차이: 한 번에 ~1e-7 상대 오차, 값이 O(1) 이라 1e-6 이면 넉넉하다
         assert torch.allclose(p.double(), e, atol=1e-6, rtol=0)
-    assert torch.equal(ema.model[1].running_mean, net[1].running_mean)   # 버퍼는 평균하지 않고 그대로 옮긴다
+    assert torch.equal(ema.model[1].running_mean, net[1].running_mean)  # 버퍼는 평균하지 않고 그대로 옮긴다
     assert not any(p.requires_grad for p in ema.model.parameters())
 
 

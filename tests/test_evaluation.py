@@ -19,7 +19,7 @@ from ddpm_ko.pretrained import classifier_path, load_classifier
 # ---------------------------------------------------------------------------------------- 입력 검사
 def test_input_formats_agree():
     rng = np.random.default_rng(7)
-    u8 = rng.integers(0, 256, size=(6, 28, 28, 1), dtype=np.uint8)      # `ddpm-ko sample --out` 의 형식
+    u8 = rng.integers(0, 256, size=(6, 28, 28, 1), dtype=np.uint8)  # `ddpm-ko sample --out` 의 형식
     a = to_classifier_input(u8)
     b = to_classifier_input(u8[..., 0])
     c = to_classifier_input(torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 127.5 - 1)
@@ -30,20 +30,23 @@ def test_input_formats_agree():
 def _single_line_bilingual(err: BaseException) -> None:
     msg = str(err)
     assert "\n" not in msg and "/" in msg
-    assert any("\uac00" <= ch <= "\ud7a3" for ch in msg)   # 한글이 들어 있다
+    assert any("\uac00" <= ch <= "\ud7a3" for ch in msg)  # 한글이 들어 있다
 
 
-@pytest.mark.parametrize("bad, needle", [
-    (np.zeros((4, 32, 32, 1), np.uint8), "wrong image shape"),
-    (np.zeros((4, 28, 28, 3), np.uint8), "RGB"),
-    (np.full((4, 1, 28, 28), 200.0), "looks like 0..255"),
-    (np.full((4, 28, 28, 1), 200.0), "looks like 0..255"),
-    (np.zeros((4, 28, 28), np.int64), "unsupported image dtype"),
-    (np.zeros((0, 28, 28, 1), np.uint8), "no images"),
-    (np.full((2, 1, 28, 28), np.nan, np.float32), "NaN"),
-    (np.random.default_rng(0).random((4, 1, 28, 28)), r"\[0, 1\]"),
-    (np.array(["a", "b"]), "unsupported image dtype"),
-])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        (np.zeros((4, 32, 32, 1), np.uint8), "wrong image shape"),
+        (np.zeros((4, 28, 28, 3), np.uint8), "RGB"),
+        (np.full((4, 1, 28, 28), 200.0), "looks like 0..255"),
+        (np.full((4, 28, 28, 1), 200.0), "looks like 0..255"),
+        (np.zeros((4, 28, 28), np.int64), "unsupported image dtype"),
+        (np.zeros((0, 28, 28, 1), np.uint8), "no images"),
+        (np.full((2, 1, 28, 28), np.nan, np.float32), "NaN"),
+        (np.random.default_rng(0).random((4, 1, 28, 28)), r"\[0, 1\]"),
+        (np.array(["a", "b"]), "unsupported image dtype"),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(bad, needle):
     with pytest.raises(SampleInputError, match=needle) as info:
         to_classifier_input(bad)
@@ -75,7 +78,7 @@ def test_features_and_logits_agree_with_the_classifier():
     torch.manual_seed(0)
     model = FashionClassifier(ClassifierConfig(width=4, feature_dim=8)).eval()
     x = torch.rand(5, 1, 28, 28) * 2 - 1
-    feat, logits = evaluation.features_and_logits(x, model, batch_size=2)   # 조각 경계를 지나도 같다
+    feat, logits = evaluation.features_and_logits(x, model, batch_size=2)  # 조각 경계를 지나도 같다
     with torch.no_grad():
         # float32 신경망을 배치 2 와 5 로 돌린 값: 커널 선택에 따라 마지막 자리가 다를 수 있어 1e-5 상대 오차로 본다
         assert np.allclose(feat, model.features(x).double().numpy(), rtol=1e-5, atol=1e-5)

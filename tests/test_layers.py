@@ -9,8 +9,10 @@ from torch import nn
 from ddpm_ko.layers import Downsample, Upsample, group_count
 
 
-@pytest.mark.parametrize("channels, preferred, expected", [(28, 8, 7), (32, 8, 8), (12, 8, 6), (7, 8, 7), (13, 8, 1),
-                                                           (3, 8, 3), (56, 8, 8), (28, 1, 1)])
+@pytest.mark.parametrize(
+    "channels, preferred, expected",
+    [(28, 8, 7), (32, 8, 8), (12, 8, 6), (7, 8, 7), (13, 8, 1), (3, 8, 3), (56, 8, 8), (28, 1, 1)],
+)
 def test_group_count(channels, preferred, expected):
     g = group_count(channels, preferred)
     assert g == expected

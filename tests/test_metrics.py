@@ -23,7 +23,7 @@ def test_sqrtm_psd_squares_back(rank):
     a = random_spd(40, rng, rank)
     s = sqrtm_psd(a)
     assert np.allclose(s, s.T)
-    assert np.linalg.eigvalsh(s).min() > -1e-10          # 제곱근도 PSD
+    assert np.linalg.eigvalsh(s).min() > -1e-10  # 제곱근도 PSD
     rel = np.linalg.norm(s @ s - a) / np.linalg.norm(a)
     assert rel < 1e-10, rel
 
@@ -59,7 +59,9 @@ def test_fid_mean_shift_closed_form_and_monotone():
 
 def test_frechet_distance_closed_forms():
     # 1차원: (μ₁ − μ₂)² + (σ₁ − σ₂)²
-    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-1.0]), np.array([[1.0]])) == pytest.approx(4.0 + 1.0)
+    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-1.0]), np.array([[1.0]])) == pytest.approx(
+        4.0 + 1.0
+    )
     # 대각 공분산: ‖Δμ‖² + Σ(√λ₁ − √λ₂)²
     l1, l2 = np.array([1.0, 4.0, 9.0, 0.5]), np.array([2.0, 1.0, 9.0, 0.0])
     mu1, mu2 = np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.5, 1.0, 0.0, 3.0])
@@ -111,9 +113,11 @@ def test_kid_same_distribution_near_zero_and_shift_positive():
 def test_kid_is_unbiased_for_equal_distributions():
     """치우침 없는 추정: 부분집합마다의 값이 음수도 나오며, 여러 번 뽑은 평균이 0 에 가깝다."""
     rng = np.random.default_rng(5)
-    means = [kid(rng.standard_normal((50, 4)), rng.standard_normal((50, 4)), subsets=1, subset_size=50)[0]
-             for _ in range(200)]
-    assert min(means) < 0 < max(means)              # 치우친 추정(V-통계량)이면 늘 양수다
+    means = [
+        kid(rng.standard_normal((50, 4)), rng.standard_normal((50, 4)), subsets=1, subset_size=50)[0]
+        for _ in range(200)
+    ]
+    assert min(means) < 0 < max(means)  # 치우친 추정(V-통계량)이면 늘 양수다
     assert abs(np.mean(means)) < 4 * np.std(means) / np.sqrt(len(means))
 
 
@@ -122,8 +126,11 @@ def test_kid_matches_direct_formula():
     x, y = rng.standard_normal((30, 5)), rng.standard_normal((30, 5)) + 0.3
     k = lambda u, v: (u @ v.T / 5 + 1) ** 3  # noqa: E731
     m = 30
-    direct = ((k(x, x).sum() - np.trace(k(x, x))) / (m * (m - 1)) + (k(y, y).sum() - np.trace(k(y, y))) / (m * (m - 1))
-              - 2 * k(x, y).mean())
+    direct = (
+        (k(x, x).sum() - np.trace(k(x, x))) / (m * (m - 1))
+        + (k(y, y).sum() - np.trace(k(y, y))) / (m * (m - 1))
+        - 2 * k(x, y).mean()
+    )
     assert kid(x, y, subsets=1, subset_size=30)[0] == pytest.approx(direct, rel=1e-12)
 
 

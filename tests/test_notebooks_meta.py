@@ -19,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 #: 저장소 주소가 나오는 곳. 포크하면 모두 _config.yml 의 repository.url 과 같아야 한다 (노트북은 첫 코드 셀만:
 #: 본문은 다른 저장소를 인용할 수 있다). 이 파일들에는 이 저장소의 주소만 적는다 (남의 저장소 링크는 book/credits.md 에).
-URL_PLACES = ["README.md", "CONTRIBUTING.md", "book/how_to_read.md", "pyproject.toml", "src/ddpm_ko/*.py",
-              "notebooks/[0-9][0-9]_*.ipynb"]
+URL_PLACES = [
+    "README.md",
+    "CONTRIBUTING.md",
+    "book/how_to_read.md",
+    "pyproject.toml",
+    "src/ddpm_ko/*.py",
+    "notebooks/[0-9][0-9]_*.ipynb",
+]
 # 이 저장소를 가리키는 주소의 세 가지 꼴: github.com/주인/이름, 주인.github.io/이름 (사이트), Colab 의 github/주인/이름
 _URL_PATTERNS = [
     re.compile(r"https?://github\.com/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+?)(?:\.git)?(?=\.?(?:[/\s\"'`)>@#,]|$))"),
@@ -128,15 +134,21 @@ def test_version_is_recorded_once_for_the_package() -> None:
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_second_cell_is_the_package_setup(nb: Path) -> None:
     second = _code(nb)[1]
-    assert re.search(r"^from ddpm_ko\.book import .*\bsetup\b", second, re.M), f"{nb.name}: ddpm_ko.book.setup 을 쓰지 않는다"
-    assert re.search(r"^FAST, device = setup\(seed=\d+\)", second, re.M), f"{nb.name}: FAST, device = setup(seed=…) 가 없다"
+    assert re.search(r"^from ddpm_ko\.book import .*\bsetup\b", second, re.M), (
+        f"{nb.name}: ddpm_ko.book.setup 을 쓰지 않는다"
+    )
+    assert re.search(r"^FAST, device = setup\(seed=\d+\)", second, re.M), (
+        f"{nb.name}: FAST, device = setup(seed=…) 가 없다"
+    )
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_unguarded_book_only_imports(nb: Path) -> None:
     """myst-nb 는 책 빌드에만 있다: 장은 ddpm_ko.book.glue 를 쓰고 myst_nb 를 직접 import 하지 않는다."""
     for i, src in enumerate(_code(nb)):
-        assert not re.search(r"^\s*(from|import)\s+myst_nb\b", src, re.M), f"{nb.name} 코드 셀 {i}: myst_nb 를 직접 import 한다"
+        assert not re.search(r"^\s*(from|import)\s+myst_nb\b", src, re.M), (
+            f"{nb.name} 코드 셀 {i}: myst_nb 를 직접 import 한다"
+        )
         assert "def glue(" not in src, f"{nb.name} 코드 셀 {i}: glue 를 다시 정의한다 (ddpm_ko.book.glue 를 쓴다)"
 
 
@@ -174,14 +186,18 @@ def repo_url_disagreements(root: Path = ROOT) -> list[str]:
                 # 설치 명령의 태그는 패키지의 판과 같아야 한다 (git+https://github.com/주인/이름@v판)
                 for tag in re.finditer(r"github\.com/[\w.-]+/[\w.-]+?@v([0-9][\w.]*[0-9A-Za-z])", line):
                     if tag.group(1) != version:
-                        found.append(f"{path.relative_to(root)}:{lineno}{where}: {tag.group(0)} (판 / version {version})")
+                        found.append(
+                            f"{path.relative_to(root)}:{lineno}{where}: {tag.group(0)} (판 / version {version})"
+                        )
     return found
 
 
 def test_one_place_for_the_repository_address() -> None:
     wrong = repo_url_disagreements()
-    assert not wrong, ("_config.yml 의 repository.url 과 다른 주소 (python scripts/set_repo_url.py 로 맞춘다):\n  "
-                       + "\n  ".join(wrong))
+    assert not wrong, (
+        "_config.yml 의 repository.url 과 다른 주소 (python scripts/set_repo_url.py 로 맞춘다):\n  "
+        + "\n  ".join(wrong)
+    )
 
 
 def test_the_address_appears_where_readers_need_it() -> None:
@@ -193,8 +209,15 @@ def test_the_address_appears_where_readers_need_it() -> None:
 def test_set_repo_url_script_fixes_every_place(tmp_path: Path) -> None:
     """포크 주소로 바꾸는 스크립트를 사본에서 돌리면 모든 곳이 새 주소를 가리키고, 검사가 그것을 본다."""
     copy = tmp_path / "repo"
-    for rel in ["_config.yml", "README.md", "CONTRIBUTING.md", "book/how_to_read.md", "pyproject.toml",
-                "src/ddpm_ko/__init__.py", "scripts/set_repo_url.py"]:
+    for rel in [
+        "_config.yml",
+        "README.md",
+        "CONTRIBUTING.md",
+        "book/how_to_read.md",
+        "pyproject.toml",
+        "src/ddpm_ko/__init__.py",
+        "scripts/set_repo_url.py",
+    ]:
         (copy / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, copy / rel)
     for nb in NOTEBOOKS:
@@ -203,14 +226,19 @@ def test_set_repo_url_script_fixes_every_place(tmp_path: Path) -> None:
     assert not repo_url_disagreements(copy)
     # _config.yml 만 바꾸면 나머지 모든 곳이 어긋났다고 이름이 나온다
     cfg = copy / "_config.yml"
-    cfg.write_text(cfg.read_text(encoding="utf-8").replace(_config_repo_url(), "https://github.com/someone/ddpm_ko_fork"),
-                   encoding="utf-8")
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8").replace(_config_repo_url(), "https://github.com/someone/ddpm_ko_fork"),
+        encoding="utf-8",
+    )
     wrong = repo_url_disagreements(copy)
     for place in ["README.md", "CONTRIBUTING.md", "book/how_to_read.md"] + [f"notebooks/{nb.name}" for nb in NOTEBOOKS]:
         assert any(w.startswith(place + ":") for w in wrong), (place, wrong)
     # 스크립트 한 번이면 모두 맞는다 (주소를 인자로 주는 방법)
-    subprocess.run([sys.executable, str(copy / "scripts/set_repo_url.py"), "https://github.com/me/my-book"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(copy / "scripts/set_repo_url.py"), "https://github.com/me/my-book"],
+        check=True,
+        capture_output=True,
+    )
     assert _config_repo_url(copy) == "https://github.com/me/my-book"
     assert not repo_url_disagreements(copy)
     first = _code(copy / "notebooks" / NOTEBOOKS[0].name)[0]
@@ -218,9 +246,10 @@ def test_set_repo_url_script_fixes_every_place(tmp_path: Path) -> None:
     json.loads((copy / "notebooks" / NOTEBOOKS[0].name).read_text(encoding="utf-8"))  # 노트북은 여전히 올바른 JSON
     # 판을 올린 뒤 인자 없이 실행하면 노트북과 CONTRIBUTING.md 의 VERSION 이 따라온다
     init = copy / "src/ddpm_ko/__init__.py"
-    init.write_text(re.sub(r'__version__ = "[^"]+"', '__version__ = "9.8.7"', init.read_text(encoding="utf-8")),
-                    encoding="utf-8")
-    assert any("(판 / version 9.8.7)" in w for w in repo_url_disagreements(copy))   # 문서의 설치 명령 @v0.1.0
+    init.write_text(
+        re.sub(r'__version__ = "[^"]+"', '__version__ = "9.8.7"', init.read_text(encoding="utf-8")), encoding="utf-8"
+    )
+    assert any("(판 / version 9.8.7)" in w for w in repo_url_disagreements(copy))  # 문서의 설치 명령 @v0.1.0
     subprocess.run([sys.executable, str(copy / "scripts/set_repo_url.py")], check=True, capture_output=True)
     assert not repo_url_disagreements(copy)
     assert "git+https://github.com/me/my-book@v9.8.7" in (copy / "README.md").read_text(encoding="utf-8")
@@ -231,7 +260,9 @@ def test_set_repo_url_script_fixes_every_place(tmp_path: Path) -> None:
     for nb in NOTEBOOKS:
         before, after = _cells(nb), _cells(copy / "notebooks" / nb.name)
         first = next(i for i, c in enumerate(before) if c["cell_type"] == "code")
-        assert [c for i, c in enumerate(after) if i != first] == [c for i, c in enumerate(before) if i != first], nb.name
+        assert [c for i, c in enumerate(after) if i != first] == [c for i, c in enumerate(before) if i != first], (
+            nb.name
+        )
 
 
 # ---------------------------------------------------------------------------------------- 식 번호
@@ -241,12 +272,22 @@ _LABEL_CITE = re.compile(r"\((ch\d+-[a-z0-9-]+)\)")
 
 def test_equation_labels_cited_in_the_package_exist() -> None:
     """패키지 코드의 주석이 적은 식 번호 ``(ch2-eq-closed)`` 는 책에 그 라벨로 있는 식이다 (CONTRIBUTING 의 코드 규칙 2)."""
-    defined = {label for nb in NOTEBOOKS for c in _cells(nb) if c["cell_type"] == "markdown"
-               for label in _LABEL_DEF.findall("".join(c["source"]))}
-    defined |= {label for md in (ROOT / "book").glob("*.md") for label in _LABEL_DEF.findall(md.read_text(encoding="utf-8"))}
+    defined = {
+        label
+        for nb in NOTEBOOKS
+        for c in _cells(nb)
+        if c["cell_type"] == "markdown"
+        for label in _LABEL_DEF.findall("".join(c["source"]))
+    }
+    defined |= {
+        label for md in (ROOT / "book").glob("*.md") for label in _LABEL_DEF.findall(md.read_text(encoding="utf-8"))
+    }
     assert "ch2-eq-closed" in defined, "라벨을 읽지 못했다 (정규식이 책의 꼴과 다르다)"
-    missing = [f"{path.relative_to(ROOT)}:{lineno}: {label}"
-               for path in sorted((ROOT / "src" / "ddpm_ko").rglob("*.py"))
-               for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-               for label in _LABEL_CITE.findall(line) if label not in defined]
+    missing = [
+        f"{path.relative_to(ROOT)}:{lineno}: {label}"
+        for path in sorted((ROOT / "src" / "ddpm_ko").rglob("*.py"))
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        for label in _LABEL_CITE.findall(line)
+        if label not in defined
+    ]
     assert not missing, "책에 없는 식 번호 / equation labels not in the book:\n" + "\n".join(missing)

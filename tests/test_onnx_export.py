@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_ko import cli
-from ddpm_ko import onnx_export
+from ddpm_ko import cli, onnx_export
 from ddpm_ko.diffusion import GaussianDiffusion
 from ddpm_ko.pretrained import load_pretrained
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime 이 없다 (requirements.txt, make setup)")
-onnx = pytest.importorskip("onnx", reason="onnx 가 없다 (pip install \"ddpm_ko[onnx]\")")
+onnx = pytest.importorskip("onnx", reason='onnx 가 없다 (pip install "ddpm_ko[onnx]")')
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +59,12 @@ def test_onnxruntime_matches_pytorch(exported, pretrained, batch) -> None:
 
 def test_same_file_for_every_t(exported, pretrained) -> None:
     """한 배치 안에서 이미지마다 다른 t 를 주면, 한 장씩 돌린 것과 같다 (t 가 배치 축을 따라 들어간다)."""
-    model, diffusion, _ = pretrained
+    _model, _diffusion, _ = pretrained
     sess = onnx_export.OnnxUnet(exported)
     x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     t = torch.tensor([999, 10, 500, 0])
     together = sess(x, t).numpy()
-    alone = np.concatenate([sess(x[i:i + 1], t[i:i + 1]).numpy() for i in range(4)])
+    alone = np.concatenate([sess(x[i : i + 1], t[i : i + 1]).numpy() for i in range(4)])
     # 배치 크기에 따라 onnxruntime 이 다른 커널을 고를 수 있어 마지막 자리가 다를 수 있다 (위와 같은 이유로 1e-4)
     assert float(np.abs(together - alone).max()) < 1e-4
 
@@ -90,8 +89,11 @@ def test_sidecar_and_metadata(exported, pretrained) -> None:
     assert info["format"] == onnx_export.ONNX_FORMAT
     assert info["bytes"] == len(data)
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
-    assert info["diffusion"] == {"schedule": meta["diffusion"]["schedule"], "timesteps": diffusion.num_timesteps,
-                                 "prediction_type": diffusion.prediction_type}
+    assert info["diffusion"] == {
+        "schedule": meta["diffusion"]["schedule"],
+        "timesteps": diffusion.num_timesteps,
+        "prediction_type": diffusion.prediction_type,
+    }
     assert info["weights"] == "ema"
     proto = onnx.load(str(exported))
     embedded = {p.key: p.value for p in proto.metadata_props}
@@ -105,8 +107,11 @@ def test_sidecar_and_metadata(exported, pretrained) -> None:
 def test_missing_onnx_is_a_clear_error(monkeypatch, tmp_path, capsys) -> None:
     """onnx/onnxscript 가 없으면 무엇을 설치할지 두 언어로 말하고, 이미 있는 파일은 건드리지 않는다."""
     real_find_spec = onnx_export.importlib.util.find_spec
-    monkeypatch.setattr(onnx_export.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "onnxscript" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        onnx_export.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxscript" else real_find_spec(name, *a),
+    )
     out = tmp_path / "unet.onnx"
     out.write_bytes(b"old")
     with pytest.raises(onnx_export.OnnxDependencyError, match="ddpm_ko\\[onnx\\]"):
@@ -121,8 +126,17 @@ def test_missing_onnx_is_a_clear_error(monkeypatch, tmp_path, capsys) -> None:
 def test_wrong_suffix_and_missing_checkpoint(tmp_path, capsys) -> None:
     rc = cli.main(["export", "--checkpoint", "pretrained", "--format", "onnx", "--out", str(tmp_path / "unet.bin")])
     assert rc == 2 and ".onnx" in capsys.readouterr().err
-    rc = cli.main(["export", "--checkpoint", str(tmp_path / "nope.safetensors"), "--format", "onnx",
-                   "--out", str(tmp_path / "unet.onnx")])
+    rc = cli.main(
+        [
+            "export",
+            "--checkpoint",
+            str(tmp_path / "nope.safetensors"),
+            "--format",
+            "onnx",
+            "--out",
+            str(tmp_path / "unet.onnx"),
+        ]
+    )
     assert rc == 2 and "checkpoint not found" in capsys.readouterr().err
     assert not (tmp_path / "unet.onnx").exists()
 
@@ -140,5 +154,7 @@ def test_onnx_unet_accepts_scalar_t(exported) -> None:
     a = sess(x, torch.tensor(5)).numpy()
     b = sess(x, torch.tensor([5, 5])).numpy()
     np.testing.assert_array_equal(a, b)
-    assert isinstance(GaussianDiffusion.from_schedule("linear", 1000).model_predictions(sess, x, torch.tensor([5, 5]))[0],
-                      torch.Tensor)
+    assert isinstance(
+        GaussianDiffusion.from_schedule("linear", 1000).model_predictions(sess, x, torch.tensor([5, 5]))[0],
+        torch.Tensor,
+    )

@@ -63,7 +63,7 @@ def import_graph(root: Path = PKG) -> dict[str, set[str]]:
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """순환 하나를 [a, b, …, a] 로 돌려준다. 없으면 None."""
-    state: dict[str, int] = {}   # 1: 방문 중, 2: 끝
+    state: dict[str, int] = {}  # 1: 방문 중, 2: 끝
     stack: list[str] = []
 
     def visit(node: str) -> list[str] | None:
@@ -71,7 +71,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for dep in sorted(graph.get(node, ())):
             if state.get(dep) == 1:
-                return stack[stack.index(dep):] + [dep]
+                return [*stack[stack.index(dep) :], dep]
             if dep not in state:
                 found = visit(dep)
                 if found:
@@ -122,7 +122,9 @@ def test_computing_modules_import_no_cli(module):
     """``python -c "import ddpm_ko.metrics"`` 은 명령줄 모듈을 하나도 들여오지 않는다 (새 프로세스에서 확인)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(PKG.parent) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    code = (f"import sys, {module}; print(sorted(m for m in sys.modules "
-            "if m.startswith('ddpm_ko.cli') or m == 'ddpm_ko.__main__'))")
+    code = (
+        f"import sys, {module}; print(sorted(m for m in sys.modules "
+        "if m.startswith('ddpm_ko.cli') or m == 'ddpm_ko.__main__'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
     assert [line for line in out.stdout.splitlines() if line.startswith("[")] == ["[]"], out.stdout

@@ -25,7 +25,7 @@ def test_explicit_choices_on_cuda() -> None:
     assert resolve_precision("fp32", "cuda", bf16_supported=lambda: False) == "fp32"
     assert resolve_precision("fp16", "cuda", bf16_supported=lambda: True) == "fp16"
     assert resolve_precision("bf16", "cuda", bf16_supported=lambda: True) == "bf16"
-    with pytest.raises(ValueError, match="fp16") as info:        # 예: Colab 의 T4
+    with pytest.raises(ValueError, match="fp16") as info:  # 예: Colab 의 T4
         resolve_precision("bf16", "cuda", bf16_supported=lambda: False)
     assert "bf16" in str(info.value) and "/" in str(info.value)
 
@@ -56,8 +56,9 @@ def test_autocast_helper() -> None:
 
 def test_cpu_training_records_fp32_in_the_sidecar(tmp_path, tiny_config) -> None:
     images = (torch.arange(8 * 28 * 28) % 255).reshape(8, 28, 28).to(torch.uint8).numpy()
-    cfg = TrainConfig(out_dir=str(tmp_path), max_steps=1, batch_size=4, timesteps=10, sample_steps=5,
-                      progress=False, device="cpu")
+    cfg = TrainConfig(
+        out_dir=str(tmp_path), max_steps=1, batch_size=4, timesteps=10, sample_steps=5, progress=False, device="cpu"
+    )
     trainer = Trainer(tiny_config, cfg, images=images, log=lambda m: None)
     assert trainer.precision == "fp32" and trainer.scaler is None
     trainer.run()
@@ -68,7 +69,7 @@ def test_cpu_training_records_fp32_in_the_sidecar(tmp_path, tiny_config) -> None
 def test_cli_option() -> None:
     args = build_parser().parse_args(["train", "--precision", "fp16"])
     assert args.precision == "fp16" and set(PRECISIONS) == {"auto", "fp32", "bf16", "fp16"}
-    assert build_parser().parse_args(["train"]).precision is None      # 주지 않으면 TrainConfig 의 기본값(auto)
+    assert build_parser().parse_args(["train"]).precision is None  # 주지 않으면 TrainConfig 의 기본값(auto)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--precision", "fp64"])
 
@@ -78,23 +79,41 @@ def test_fp16_path_with_grad_scaler_runs_and_resumes(tmp_path, tiny_config, monk
 
     CPU 에서는 auto 가 fp32 를 고르므로, 장치 능력 대신 정밀도 결정을 fp16 으로 바꿔 넣는다.
     """
-    train_mod = importlib.import_module("ddpm_ko.train")   # ddpm_ko.train 은 함수 이름이기도 하다
+    train_mod = importlib.import_module("ddpm_ko.train")  # ddpm_ko.train 은 함수 이름이기도 하다
 
     if not hasattr(torch.amp, "GradScaler"):
         pytest.skip("torch.amp.GradScaler 가 없다")
     monkeypatch.setattr(train_mod, "resolve_precision", lambda requested, device_type: "fp16")
     images = (torch.arange(8 * 28 * 28) % 255).reshape(8, 28, 28).to(torch.uint8).numpy()
-    cfg = TrainConfig(out_dir=str(tmp_path), max_steps=2, batch_size=4, timesteps=10, sample_steps=5,
-                      progress=False, device="cpu", checkpoint_every=2)
+    cfg = TrainConfig(
+        out_dir=str(tmp_path),
+        max_steps=2,
+        batch_size=4,
+        timesteps=10,
+        sample_steps=5,
+        progress=False,
+        device="cpu",
+        checkpoint_every=2,
+    )
     trainer = Trainer(tiny_config, cfg, images=images, log=lambda m: None)
     assert trainer.precision == "fp16" and trainer.scaler is not None
-    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)   # 기본값(65536)과 다른 배율: 이어 학습이 되살리는지 본다
+    trainer.scaler = torch.amp.GradScaler(
+        "cpu", init_scale=1024.0
+    )  # 기본값(65536)과 다른 배율: 이어 학습이 되살리는지 본다
     result = trainer.run()
     assert all(torch.isfinite(torch.tensor(v)) for _, v in result["loss_history"])
     meta = json.loads((tmp_path / "checkpoint.json").read_text(encoding="utf-8"))
     assert meta["precision"] == "fp16" and meta["grad_scaler"]["scale"] > 0
     # 이어 학습하면 스케일러의 배율도 이어받는다
-    cfg2 = TrainConfig(out_dir=str(tmp_path), max_steps=3, batch_size=4, timesteps=10, sample_steps=5,
-                       progress=False, device="cpu", checkpoint_every=2)
+    cfg2 = TrainConfig(
+        out_dir=str(tmp_path),
+        max_steps=3,
+        batch_size=4,
+        timesteps=10,
+        sample_steps=5,
+        progress=False,
+        device="cpu",
+        checkpoint_every=2,
+    )
     resumed = Trainer(tiny_config, cfg2, resume=tmp_path / "checkpoint.safetensors", images=images, log=lambda m: None)
     assert resumed.scaler.get_scale() == meta["grad_scaler"]["scale"] <= 1024.0

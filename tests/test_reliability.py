@@ -26,8 +26,13 @@ import pytest
 import torch
 
 from conftest import CROSS_BATCH_ATOL
-from ddpm_ko.checkpoint import (atomic_write_bytes, clean_stale_temp_files, load_model_from_checkpoint,
-                                read_checkpoint, save_checkpoint)
+from ddpm_ko.checkpoint import (
+    atomic_write_bytes,
+    clean_stale_temp_files,
+    load_model_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from ddpm_ko.diffusion import GaussianDiffusion
 from ddpm_ko.errors import TrainingDivergedError
 from ddpm_ko.sampling import is_out_of_memory, sample_with_oom_retry
@@ -47,8 +52,18 @@ def quiet(_msg: str) -> None:
 
 
 def tiny_config(out_dir: Path, **overrides) -> TrainConfig:
-    base = dict(out_dir=str(out_dir), batch_size=8, timesteps=50, warmup_steps=3, ema_decay=0.9, log_every=5,
-                checkpoint_every=100, progress=False, num_threads=1, device="cpu")
+    base = dict(
+        out_dir=str(out_dir),
+        batch_size=8,
+        timesteps=50,
+        warmup_steps=3,
+        ema_decay=0.9,
+        log_every=5,
+        checkpoint_every=100,
+        progress=False,
+        num_threads=1,
+        device="cpu",
+    )
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -121,8 +136,9 @@ def test_resume_continues_the_same_loss_curve(tmp_path):
     straight = train(TINY_UNET, tiny_config(tmp_path / "straight", max_steps=12), images=IMAGES, log=quiet)
     half = train(TINY_UNET, tiny_config(tmp_path / "split", max_steps=6), images=IMAGES, log=quiet)
     assert half["step"] == 6
-    resumed = train(TINY_UNET, tiny_config(tmp_path / "split", max_steps=12), resume=half["checkpoint"],
-                    images=IMAGES, log=quiet)
+    resumed = train(
+        TINY_UNET, tiny_config(tmp_path / "split", max_steps=12), resume=half["checkpoint"], images=IMAGES, log=quiet
+    )
     assert resumed["step"] == 12
     assert resumed["loss_history"] == straight["loss_history"]
     assert [s for s, _ in straight["loss_history"]] == [5, 10, 12]
@@ -147,8 +163,9 @@ def test_nan_in_data_stops_training_and_keeps_the_checkpoint(tmp_path):
     first = train(TINY_UNET, tiny_config(tmp_path, max_steps=3, checkpoint_every=1), images=IMAGES, log=quiet)
     ckpt = Path(first["checkpoint"])
     before = _file_bytes(ckpt)
-    trainer = Trainer(TINY_UNET, tiny_config(tmp_path, max_steps=10, checkpoint_every=1), resume=ckpt,
-                      images=IMAGES, log=quiet)
+    trainer = Trainer(
+        TINY_UNET, tiny_config(tmp_path, max_steps=10, checkpoint_every=1), resume=ckpt, images=IMAGES, log=quiet
+    )
     clean_batch = trainer.batches.batch
 
     def poisoned(epoch: int, index: int) -> torch.Tensor:
@@ -175,8 +192,13 @@ def test_huge_learning_rate_never_overwrites_the_last_good_checkpoint(tmp_path):
     ckpt = Path(first["checkpoint"])
     before = _file_bytes(ckpt)
     with pytest.raises(TrainingDivergedError) as info:
-        train(TINY_UNET, tiny_config(tmp_path, max_steps=10, checkpoint_every=1, lr=1e30, warmup_steps=0),
-              resume=ckpt, images=IMAGES, log=quiet)
+        train(
+            TINY_UNET,
+            tiny_config(tmp_path, max_steps=10, checkpoint_every=1, lr=1e30, warmup_steps=0),
+            resume=ckpt,
+            images=IMAGES,
+            log=quiet,
+        )
     msg = str(info.value)
     assert re.search(r"step [45]\b", msg), msg
     assert _file_bytes(ckpt) == before
@@ -189,13 +211,31 @@ def test_cli_divergence_is_one_line_and_keeps_checkpoint(tmp_path, data_dir, cap
     from ddpm_ko.cli import main
 
     out = tmp_path / "run"
-    assert main(["train", *cli_tiny_args(data_dir), "--max-steps", "2", "--checkpoint-every", "1",
-                 "--out-dir", str(out)]) == 0
+    assert (
+        main(["train", *cli_tiny_args(data_dir), "--max-steps", "2", "--checkpoint-every", "1", "--out-dir", str(out)])
+        == 0
+    )
     ckpt = out / "checkpoint.safetensors"
     before = _file_bytes(ckpt)
     capsys.readouterr()
-    code = main(["train", "--resume", str(ckpt), "--lr", "1e30", "--warmup-steps", "0", "--max-steps", "8",
-                 "--threads", "1", "--device", "cpu", "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--resume",
+            str(ckpt),
+            "--lr",
+            "1e30",
+            "--warmup-steps",
+            "0",
+            "--max-steps",
+            "8",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code != 0
     lines = err.strip().splitlines()
@@ -212,9 +252,33 @@ def data_dir(fake_train_dir) -> Path:
 
 
 def cli_tiny_args(data_dir: Path) -> list[str]:
-    return ["--data-dir", str(data_dir), "--subset", "64", "--batch-size", "8", "--dim", "8", "--dim-mults", "1-2",
-            "--attention", "none", "--timesteps", "50", "--warmup-steps", "2", "--ema-decay", "0.9",
-            "--log-every", "5", "--threads", "1", "--device", "cpu", "--no-progress"]
+    return [
+        "--data-dir",
+        str(data_dir),
+        "--subset",
+        "64",
+        "--batch-size",
+        "8",
+        "--dim",
+        "8",
+        "--dim-mults",
+        "1-2",
+        "--attention",
+        "none",
+        "--timesteps",
+        "50",
+        "--warmup-steps",
+        "2",
+        "--ema-decay",
+        "0.9",
+        "--log-every",
+        "5",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
 
 
 TARGET = 20  # 강제 종료 검사의 목표 단계 수
@@ -222,8 +286,12 @@ TARGET = 20  # 강제 종료 검사의 목표 단계 수
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]))
+    env.update(
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]),
+    )
     return env
 
 
@@ -243,8 +311,21 @@ def reference_run(tmp_path_factory, data_dir) -> Path:
     out = tmp_path_factory.mktemp("reference")
     n = torch.get_num_threads()
     try:
-        assert main(["train", *cli_tiny_args(data_dir), "--max-steps", str(TARGET), "--checkpoint-every", "1",
-                     "--out-dir", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    *cli_tiny_args(data_dir),
+                    "--max-steps",
+                    str(TARGET),
+                    "--checkpoint-every",
+                    "1",
+                    "--out-dir",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(n)
     return out / "checkpoint.safetensors"
@@ -279,8 +360,11 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, data_dir, reference_r
     previous, kills = 0, 0
     for attempt in range(3):
         log = tmp_path / f"attempt{attempt}.log"
-        args = (cli_tiny_args(data_dir) + ["--max-steps", str(TARGET), "--checkpoint-every", "1", "--out-dir", str(out)]
-                if attempt == 0 else ["--resume", str(ckpt), "--threads", "1", "--device", "cpu", "--no-progress"])
+        args = (
+            [*cli_tiny_args(data_dir), "--max-steps", str(TARGET), "--checkpoint-every", "1", "--out-dir", str(out)]
+            if attempt == 0
+            else ["--resume", str(ckpt), "--threads", "1", "--device", "cpu", "--no-progress"]
+        )
         with open(log, "w") as fh:
             proc = subprocess.Popen(_train_cmd(*args), env=_env(), stdout=fh, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
@@ -297,8 +381,13 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, data_dir, reference_r
         if previous == TARGET:
             break
     assert kills >= 1
-    final = subprocess.run(_train_cmd("--resume", str(ckpt), "--threads", "1", "--device", "cpu", "--no-progress"),
-                           env=_env(), capture_output=True, text=True, timeout=300)
+    final = subprocess.run(
+        _train_cmd("--resume", str(ckpt), "--threads", "1", "--device", "cpu", "--no-progress"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert final.returncode == 0, final.stdout + final.stderr
     assert read_checkpoint(ckpt)[1]["step"] == TARGET
     assert not list(out.glob(".*.tmp")), "이어 학습이 남은 임시 파일을 치우지 않았다"
@@ -371,21 +460,31 @@ def test_sigkill_during_checkpoint_writes_loses_nothing(tmp_path, data_dir, refe
     ckpt = out / "checkpoint.safetensors"
     resume = ["--resume", str(ckpt), "--threads", "1", "--device", "cpu", "--no-progress"]
     phases = [
-        ("mid-write", 5, cli_tiny_args(data_dir) + ["--max-steps", str(TARGET), "--checkpoint-every", "1",
-                                                     "--out-dir", str(out)], 2, 2),
+        (
+            "mid-write",
+            5,
+            [*cli_tiny_args(data_dir), "--max-steps", str(TARGET), "--checkpoint-every", "1", "--out-dir", str(out)],
+            2,
+            2,
+        ),
         ("before-replace", 3, resume, 3, 3),
         ("mid-write", 4, resume, 5, 4),
     ]
     for mode, when, args, want_step, want_sidecar_step in phases:
-        proc = subprocess.run([sys.executable, str(script), mode, str(when), "train", *args], env=_env(),
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, str(script), mode, str(when), "train", *args],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
         assert "KILLED" in proc.stdout
         temps = list(out.glob(".*.tmp"))
         assert temps, "죽은 쓰기의 임시 파일이 있어야 한다 (진짜 경로에 쓰지 않았다는 증거)"
         if mode == "mid-write":
             assert all(0 < t.stat().st_size for t in temps)
-        tensors, meta = read_checkpoint(ckpt)
+        _tensors, meta = read_checkpoint(ckpt)
         assert meta["step"] == want_step
         assert json.loads(ckpt.with_suffix(".json").read_text())["step"] == want_sidecar_step
         load_model_from_checkpoint(ckpt)
@@ -405,7 +504,9 @@ class FakeDiffusion:
     num_timesteps = 1
     betas = torch.full((1,), 0.5)
 
-    def __init__(self, limit: int, error: type[BaseException] | None = None, message: str = "CUDA out of memory") -> None:
+    def __init__(
+        self, limit: int, error: type[BaseException] | None = None, message: str = "CUDA out of memory"
+    ) -> None:
         self.limit, self.error, self.message = limit, error or torch.cuda.OutOfMemoryError, message
         self.attempts: list[int] = []
 
@@ -416,9 +517,14 @@ class FakeDiffusion:
         return torch.tanh(2 * x + 0.5), x
 
 
-@pytest.mark.parametrize("error,message", [(torch.cuda.OutOfMemoryError, "CUDA out of memory"),
-                                           (RuntimeError, "CUDA out of memory"),
-                                           (RuntimeError, "MPS backend out of memory")])
+@pytest.mark.parametrize(
+    "error,message",
+    [
+        (torch.cuda.OutOfMemoryError, "CUDA out of memory"),
+        (RuntimeError, "CUDA out of memory"),
+        (RuntimeError, "MPS backend out of memory"),
+    ],
+)
 def test_oom_retries_with_smaller_batches(error, message, capsys):
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     fake = FakeDiffusion(limit=3, error=error, message=message)
@@ -478,5 +584,9 @@ def test_oom_retry_with_real_sampler_gives_identical_images():
         assert retried.shape == (6, 1, 8, 8)
         torch.testing.assert_close(retried, run(model, 3, sampler, **kw), rtol=0, atol=0, msg=sampler)
     # 한 번에 배치 6 으로 만든 것과는 float32 반올림만큼만 다르다 (conftest.CROSS_BATCH_ATOL 의 이유)
-    torch.testing.assert_close(run(OOMAfterSomeSteps(model, limit=3), 6, "ddim", steps=5), run(model, 6, "ddim", steps=5),
-                               rtol=0, atol=CROSS_BATCH_ATOL)
+    torch.testing.assert_close(
+        run(OOMAfterSomeSteps(model, limit=3), 6, "ddim", steps=5),
+        run(model, 6, "ddim", steps=5),
+        rtol=0,
+        atol=CROSS_BATCH_ATOL,
+    )

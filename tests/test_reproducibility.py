@@ -25,9 +25,22 @@ IMAGES = np.random.default_rng(5).integers(0, 256, (64, 8, 8), dtype=np.uint8)
 
 
 def _train(out: Path, seed: int = 0, steps: int = 8, micro_batch: int | None = None) -> dict:
-    cfg = TrainConfig(out_dir=str(out), batch_size=8, timesteps=30, sample_steps=10, warmup_steps=2, ema_decay=0.9,
-                      log_every=1, max_steps=steps, checkpoint_every=steps, seed=seed, device="cpu", num_threads=1,
-                      progress=False, micro_batch=micro_batch)
+    cfg = TrainConfig(
+        out_dir=str(out),
+        batch_size=8,
+        timesteps=30,
+        sample_steps=10,
+        warmup_steps=2,
+        ema_decay=0.9,
+        log_every=1,
+        max_steps=steps,
+        checkpoint_every=steps,
+        seed=seed,
+        device="cpu",
+        num_threads=1,
+        progress=False,
+        micro_batch=micro_batch,
+    )
     return train(TINY_UNET, cfg, images=IMAGES, log=lambda m: None)
 
 
@@ -73,8 +86,17 @@ def test_micro_batches_really_split_the_forward_pass(tmp_path):
     """위 검사가 '나누지 않아서' 통과한 것이 아님을 본다: 배치 8, 조각 3 이면 한 단계에 순전파가 3+3+2 장으로 세 번."""
     from ddpm_ko.train import Trainer
 
-    cfg = TrainConfig(out_dir=str(tmp_path), batch_size=8, micro_batch=3, timesteps=30, sample_steps=10,
-                      max_steps=1, device="cpu", num_threads=1, progress=False)
+    cfg = TrainConfig(
+        out_dir=str(tmp_path),
+        batch_size=8,
+        micro_batch=3,
+        timesteps=30,
+        sample_steps=10,
+        max_steps=1,
+        device="cpu",
+        num_threads=1,
+        progress=False,
+    )
     trainer = Trainer(TINY_UNET, cfg, images=IMAGES, log=lambda m: None)
     sizes: list[int] = []
     trainer.model.register_forward_hook(lambda mod, args, out: sizes.append(args[0].shape[0]))
@@ -82,8 +104,9 @@ def test_micro_batches_really_split_the_forward_pass(tmp_path):
     assert sizes == [3, 3, 2]
 
 
-@pytest.mark.parametrize("sampler,kwargs", [("ddpm", {}), ("ddim", {"steps": 10, "eta": 0.0}),
-                                            ("ddim", {"steps": 10, "eta": 1.0})])
+@pytest.mark.parametrize(
+    "sampler,kwargs", [("ddpm", {}), ("ddim", {"steps": 10, "eta": 0.0}), ("ddim", {"steps": 10, "eta": 1.0})]
+)
 def test_same_seed_gives_same_samples(trained, sampler, kwargs):
     first, _, _ = sample_images(trained, 6, sampler=sampler, seed=123, device="cpu", **kwargs)
     second, _, _ = sample_images(trained, 6, sampler=sampler, seed=123, device="cpu", **kwargs)
@@ -105,8 +128,31 @@ def test_cli_sampling_twice_writes_identical_files(trained, tmp_path, capsys):
 
     outs = [tmp_path / "a.npy", tmp_path / "b.npy"]
     for out in outs:
-        assert main(["sample", "--checkpoint", str(trained), "--num", "4", "--sampler", "ddim", "--steps", "10",
-                     "--eta", "1", "--seed", "5", "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "sample",
+                    "--checkpoint",
+                    str(trained),
+                    "--num",
+                    "4",
+                    "--sampler",
+                    "ddim",
+                    "--steps",
+                    "10",
+                    "--eta",
+                    "1",
+                    "--seed",
+                    "5",
+                    "--out",
+                    str(out),
+                    "--device",
+                    "cpu",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     a, b = (np.load(p, allow_pickle=False) for p in outs)
     assert a.dtype == np.uint8 and a.shape == (4, 8, 8, 1)
     assert np.array_equal(a, b)

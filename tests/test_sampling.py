@@ -47,32 +47,38 @@ def test_each_sampler_calls_the_model_at_its_timesteps():
 
 
 # ---------------------------------------------------------------------------- 설정 검사 (한 곳)
-@pytest.mark.parametrize("kwargs, message", [
-    ({"sampler": "euler"}, "unknown sampler"),
-    ({"sampler": "ddim", "eta": 1.5}, "eta must be in [0, 1]"),
-    ({"sampler": "ddim", "steps": 0}, "steps must be a positive integer"),
-    ({"sampler": "ddim", "steps": 2.5}, "steps must be a positive integer"),
-    ({"sampler": "ddim", "spacing": "logsnr"}, "spacing only applies"),
-    ({"sampler": "dpm-solver++", "eta": 0.5}, "eta must be 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sampler": "euler"}, "unknown sampler"),
+        ({"sampler": "ddim", "eta": 1.5}, "eta must be in [0, 1]"),
+        ({"sampler": "ddim", "steps": 0}, "steps must be a positive integer"),
+        ({"sampler": "ddim", "steps": 2.5}, "steps must be a positive integer"),
+        ({"sampler": "ddim", "spacing": "logsnr"}, "spacing only applies"),
+        ({"sampler": "dpm-solver++", "eta": 0.5}, "eta must be 0"),
+    ],
+)
 def test_sampler_options_refuse_bad_values(kwargs, message):
     with pytest.raises(ValueError) as info:
         SamplerOptions(**kwargs)
     assert message in str(info.value) and " / " in str(info.value)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"sampler": "ddim", "steps": 21}, "DDIM steps cannot exceed T"),
-    ({"sampler": "dpm-solver++", "steps": 21}, "DPM-Solver++ steps cannot exceed T"),
-    ({"sampler": "ddpm", "steps": 10}, "the DDPM sampler always runs T steps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sampler": "ddim", "steps": 21}, "DDIM steps cannot exceed T"),
+        ({"sampler": "dpm-solver++", "steps": 21}, "DPM-Solver++ steps cannot exceed T"),
+        ({"sampler": "ddpm", "steps": 10}, "the DDPM sampler always runs T steps"),
+    ],
+)
 def test_steps_are_checked_against_T(kwargs, message):
     d = GaussianDiffusion.from_schedule("linear", 20)
     with pytest.raises(ValueError, match=re.escape(message)):
         SamplerOptions(**kwargs).timesteps(d)
-    with pytest.raises(ValueError, match=re.escape(message)):      # 메서드도 같은 검사를 거친다
+    with pytest.raises(ValueError, match=re.escape(message)):  # 메서드도 같은 검사를 거친다
         d.sample(shrink, (1, 1, 2, 2), **kwargs)
-    assert SamplerOptions("ddpm", steps=20).timesteps(d)[0] == 19   # steps = T 는 DDPM 에도 허용
+    assert SamplerOptions("ddpm", steps=20).timesteps(d)[0] == 19  # steps = T 는 DDPM 에도 허용
 
 
 def test_unknown_variance_is_refused_by_the_ddpm_step():
@@ -93,25 +99,37 @@ def test_bad_options_are_refused_before_any_noise_is_drawn():
 
 
 # ---------------------------------------------------------------------------- 결과와 궤적
-@pytest.mark.parametrize("sampler, steps, stride, frames", [
-    ("ddim", 5, 1, 6),
-    ("ddpm", None, 1, 13),
-    ("ddpm", None, 5, 4),   # 5, 10 번째 단계와 마지막(12) → x_T 포함 4 장
-    ("dpm-solver++", 4, 3, 3),
-])
+@pytest.mark.parametrize(
+    "sampler, steps, stride, frames",
+    [
+        ("ddim", 5, 1, 6),
+        ("ddpm", None, 1, 13),
+        ("ddpm", None, 5, 4),  # 5, 10 번째 단계와 마지막(12) → x_T 포함 4 장
+        ("dpm-solver++", 4, 3, 3),
+    ],
+)
 def test_trajectory_frames_and_same_images_as_sample(sampler, steps, stride, frames):
     T = 12
     d = GaussianDiffusion.from_schedule("linear", T)
     B = 3
     x_T = torch.randn(B, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    out, traj = d.sample_trajectory(shrink, (B, 1, 4, 4), sampler=sampler, steps=steps, stride=stride, x_T=x_T,
-                                    generator=torch.Generator().manual_seed(1))
+    out, traj = d.sample_trajectory(
+        shrink,
+        (B, 1, 4, 4),
+        sampler=sampler,
+        steps=steps,
+        stride=stride,
+        x_T=x_T,
+        generator=torch.Generator().manual_seed(1),
+    )
     assert traj.shape == (frames, B, 1, 4, 4)
     assert traj.device.type == "cpu"
     assert torch.equal(traj[-1], out)
     assert torch.equal(traj[0], x_T)
     # 궤적 없이 뽑아도 같은 결과
-    plain = d.sample(shrink, (B, 1, 4, 4), sampler=sampler, steps=steps, x_T=x_T, generator=torch.Generator().manual_seed(1))
+    plain = d.sample(
+        shrink, (B, 1, 4, 4), sampler=sampler, steps=steps, x_T=x_T, generator=torch.Generator().manual_seed(1)
+    )
     assert isinstance(plain, torch.Tensor) and torch.equal(plain, out)
 
 
@@ -163,9 +181,9 @@ def test_one_p_sample_step_checks_t_once(t_checks, prediction_type):
     d = GaussianDiffusion.from_schedule("linear", 50, prediction_type=prediction_type)
     x = torch.randn(4, 1, 2, 2, generator=torch.Generator().manual_seed(0))
     d.p_sample(shrink, x, 30, generator=torch.Generator().manual_seed(1))
-    assert t_checks == {"check_t": 1, "any": 0}   # 정수 t 는 장치와 주고받지 않고 검사한다
+    assert t_checks == {"check_t": 1, "any": 0}  # 정수 t 는 장치와 주고받지 않고 검사한다
     d.p_mean_variance(shrink, x, torch.tensor([1, 2, 3, 4]))
-    assert t_checks == {"check_t": 2, "any": 1}   # 텐서 t 는 .any() 한 번
+    assert t_checks == {"check_t": 2, "any": 1}  # 텐서 t 는 .any() 한 번
 
 
 def test_other_steps_and_the_loss_check_t_once(t_checks):
@@ -178,17 +196,20 @@ def test_other_steps_and_the_loss_check_t_once(t_checks):
     assert t_checks == {"check_t": 3, "any": 1}
 
 
-@pytest.mark.parametrize("call", [
-    lambda d, x: d.p_sample(shrink, x, 50),
-    lambda d, x: d.p_sample(shrink, x, -1),
-    lambda d, x: d.ddim_step(shrink, x, 50, 10),
-    lambda d, x: d.p_mean_variance(shrink, x, torch.tensor([0, 50])),
-    lambda d, x: d.model_predictions(shrink, x, torch.tensor([0, 50])),
-    lambda d, x: d.eps_x0_from_output(x, torch.tensor([-1, 0]), x),
-    lambda d, x: d.predict_x0_from_eps(x, torch.tensor([0, 50]), x),
-    lambda d, x: d.get_v(x, x, torch.tensor([0, 50])),
-    lambda d, x: d.training_loss(shrink, x, torch.tensor([0, 50])),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda d, x: d.p_sample(shrink, x, 50),
+        lambda d, x: d.p_sample(shrink, x, -1),
+        lambda d, x: d.ddim_step(shrink, x, 50, 10),
+        lambda d, x: d.p_mean_variance(shrink, x, torch.tensor([0, 50])),
+        lambda d, x: d.model_predictions(shrink, x, torch.tensor([0, 50])),
+        lambda d, x: d.eps_x0_from_output(x, torch.tensor([-1, 0]), x),
+        lambda d, x: d.predict_x0_from_eps(x, torch.tensor([0, 50]), x),
+        lambda d, x: d.get_v(x, x, torch.tensor([0, 50])),
+        lambda d, x: d.training_loss(shrink, x, torch.tensor([0, 50])),
+    ],
+)
 def test_bad_t_still_gets_the_clear_error_at_every_entry(call):
     d = GaussianDiffusion.from_schedule("linear", 50)
     with pytest.raises(ValueError, match=r"t out of range \[0, T-1\]"):

@@ -47,14 +47,18 @@ def test_one_ddpm_step_is_unchanged(shipped) -> None:
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("sampler, want", [
-    ("ddim", [-711.3748521900483, 1537.3451147865155, 11.578277614484483]),
-    ("dpm-solver++", [-923.3737748055701, 1369.028756812607, 12.083869107915566]),
-])
+@pytest.mark.parametrize(
+    "sampler, want",
+    [
+        ("ddim", [-711.3748521900483, 1537.3451147865155, 11.578277614484483]),
+        ("dpm-solver++", [-923.3737748055701, 1369.028756812607, 12.083869107915566]),
+    ],
+)
 def test_five_step_samplers_are_unchanged(shipped, sampler: str, want: list[float]) -> None:
     model, diffusion, x = shipped
-    out = diffusion.sample(model, (3, 1, 28, 28), sampler=sampler, steps=5, x_T=x,
-                           generator=torch.Generator().manual_seed(0))
+    out = diffusion.sample(
+        model, (3, 1, 28, 28), sampler=sampler, steps=5, x_T=x, generator=torch.Generator().manual_seed(0)
+    )
     _check(out, want)
 
 

@@ -59,6 +59,7 @@ def first_order_only(d: GaussianDiffusion, model, x_T: torch.Tensor, ts: list[in
 
 # ---------------------------------------------------------------------------- 시각 간격
 
+
 @pytest.mark.parametrize("T, steps", [(10, 1), (10, 2), (10, 10), (1000, 7), (1000, 50)])
 def test_time_spacing_is_ddim_timesteps(T, steps):
     d = diffusion64("linear", T)
@@ -70,7 +71,7 @@ def test_time_spacing_is_ddim_timesteps(T, steps):
 def test_solver_timesteps_shape(spacing, steps):
     d = diffusion64()
     ts = d.solver_timesteps(steps, spacing)
-    assert len(ts) == steps                       # T = 1000 에서 25 단계까지는 반올림해도 겹치지 않는다
+    assert len(ts) == steps  # T = 1000 에서 25 단계까지는 반올림해도 겹치지 않는다
     assert ts[0] == 999 and ts[-1] == 0
     assert all(a > b for a, b in zip(ts, ts[1:])), ts
 
@@ -93,7 +94,7 @@ def test_karras_spacing_follows_rho_power():
     d = diffusion64()
     lam = d.lambdas()
     ts = d.solver_timesteps(10, "karras")
-    s = torch.exp(-lam[ts]) ** (1 / solvers.KARRAS_RHO)   # (σ/α)^{1/ρ} 는 거의 등간격이어야 한다
+    s = torch.exp(-lam[ts]) ** (1 / solvers.KARRAS_RHO)  # (σ/α)^{1/ρ} 는 거의 등간격이어야 한다
     gaps = (s[:-1] - s[1:]).tolist()
     mean = sum(gaps) / len(gaps)
     # 정수 시각으로 반올림한 만큼만 어긋난다 (ρ 를 1 로 바꾸면 이 검사가 깨진다)
@@ -117,12 +118,20 @@ def test_duplicate_times_after_rounding_are_dropped():
     ts = d.solver_timesteps(20, "logsnr")
     assert len(ts) < 20
     assert all(a > b for a, b in zip(ts, ts[1:]))
-    x = d.sample(gaussian_eps_oracle(d), (2, 1, 2, 2), sampler="dpm-solver++", steps=20, spacing="logsnr",
-                 x_T=torch.randn(2, 1, 2, 2, dtype=F64), clip_x0=False)
+    x = d.sample(
+        gaussian_eps_oracle(d),
+        (2, 1, 2, 2),
+        sampler="dpm-solver++",
+        steps=20,
+        spacing="logsnr",
+        x_T=torch.randn(2, 1, 2, 2, dtype=F64),
+        clip_x0=False,
+    )
     assert bool(torch.isfinite(x).all())
 
 
 # ---------------------------------------------------------------------------- 한 단계의 식
+
 
 @pytest.mark.parametrize("clip", [False, True])
 @pytest.mark.parametrize("t, t_prev", [(999, 888), (500, 300), (20, 0), (0, -1), (999, -1)])
@@ -154,7 +163,7 @@ def test_second_order_formula_against_hand_computation():
     expected = math.sqrt((1 - ab[t_next]) / (1 - ab[t])) * x - math.sqrt(ab[t_next]) * (math.exp(-h) - 1) * D
     torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-10)
     first, _ = d.dpm_solver_step(model, x, t, t_next, None, clip_x0=False)
-    assert (ours - first).abs().max() > 1e-3      # 2차 보정이 실제로 값을 바꾼다
+    assert (ours - first).abs().max() > 1e-3  # 2차 보정이 실제로 값을 바꾼다
 
 
 def test_final_step_returns_clipped_x0():
@@ -165,6 +174,7 @@ def test_final_step_returns_clipped_x0():
 
 
 # ---------------------------------------------------------------------------- 전체 풀이의 정확도
+
 
 def test_whole_first_order_trajectory_equals_ddim_sampler():
     d = diffusion64("linear", 1000)
@@ -191,10 +201,10 @@ def test_second_order_converges_faster_than_first_order():
         err2.append(float((dpm - exact).abs().max()))
         err1.append(float((first_order_only(d, model, x_T, ts) - exact).abs().max()))
     for a, b in zip(err1[1:], err1[2:]):
-        assert 1.7 < a / b < 2.3, err1           # 1차: 오차 ∝ 1/N (반올림으로 실제 단계 수가 조금 줄어 비가 흔들린다)
+        assert 1.7 < a / b < 2.3, err1  # 1차: 오차 ∝ 1/N (반올림으로 실제 단계 수가 조금 줄어 비가 흔들린다)
     for a, b in zip(err2[1:], err2[2:]):
-        assert 3.3 < a / b < 4.7, err2           # 2차: 오차 ∝ 1/N²
-    assert err2[0] < err1[0] / 5                 # 같은 10 번의 호출에서 2차가 훨씬 정확하다
+        assert 3.3 < a / b < 4.7, err2  # 2차: 오차 ∝ 1/N²
+    assert err2[0] < err1[0] / 5  # 같은 10 번의 호출에서 2차가 훨씬 정확하다
 
 
 @pytest.mark.parametrize("spacing", solvers.SPACINGS)
@@ -214,6 +224,7 @@ def test_dpm_solver_reaches_point_mass_exactly(spacing):
 
 # ---------------------------------------------------------------------------- sample() 연결
 
+
 def test_sampler_name_and_defaults():
     assert "dpm-solver++" in SAMPLERS
     assert solvers.DEFAULT_SPACING in solvers.SPACINGS
@@ -221,8 +232,9 @@ def test_sampler_name_and_defaults():
     model = gaussian_eps_oracle(d)
     x_T = torch.randn(2, 1, 2, 2, dtype=F64, generator=torch.Generator().manual_seed(5))
     default = d.sample(model, x_T.shape, sampler="dpm-solver++", x_T=x_T)
-    explicit = d.sample(model, x_T.shape, sampler="dpm-solver++", steps=solvers.DEFAULT_STEPS,
-                        spacing=solvers.DEFAULT_SPACING, x_T=x_T)
+    explicit = d.sample(
+        model, x_T.shape, sampler="dpm-solver++", steps=solvers.DEFAULT_STEPS, spacing=solvers.DEFAULT_SPACING, x_T=x_T
+    )
     assert torch.equal(default, explicit)
 
 
@@ -256,8 +268,13 @@ def test_float32_default_matches_float64_closely():
     # (상대 6e-8) 이 20 단계와 x̂_0 변환의 1/√ᾱ_T ≈ 160 배 증폭을 거친 정도라 1e-4 안이다
     d32, d64 = GaussianDiffusion.from_schedule("linear", 1000), diffusion64()
     x_T = torch.randn(4, 1, 3, 3, generator=torch.Generator().manual_seed(7), dtype=F64)
-    a = d32.sample(lambda x, t: gaussian_eps_oracle(d64)(x.double(), t).float(), x_T.shape, sampler="dpm-solver++",
-                   steps=20, x_T=x_T.float())
+    a = d32.sample(
+        lambda x, t: gaussian_eps_oracle(d64)(x.double(), t).float(),
+        x_T.shape,
+        sampler="dpm-solver++",
+        steps=20,
+        x_T=x_T.float(),
+    )
     b = d64.sample(gaussian_eps_oracle(d64), x_T.shape, sampler="dpm-solver++", steps=20, x_T=x_T)
     assert a.dtype == torch.float32
     torch.testing.assert_close(a.double(), b, rtol=0, atol=1e-4)

@@ -77,74 +77,112 @@ def test_no_rejected_variant_in_notebooks_or_pages():
 def test_checker_names_file_and_cell_of_a_planted_variant(tmp_path):
     nb_dir = tmp_path / "notebooks"
     nb_dir.mkdir()
-    cells = [{"cell_type": "markdown", "metadata": {}, "source": ["깨끗한 셀\n"]},
-             {"cell_type": "markdown", "metadata": {}, "source": ["밝은 화소 하나를 본다.\n"]},
-             {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-              "source": ["# 표본 수\n", "n = 3\n"]}]
-    (nb_dir / "99_planted.ipynb").write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
-                                                         "nbformat_minor": 5}), encoding="utf-8")
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": ["깨끗한 셀\n"]},
+        {"cell_type": "markdown", "metadata": {}, "source": ["밝은 화소 하나를 본다.\n"]},
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": ["# 표본 수\n", "n = 3\n"],
+        },
+    ]
+    (nb_dir / "99_planted.ipynb").write_text(
+        json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}), encoding="utf-8"
+    )
     page = tmp_path / "page.md"
     page.write_text("# 쪽\n\n마르코프 연쇄를 따른다. 연쇄 법칙은 괜찮다.\n", encoding="utf-8")
     found = find_violations([nb_dir / "99_planted.ipynb", page], TERMS, root=tmp_path)
-    assert found == ["notebooks/99_planted.ipynb, 셀 1: '화소' → '픽셀'",
-                     "notebooks/99_planted.ipynb, 셀 2: '표본' → '샘플'",
-                     "page.md: '연쇄' → '마르코프 사슬'"], found
+    assert found == [
+        "notebooks/99_planted.ipynb, 셀 1: '화소' → '픽셀'",
+        "notebooks/99_planted.ipynb, 셀 2: '표본' → '샘플'",
+        "page.md: '연쇄' → '마르코프 사슬'",
+    ], found
 
 
 def test_step_rules_catch_counts_of_단계_but_not_u_net_stages_or_ordinary_korean(tmp_path):
-    """"단계"는 U-Net 단계와 보통의 뜻으로만: 횟수(학습·샘플링·타임스텝)로 쓴 것은 모두 잡고, 나머지는 건드리지 않는다."""
-    bad = ["DDIM 50단계로 만든다.", "print(f\"{steps} 단계\")", "4,750 단계 학습", "3만 단계 학습", "$T$ 단계를 밟는다.",
-           "학습 단계를 늘린다.", "(단계당 312 ms)", "단계 수를 줄인다.", "DDIM 한 단계", "수백 단계 뒤", "매 단계 기록한다.",
-           "$t$번째 단계", "확산 단계 수", "샘플링 단계"]
-    good = ["U-Net 단계 0은 28×28이다.", "28×28 단계에는 어텐션이 없다.", "세 단계를 다시 짚는다.", "2. 단계를 나눠 본다.",
-            "단계 $k$의 해상도", "U-Net 단계 수", "2차 다단계 풀이법", "올라가기 단계가 $n - 1$ 개", "DDIM 50 스텝"]
+    """ "단계"는 U-Net 단계와 보통의 뜻으로만: 횟수(학습·샘플링·타임스텝)로 쓴 것은 모두 잡고, 나머지는 건드리지 않는다."""
+    bad = [
+        "DDIM 50단계로 만든다.",
+        'print(f"{steps} 단계")',
+        "4,750 단계 학습",
+        "3만 단계 학습",
+        "$T$ 단계를 밟는다.",
+        "학습 단계를 늘린다.",
+        "(단계당 312 ms)",
+        "단계 수를 줄인다.",
+        "DDIM 한 단계",
+        "수백 단계 뒤",
+        "매 단계 기록한다.",
+        "$t$번째 단계",
+        "확산 단계 수",
+        "샘플링 단계",
+    ]
+    good = [
+        "U-Net 단계 0은 28×28이다.",
+        "28×28 단계에는 어텐션이 없다.",
+        "세 단계를 다시 짚는다.",
+        "2. 단계를 나눠 본다.",
+        "단계 $k$의 해상도",
+        "U-Net 단계 수",
+        "2차 다단계 풀이법",
+        "올라가기 단계가 $n - 1$ 개",
+        "DDIM 50 스텝",
+    ]
     cells = [{"cell_type": "markdown", "metadata": {}, "source": [line]} for line in bad + good]
     nb = tmp_path / "notebooks" / "98_steps.ipynb"
     nb.parent.mkdir()
     nb.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}), encoding="utf-8")
     found = find_violations([nb], TERMS, root=tmp_path)
     flagged = {int(f.split("셀 ")[1].split(":")[0]) for f in found}
-    assert flagged == set(range(len(bad))), [bad[i] if i < len(bad) else good[i - len(bad)] for i in
-                                            flagged.symmetric_difference(range(len(bad)))]
+    assert flagged == set(range(len(bad))), [
+        bad[i] if i < len(bad) else good[i - len(bad)] for i in flagged.symmetric_difference(range(len(bad)))
+    ]
 
 
-@pytest.mark.parametrize("before, after", [
-    ("DDPM 의 손실", "DDPM의 손실"),
-    ("$x_t$ 를 만든다", "$x_t$를 만든다"),
-    ("`Unet` 은 크다", "`Unet`은 크다"),
-    ("T = 1000 에서", "T = 1000에서"),
-    ("{doc}`06_unet` 에서 본다", "{doc}`06_unet`에서 본다"),
-    ("DDPM 이라는 이름", "DDPM이라는 이름"),
-    ("한국어 의 뜻", "한국어 의 뜻"),                      # 한글 뒤는 건드리지 않는다
-    ("DDPM 이상의 것", "DDPM 이상의 것"),                 # '이상'은 조사가 아니다
-    ("U-Net 과 DDPM 은", "U-Net과 DDPM은"),
-    ("(MSE) 를", "(MSE)를"),                              # 닫는 괄호 뒤에도 붙인다
-    ("DPM-Solver++ 는", "DPM-Solver++는"),
-    ("( 를 )", "( 를 )"),                                 # 여는 괄호 뒤는 그대로
-])
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        ("DDPM 의 손실", "DDPM의 손실"),
+        ("$x_t$ 를 만든다", "$x_t$를 만든다"),
+        ("`Unet` 은 크다", "`Unet`은 크다"),
+        ("T = 1000 에서", "T = 1000에서"),
+        ("{doc}`06_unet` 에서 본다", "{doc}`06_unet`에서 본다"),
+        ("DDPM 이라는 이름", "DDPM이라는 이름"),
+        ("한국어 의 뜻", "한국어 의 뜻"),  # 한글 뒤는 건드리지 않는다
+        ("DDPM 이상의 것", "DDPM 이상의 것"),  # '이상'은 조사가 아니다
+        ("U-Net 과 DDPM 은", "U-Net과 DDPM은"),
+        ("(MSE) 를", "(MSE)를"),  # 닫는 괄호 뒤에도 붙인다
+        ("DPM-Solver++ 는", "DPM-Solver++는"),
+        ("( 를 )", "( 를 )"),  # 여는 괄호 뒤는 그대로
+    ],
+)
 def test_fix_line(before, after):
     assert fix_particles.fix_line(before) == after
 
 
 def test_fix_markdown_leaves_code_and_display_math_alone_and_is_idempotent():
-    text = "\n".join([
-        "DDPM 의 식 `x 를 보라` 와 $y$ 를 쓴다.",
-        "```python",
-        "print('DDPM 의')  # x 를",
-        "```",
-        "$$",
-        "x 를 y",
-        "$$ (eq-label)",
-        "```{glue:figure} fig",
-        "그림의 $x_t$ 는 캡션이다.",
-        "```",
-        "````{admonition} 정답",
-        "```python",
-        "a = 1  # N 개",
-        "```",
-        "DDPM 의 답",
-        "````",
-    ])
+    text = "\n".join(
+        [
+            "DDPM 의 식 `x 를 보라` 와 $y$ 를 쓴다.",
+            "```python",
+            "print('DDPM 의')  # x 를",
+            "```",
+            "$$",
+            "x 를 y",
+            "$$ (eq-label)",
+            "```{glue:figure} fig",
+            "그림의 $x_t$ 는 캡션이다.",
+            "```",
+            "````{admonition} 정답",
+            "```python",
+            "a = 1  # N 개",
+            "```",
+            "DDPM 의 답",
+            "````",
+        ]
+    )
     fixed = fix_particles.fix_markdown(text)
     assert fixed.split("\n") == [
         "DDPM의 식 `x 를 보라`와 $y$를 쓴다.",

@@ -28,8 +28,17 @@ IMAGES = np.random.default_rng(0).integers(0, 256, (32, 8, 8), dtype=np.uint8)
 
 
 def tiny_trainer(out_dir: Path, **overrides) -> Trainer:
-    base = dict(out_dir=str(out_dir), batch_size=8, timesteps=50, warmup_steps=3, log_every=2, checkpoint_every=100,
-                progress=False, num_threads=1, device="cpu")
+    base = dict(
+        out_dir=str(out_dir),
+        batch_size=8,
+        timesteps=50,
+        warmup_steps=3,
+        log_every=2,
+        checkpoint_every=100,
+        progress=False,
+        num_threads=1,
+        device="cpu",
+    )
     base.update(overrides)
     return Trainer(TINY_UNET, TrainConfig(**base), images=IMAGES, log=lambda m: None)
 
@@ -41,7 +50,7 @@ def test_lr_warmup_is_linear_then_constant():
     for n in (0, 1, 99, 199, 200, 201, 10_000):
         assert lr_at(n, lr, warm) == pytest.approx(lr * min(1.0, (n + 1) / warm), rel=1e-15)
     assert lr_at(0, lr, warm) == pytest.approx(lr / warm) and lr_at(warm - 1, lr, warm) == lr
-    assert [lr_at(n, lr, 0) for n in range(5)] == [lr] * 5   # 워밍업 없음
+    assert [lr_at(n, lr, 0) for n in range(5)] == [lr] * 5  # 워밍업 없음
 
 
 def test_trainer_sets_the_warmup_lr_on_every_step(tmp_path):
@@ -61,12 +70,15 @@ def test_train_config_round_trips_and_refuses_unknown_keys():
         TrainConfig.from_dict({**cfg.to_dict(), "lr_typo": 1.0, "bogus": 2})
 
 
-@pytest.mark.parametrize("field, value, needle", [
-    ("batch_size", 0, "batch_size must be >= 1"),
-    ("ema_decay", 1.0, "ema_decay must be in [0, 1)"),
-    ("schedule", "square", "unknown schedule"),
-    ("precision", "fp8", "unknown precision"),
-])
+@pytest.mark.parametrize(
+    "field, value, needle",
+    [
+        ("batch_size", 0, "batch_size must be >= 1"),
+        ("ema_decay", 1.0, "ema_decay must be in [0, 1)"),
+        ("schedule", "square", "unknown schedule"),
+        ("precision", "fp8", "unknown precision"),
+    ],
+)
 def test_train_config_validation_says_what_to_fix(field, value, needle):
     with pytest.raises(ValueError) as info:
         TrainConfig(**{field: value})
@@ -87,7 +99,7 @@ def test_record_loss_replaces_a_partial_entry():
     history: list[list[float]] = [[2, 1.0]]
     assert record_loss(history, [0.5, 0.25], partial=False, step=4) == 0.375
     assert history == [[2, 1.0], [4, 0.375]]
-    record_loss(history, [0.5], partial=False, step=5)          # 중간 기록 (창을 비우지 않는다)
+    record_loss(history, [0.5], partial=False, step=5)  # 중간 기록 (창을 비우지 않는다)
     assert record_loss(history, [0.5, 0.1], partial=True, step=6) == pytest.approx(0.3)
     assert history == [[2, 1.0], [4, 0.375], [6, 0.3]]
 
@@ -101,14 +113,16 @@ def test_checkpoint_contents_is_one_call_with_optimizer_tensors(tmp_path):
     optim = {k for k in tensors if k.startswith("optim.")}
     assert optim and all(k.rsplit(".", 1)[1] in ("step", "exp_avg", "exp_avg_sq") for k in optim)
     assert meta["step"] == 2 and meta["train_state"]["batch_index"] == 2 and meta["end"]["reason"] == "in_progress"
-    assert not hasattr(trainer, "_opt_tensors")   # 저장할 것을 객체에 남기지 않는다
+    assert not hasattr(trainer, "_opt_tensors")  # 저장할 것을 객체에 남기지 않는다
     saved = trainer.save()
     resumed = Trainer(resume=saved, images=IMAGES, log=lambda m: None)
     again, meta2 = checkpoint_contents(resumed)
     assert meta2["train_state"] == meta["train_state"]
-    assert json.loads(json.dumps(meta2["optimizer"])) == json.loads(json.dumps(meta["optimizer"]))  # 튜플은 JSON 에서 목록
+    assert json.loads(json.dumps(meta2["optimizer"])) == json.loads(
+        json.dumps(meta["optimizer"])
+    )  # 튜플은 JSON 에서 목록
     for k in tensors:
-        if k != "rng.torch":   # torch 전역 난수는 저장 뒤에도 흐를 수 있다
+        if k != "rng.torch":  # torch 전역 난수는 저장 뒤에도 흐를 수 있다
             assert torch.equal(tensors[k], again[k]), k
 
 
@@ -134,11 +148,13 @@ def test_divergence_checks_name_the_step_and_the_kept_checkpoint(tmp_path):
 def test_distributed_helpers_are_identity_for_one_process():
     x, t = torch.arange(8.0), torch.arange(8)
     assert distributed.shard(0, 1, x, t) == (x, t)
-    a, b = distributed.shard(1, 2, x, t)          # 두 프로세스 중 둘째의 몫: 뒤의 절반
+    a, b = distributed.shard(1, 2, x, t)  # 두 프로세스 중 둘째의 몫: 뒤의 절반
     assert a.tolist() == [4.0, 5.0, 6.0, 7.0] and b.tolist() == [4, 5, 6, 7]
     v = torch.tensor(2.5)
     assert distributed.mean_over_ranks(v, 1) is v
-    assert distributed.any_rank(True, 1, torch.device("cpu")) and not distributed.any_rank(False, 1, torch.device("cpu"))
+    assert distributed.any_rank(True, 1, torch.device("cpu")) and not distributed.any_rank(
+        False, 1, torch.device("cpu")
+    )
     assert distributed.rank_fingerprints(nn.Linear(2, 2), 1) == {"world_size": 1}
 
 

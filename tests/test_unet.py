@@ -7,24 +7,35 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_unet_config
 
+from conftest import tiny_unet_config
 from ddpm_ko.attention import Attention, LinearAttention
 from ddpm_ko.diffusion import GaussianDiffusion
 from ddpm_ko.unet import Unet, UnetConfig
 
-GRID = list(itertools.product(
-    ["resnet", "convnext"],        # 블록
-    [8, 28],                       # dim (28: Annotated 노트북이 GroupNorm(8, 28) 에서 멈춘 값)
-    [(1, 2), (1, 2, 4)],           # dim_mults
-    ["linear", "full", "none"],    # 단계 어텐션
-))
+GRID = list(
+    itertools.product(
+        ["resnet", "convnext"],  # 블록
+        [8, 28],  # dim (28: Annotated 노트북이 GroupNorm(8, 28) 에서 멈춘 값)
+        [(1, 2), (1, 2, 4)],  # dim_mults
+        ["linear", "full", "none"],  # 단계 어텐션
+    )
+)
 
 
 @pytest.mark.parametrize("block_type, dim, dim_mults, attention", GRID)
 def test_output_shape_matches_input(block_type, dim, dim_mults, attention):
-    cfg = UnetConfig(image_size=28, dim=dim, dim_mults=dim_mults, block_type=block_type, stage_attention=attention,
-                     attention_from_stage=0, mid_attention=attention, heads=2, dim_head=8)
+    cfg = UnetConfig(
+        image_size=28,
+        dim=dim,
+        dim_mults=dim_mults,
+        block_type=block_type,
+        stage_attention=attention,
+        attention_from_stage=0,
+        mid_attention=attention,
+        heads=2,
+        dim_head=8,
+    )
     torch.manual_seed(0)
     model = Unet(cfg).eval()
     x = torch.randn(2, 1, 28, 28)
@@ -91,15 +102,18 @@ def test_bad_t_shape_raises(tiny_unet):
         tiny_unet(torch.randn(2, 1, 28, 28), torch.tensor([0, 1, 2]))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"block_type": "vit"}, "unknown block_type"),
-    ({"stage_attention": "sparse"}, "unknown attention"),
-    ({"mid_attention": "sparse"}, "unknown attention"),
-    ({"dim": 2}, "dim must be >= 4"),
-    ({"dim": 9}, "dim must be even"),   # 고치기 전에는 설정은 통과하고 forward 에서야 실패했다
-    ({"dim_mults": (1, 0)}, "dim_mults must be positive"),
-    ({"channels": 0}, "channels must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"block_type": "vit"}, "unknown block_type"),
+        ({"stage_attention": "sparse"}, "unknown attention"),
+        ({"mid_attention": "sparse"}, "unknown attention"),
+        ({"dim": 2}, "dim must be >= 4"),
+        ({"dim": 9}, "dim must be even"),  # 고치기 전에는 설정은 통과하고 forward 에서야 실패했다
+        ({"dim_mults": (1, 0)}, "dim_mults must be positive"),
+        ({"channels": 0}, "channels must be >= 1"),
+    ],
+)
 def test_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         UnetConfig(**kwargs)
@@ -116,7 +130,7 @@ def test_config_round_trips_through_dict():
 
 def test_derived_fields_are_resolved_and_old_sidecars_without_them_still_load():
     cfg = UnetConfig(dim=16)
-    assert (cfg.init_dim, cfg.time_dim) == (16, 64)            # 기본값 init_dim = dim, time_dim = 4·dim
+    assert (cfg.init_dim, cfg.time_dim) == (16, 64)  # 기본값 init_dim = dim, time_dim = 4·dim
     assert UnetConfig(dim=16, init_dim=8, time_dim=40).to_dict()["time_dim"] == 40
     # 두 항목을 비워 둔 예전 사본(None)은 같은 설정으로 읽힌다
     old = {**cfg.to_dict(), "init_dim": None, "time_dim": None}
@@ -155,7 +169,7 @@ def test_num_parameters_counts_trainable_only(tiny_unet):
 
 
 # ---------------------------------------------------------------------------- 과적합
-@pytest.mark.slow   # 한가한 2코어에서 5 초 남짓, CPU 를 나눠 쓰면 20 초를 넘기도 한다
+@pytest.mark.slow  # 한가한 2코어에서 5 초 남짓, CPU 를 나눠 쓰면 20 초를 넘기도 한다
 def test_tiny_model_overfits_a_tiny_batch():
     """작은 U-Net 이 8 장짜리 배치를 외울 수 있어야 한다 (학습 경로 전체: q_sample → U-Net → 손실 → 역전파).
 

@@ -33,7 +33,12 @@ def test_layout_is_validated_and_old_configs_keep_the_ddpm_ko_layout():
 def test_annotated_config_builds_and_runs():
     cfg = UnetConfig.annotated()
     assert (cfg.dim, cfg.dim_mults, cfg.block_type, cfg.stage_attention, cfg.attention_from_stage) == (
-        28, (1, 2, 4), "convnext", "linear", 0)
+        28,
+        (1, 2, 4),
+        "convnext",
+        "linear",
+        0,
+    )
     torch.manual_seed(0)
     model = Unet(cfg).eval()
     # 모든 단계(내려가기·올라가기)에 선형 어텐션이 있다

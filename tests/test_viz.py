@@ -20,9 +20,9 @@ def test_to_uint8_permutes_channels():
     """
     h, w = 3, 5
     rgb = torch.empty(2, 3, h, w)
-    rgb[:, 0] = -1.0      # R → 0
-    rgb[:, 1] = 0.0       # G → 128
-    rgb[:, 2] = 1.0       # B → 255
+    rgb[:, 0] = -1.0  # R → 0
+    rgb[:, 1] = 0.0  # G → 128
+    rgb[:, 2] = 1.0  # B → 255
     rgb[1, 0, 2, 4] = 1.0  # 한 화소만 빨강을 켠다
     out = to_uint8(rgb)
     assert out.shape == (2, h, w, 3) and out.dtype == np.uint8
@@ -40,8 +40,8 @@ def test_to_uint8_permutes_channels():
 
 def test_to_uint8_range_and_shapes():
     x = torch.tensor([-3.0, -1.0, 0.0, 1.0, 5.0]).view(1, 1, 1, 5)
-    assert to_uint8(x)[0, 0, :, 0].tolist() == [0, 0, 128, 255, 255]   # 범위 밖은 자른다
-    assert to_uint8(torch.zeros(1, 4, 4)).shape == (1, 4, 4, 1)         # (C, H, W) 한 장
+    assert to_uint8(x)[0, 0, :, 0].tolist() == [0, 0, 128, 255, 255]  # 범위 밖은 자른다
+    assert to_uint8(torch.zeros(1, 4, 4)).shape == (1, 4, 4, 1)  # (C, H, W) 한 장
     assert to_uint8(np.zeros((2, 1, 4, 4), np.float32)).shape == (2, 4, 4, 1)
     with pytest.raises(ValueError, match="expected"):
         to_uint8(torch.zeros(4, 4))
@@ -57,9 +57,9 @@ def test_make_grid_shape_and_placement():
     for i in range(b):
         r, col = divmod(i, 3)
         y, x = pad + r * (h + pad), pad + col * (w + pad)
-        assert np.array_equal(grid[y:y + h, x:x + w], u8[i])
-    assert (grid[:pad] == 255).all()               # 여백은 흰색
-    assert (grid[-(h + pad):, -(w + pad):] == 255).all()   # 빈 칸(6 번째 자리)도 흰색
+        assert np.array_equal(grid[y : y + h, x : x + w], u8[i])
+    assert (grid[:pad] == 255).all()  # 여백은 흰색
+    assert (grid[-(h + pad) :, -(w + pad) :] == 255).all()  # 빈 칸(6 번째 자리)도 흰색
     # 기본 nrow = ⌈√B⌉, RGB, 이미 uint8 인 배열
     assert make_grid(torch.zeros(10, 3, 4, 4), padding=0).shape == (3 * 4, 4 * 4, 3)
     assert np.array_equal(make_grid(u8, nrow=3, padding=pad), grid)
@@ -87,8 +87,8 @@ def test_save_gif_is_animated_and_loops(tmp_path, channels):
         assert im.format == "GIF"
         assert im.is_animated
         assert im.n_frames == n_frames
-        assert im.info.get("loop") == 0        # 무한 반복
-        assert im.size == (2 * (2 * 10 + 2), 2 * (2 * 10 + 2))   # 2×2 격자를 2 배로
+        assert im.info.get("loop") == 0  # 무한 반복
+        assert im.size == (2 * (2 * 10 + 2), 2 * (2 * 10 + 2))  # 2×2 격자를 2 배로
         durations = []
         for k in range(im.n_frames):
             im.seek(k)
@@ -96,7 +96,7 @@ def test_save_gif_is_animated_and_loops(tmp_path, channels):
         assert durations[-1] == 500 and durations[0] == 40
         im.seek(n_frames - 1)
         last = np.asarray(im.convert("L"))
-    assert last[10, 10] == 255   # 마지막 프레임은 완성된(흰) 이미지
+    assert last[10, 10] == 255  # 마지막 프레임은 완성된(흰) 이미지
 
 
 def test_save_gif_thins_long_trajectories_but_keeps_last_frame(tmp_path):
@@ -179,7 +179,7 @@ def test_missing_glyph_check_is_able_to_fail(caplog):
 
     if "NanumGothic" not in {f.name for f in font_manager.fontManager.ttflist}:
         with matplotlib.rc_context():
-            use_korean_font()   # 글꼴을 등록한다
+            use_korean_font()  # 글꼴을 등록한다
     if "NanumGothic" not in {f.name for f in font_manager.fontManager.ttflist}:
         pytest.skip("원래 NanumGothic 글꼴이 없어 (2) 대조 실험을 할 수 없다")
     with matplotlib.rc_context({"font.family": ["NanumGothic", "DejaVu Sans"]}):

@@ -41,7 +41,7 @@ def test_shipped_file_is_package_data_with_recorded_hash(name: str) -> None:
 def test_pretrained_and_classifier_load_from_the_package() -> None:
     assert pretrained.pretrained_path() == pretrained.shipped_file(PRETRAINED_NAME)
     assert pretrained.classifier_path() == pretrained.shipped_file(CLASSIFIER_NAME)
-    model, diffusion, meta = pretrained.load_pretrained()
+    _model, diffusion, meta = pretrained.load_pretrained()
     assert meta["format"] == "ddpm_ko/1" and diffusion.num_timesteps == meta["diffusion"]["timesteps"]
 
 
@@ -50,7 +50,7 @@ def test_corrupt_shipped_file_is_refused_with_a_bilingual_error(name: str, tmp_p
     copy = tmp_path / name
     shutil.copyfile(pretrained.shipped_file(name), copy)
     data = bytearray(copy.read_bytes())
-    data[len(data) // 2] ^= 0xFF          # 텐서 자료 한가운데의 한 바이트: safetensors 로는 여전히 읽힌다
+    data[len(data) // 2] ^= 0xFF  # 텐서 자료 한가운데의 한 바이트: safetensors 로는 여전히 읽힌다
     copy.write_bytes(bytes(data))
     monkeypatch.setattr(pretrained, "shipped_file", lambda n: tmp_path / n)
     load = pretrained.load_pretrained if name == PRETRAINED_NAME else (lambda: pretrained.load_classifier())
@@ -111,8 +111,12 @@ def test_wheel_holds_the_weights_and_sidecars(tmp_path: Path) -> None:
     shutil.copytree(PKG, src / "src" / "ddpm_ko", ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path / "wheel"
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(src)], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     (wheel,) = out.glob("ddpm_ko-*.whl")
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())

@@ -13,7 +13,7 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
 def _load(path: Path) -> dict:
     wf = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if True in wf:                      # YAML 1.1 은 키 `on` 을 True 로 읽는다
+    if True in wf:  # YAML 1.1 은 키 `on` 을 True 로 읽는다
         wf["on"] = wf.pop(True)
     return wf
 

@@ -7,19 +7,35 @@
 
 __version__ = "0.1.0"
 
-from .checkpoint import load_model_from_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
-from .data import load_fashion_mnist  # noqa: E402
-from .diffusion import GaussianDiffusion  # noqa: E402
-from .ema import EMA  # noqa: E402
-from .errors import CheckpointError, DdpmKoError, TrainingDivergedError  # noqa: E402
-from .pretrained import load_pretrained  # noqa: E402
-from .schedules import beta_schedule  # noqa: E402
-from .train import TrainConfig, train  # noqa: E402
-from .unet import Unet, UnetConfig  # noqa: E402
-from .viz import save_gif, save_grid, use_korean_font  # noqa: E402
+from .checkpoint import load_model_from_checkpoint, read_checkpoint, save_checkpoint
+from .data import load_fashion_mnist
+from .diffusion import GaussianDiffusion
+from .ema import EMA
+from .errors import CheckpointError, DdpmKoError, TrainingDivergedError
+from .pretrained import load_pretrained
+from .schedules import beta_schedule
+from .train import TrainConfig, train
+from .unet import Unet, UnetConfig
+from .viz import save_gif, save_grid, use_korean_font
 
 __all__ = [
-    "__version__", "GaussianDiffusion", "beta_schedule", "Unet", "UnetConfig", "EMA", "TrainConfig", "train",
-    "load_fashion_mnist", "load_pretrained", "load_model_from_checkpoint", "read_checkpoint", "save_checkpoint",
-    "save_grid", "save_gif", "use_korean_font", "DdpmKoError", "CheckpointError", "TrainingDivergedError",
+    "__version__",
+    "GaussianDiffusion",
+    "beta_schedule",
+    "Unet",
+    "UnetConfig",
+    "EMA",
+    "TrainConfig",
+    "train",
+    "load_fashion_mnist",
+    "load_pretrained",
+    "load_model_from_checkpoint",
+    "read_checkpoint",
+    "save_checkpoint",
+    "save_grid",
+    "save_gif",
+    "use_korean_font",
+    "DdpmKoError",
+    "CheckpointError",
+    "TrainingDivergedError",
 ]

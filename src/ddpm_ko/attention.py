@@ -31,7 +31,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = (rearrange(y, "b (h d) x y -> b h (x y) d", h=self.heads) for y in self.to_qkv(x).chunk(3, dim=1))
-        out = F.scaled_dot_product_attention(q, k, v)          # softmax(QKᵀ/√d) V (식 ch5-eq-attention): (B, heads, N, d)
+        out = F.scaled_dot_product_attention(q, k, v)  # softmax(QKᵀ/√d) V (식 ch5-eq-attention): (B, heads, N, d)
         return self.to_out(rearrange(out, "b h (x y) d -> b (h d) x y", x=x.shape[-2]))
 
 
@@ -52,9 +52,9 @@ class LinearAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = (rearrange(y, "b (h d) x y -> b h d (x y)", h=self.heads) for y in self.to_qkv(x).chunk(3, dim=1))
-        q = q.softmax(dim=-2) * self.scale      # ρ_q: 각 토큰의 질의를 특징 축으로 정규화
-        k = k.softmax(dim=-1)                   # ρ_k: 각 특징의 키를 토큰 축으로 정규화
+        q = q.softmax(dim=-2) * self.scale  # ρ_q: 각 토큰의 질의를 특징 축으로 정규화
+        k = k.softmax(dim=-1)  # ρ_k: 각 특징의 키를 토큰 축으로 정규화
         # ρ_q(Q) (ρ_k(K)ᵀ V)  (식 ch5-eq-efficient, 결합 법칙 식 ch5-eq-assoc)
-        context = torch.einsum("bhdn,bhen->bhde", k, v)       # Kᵀ V: (d × d), N 에 무관한 크기
-        out = torch.einsum("bhde,bhdn->bhen", context, q)      # 각 토큰: contextᵀ q
+        context = torch.einsum("bhdn,bhen->bhde", k, v)  # Kᵀ V: (d × d), N 에 무관한 크기
+        out = torch.einsum("bhde,bhdn->bhen", context, q)  # 각 토큰: contextᵀ q
         return self.to_out(rearrange(out, "b h d (x y) -> b (h d) x y", x=x.shape[-2]))

@@ -41,22 +41,23 @@ class ConvBlock(nn.Module):
         super().__init__()
         conv = WeightStandardizedConv2d if weight_standardization else nn.Conv2d
         self.proj = conv(dim, dim_out, 3, padding=1)
-        self.norm = nn.GroupNorm(group_count(dim_out, groups), dim_out)   # 식 ch6-eq-groupnorm
+        self.norm = nn.GroupNorm(group_count(dim_out, groups), dim_out)  # 식 ch6-eq-groupnorm
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor, scale_shift: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         x = self.norm(self.proj(x))
         if scale_shift is not None:
             scale, shift = scale_shift
-            x = x * (scale + 1) + shift          # FiLM: h(1 + s) + o (식 ch4-eq-film)
+            x = x * (scale + 1) + shift  # FiLM: h(1 + s) + o (식 ch4-eq-film)
         return self.act(x)
 
 
 class ResnetBlock(nn.Module):
     """시간 임베딩을 받는 ResNet 블록: ConvBlock(scale/shift) → ConvBlock, 그리고 잔차 연결."""
 
-    def __init__(self, dim: int, dim_out: int, time_dim: int | None = None, groups: int = 8,
-                 weight_standardization: bool = True) -> None:
+    def __init__(
+        self, dim: int, dim_out: int, time_dim: int | None = None, groups: int = 8, weight_standardization: bool = True
+    ) -> None:
         super().__init__()
         # 시간 임베딩 → SiLU → Linear 로 채널마다 (scale, shift) 두 값을 만든다
         self.time_mlp = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, dim_out * 2)) if time_dim else None
@@ -102,6 +103,6 @@ class ConvNextBlock(nn.Module):
         if self.time_mlp is not None:
             if time_emb is None:
                 raise ValueError("이 블록은 시간 임베딩이 필요하다 / this block needs a time embedding")
-            h = h + self.time_mlp(time_emb)[:, :, None, None]   # 채널마다 같은 값을 더한다 (식 ch4-eq-convnext-add)
+            h = h + self.time_mlp(time_emb)[:, :, None, None]  # 채널마다 같은 값을 더한다 (식 ch4-eq-convnext-add)
         h = self.net(h)
         return h + self.res_conv(x)

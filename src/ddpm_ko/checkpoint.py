@@ -23,10 +23,23 @@ from torch import nn
 
 from .errors import CheckpointError
 
-__all__ = ["FORMAT", "atomic_write_bytes", "clean_stale_temp_files", "resolve_checkpoint_path", "save_checkpoint",
-           "read_checkpoint", "load_model_from_checkpoint", "build_from_meta", "optimizer_state_to_tensors",
-           "optimizer_state_from_tensors", "export_ema", "sub_state", "load_state_checked", "write_safetensors",
-           "read_safetensors"]
+__all__ = [
+    "FORMAT",
+    "atomic_write_bytes",
+    "clean_stale_temp_files",
+    "resolve_checkpoint_path",
+    "save_checkpoint",
+    "read_checkpoint",
+    "load_model_from_checkpoint",
+    "build_from_meta",
+    "optimizer_state_to_tensors",
+    "optimizer_state_from_tensors",
+    "export_ema",
+    "sub_state",
+    "load_state_checked",
+    "write_safetensors",
+    "read_safetensors",
+]
 
 FORMAT = "ddpm_ko/1"
 META_KEY = "ddpm_ko"
@@ -164,8 +177,9 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     return write_safetensors(st_path, tensors, {"format": FORMAT, **meta}, META_KEY)
 
 
-def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
-                      meta_key: str = META_KEY) -> Path:
+def write_safetensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any], meta_key: str = META_KEY
+) -> Path:
     """텐서를 ``path`` (.safetensors) 에, 메타데이터를 그 헤더의 ``meta_key`` 항목과 JSON 사본에 원자적으로 쓴다.
 
     학습 체크포인트(``save_checkpoint``)와 평가용 분류기(``ddpm_ko.classifier``)가 함께 쓰는 저장 방식이다.
@@ -180,8 +194,9 @@ def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
     return st_path
 
 
-def read_safetensors(path: str | os.PathLike, prefixes: tuple[str, ...] | None = None
-                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_safetensors(
+    path: str | os.PathLike, prefixes: tuple[str, ...] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """safetensors 파일에서 ``(텐서, 헤더 메타데이터)`` 를 읽는다. 피클을 쓰지 않는다.
 
     ``prefixes`` 를 주면 그 접두사로 시작하는 텐서만 읽는다. 파일이 손상되었으면 safetensors 나 OS 의 오류가 그대로
@@ -195,7 +210,9 @@ def read_safetensors(path: str | os.PathLike, prefixes: tuple[str, ...] | None =
         return {k: f.get_tensor(k) for k in keys}, header
 
 
-def read_checkpoint(path: str | os.PathLike, prefixes: tuple[str, ...] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_checkpoint(
+    path: str | os.PathLike, prefixes: tuple[str, ...] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """체크포인트를 읽어 ``(텐서 사전, 메타데이터)`` 를 돌려준다.
 
     파일이 없거나, safetensors 가 아니거나, 잘렸거나, ddpm_ko 가 쓴 것이 아니면
@@ -224,9 +241,13 @@ def read_checkpoint(path: str | os.PathLike, prefixes: tuple[str, ...] | None = 
     except json.JSONDecodeError as e:
         raise CheckpointError(f"체크포인트 메타데이터가 손상되었다 / corrupt checkpoint metadata: {st_path}") from e
     if not isinstance(meta, dict):
-        raise CheckpointError(f"체크포인트 메타데이터가 손상되었다 / corrupt checkpoint metadata (not an object): {st_path}")
+        raise CheckpointError(
+            f"체크포인트 메타데이터가 손상되었다 / corrupt checkpoint metadata (not an object): {st_path}"
+        )
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"지원하지 않는 체크포인트 형식 / unsupported checkpoint format {meta.get('format')!r} in {st_path}")
+        raise CheckpointError(
+            f"지원하지 않는 체크포인트 형식 / unsupported checkpoint format {meta.get('format')!r} in {st_path}"
+        )
     return tensors, meta
 
 
@@ -257,11 +278,15 @@ def build_from_meta(meta: dict[str, Any]):
         unet_cfg = UnetConfig.from_dict(meta["unet"])
         dcfg = meta["diffusion"]
         diffusion = GaussianDiffusion.from_schedule(
-            dcfg["schedule"], int(dcfg["timesteps"]),
-            prediction_type=dcfg.get("prediction_type", "eps"), loss_type=dcfg.get("loss_type", "l2"),
+            dcfg["schedule"],
+            int(dcfg["timesteps"]),
+            prediction_type=dcfg.get("prediction_type", "eps"),
+            loss_type=dcfg.get("loss_type", "l2"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"체크포인트의 설정이 잘못되었다 / invalid config in checkpoint: {type(e).__name__}: {e}") from e
+        raise CheckpointError(
+            f"체크포인트의 설정이 잘못되었다 / invalid config in checkpoint: {type(e).__name__}: {e}"
+        ) from e
     return Unet(unet_cfg), diffusion
 
 

@@ -23,9 +23,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,8 +37,15 @@ from .checkpoint import read_safetensors, write_safetensors
 from .configs import dataclass_from_dict, require
 from .errors import CheckpointError, TrainingDivergedError
 
-__all__ = ["ClassifierConfig", "FashionClassifier", "save_classifier", "read_classifier", "train_classifier",
-           "accuracy", "CLASSIFIER_FORMAT"]
+__all__ = [
+    "ClassifierConfig",
+    "FashionClassifier",
+    "save_classifier",
+    "read_classifier",
+    "train_classifier",
+    "accuracy",
+    "CLASSIFIER_FORMAT",
+]
 
 CLASSIFIER_FORMAT = "ddpm_ko-classifier/1"
 STATS_IMAGES = 10_000  # 특징 표준화 상수를 잴 학습 이미지 수
@@ -63,8 +71,10 @@ class ClassifierConfig:
     image_size: int = 28
 
     def __post_init__(self) -> None:
-        require(self.width >= 1 and self.feature_dim >= 1 and self.num_classes >= 2,
-                f"width, feature_dim 은 1 이상, num_classes 는 2 이상 / invalid classifier config: {asdict(self)}")
+        require(
+            self.width >= 1 and self.feature_dim >= 1 and self.num_classes >= 2,
+            f"width, feature_dim 은 1 이상, num_classes 는 2 이상 / invalid classifier config: {asdict(self)}",
+        )
         require(self.image_size >= 8, f"image_size 는 8 이상 / image_size must be >= 8, got {self.image_size}")
         require(0.0 <= self.dropout < 1.0, f"dropout 은 [0, 1) / dropout must be in [0, 1), got {self.dropout}")
 
@@ -72,14 +82,15 @@ class ClassifierConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ClassifierConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ClassifierConfig:
         """사전에서 만든다. 모르는 항목은 이름을 들어 거부한다 (``ddpm_ko.configs.dataclass_from_dict``)."""
         return dataclass_from_dict(cls, d)
 
 
 def _stage(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                         nn.ReLU(inplace=True), nn.MaxPool2d(2))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2)
+    )
 
 
 class FashionClassifier(nn.Module):
@@ -101,8 +112,10 @@ class FashionClassifier(nn.Module):
     def _check(self, x: torch.Tensor) -> None:
         s = self.config.image_size
         if x.ndim != 4 or x.shape[1] != 1 or x.shape[2:] != (s, s):
-            raise ValueError(f"분류기 입력은 (N, 1, {s}, {s}) 이어야 한다 / classifier expects (N, 1, {s}, {s}), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"분류기 입력은 (N, 1, {s}, {s}) 이어야 한다 / classifier expects (N, 1, {s}, {s}), "
+                f"got {tuple(x.shape)}"
+            )
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
         """[−1, 1] 이미지 (N, 1, 28, 28) → 표준화하기 전의 임베딩 (N, feature_dim). 마지막 ReLU 앞의 값이다."""
@@ -129,8 +142,12 @@ class FashionClassifier(nn.Module):
         was_training = self.training
         self.eval()
         device = self.feature_mean.device
-        emb = torch.cat([self.embedding(to_model_range(images[i:i + batch_size]).to(device)).double()
-                         for i in range(0, len(images), batch_size)])
+        emb = torch.cat(
+            [
+                self.embedding(to_model_range(images[i : i + batch_size]).to(device)).double()
+                for i in range(0, len(images), batch_size)
+            ]
+        )
         self.feature_mean.copy_(emb.mean(0).float())
         self.feature_std.copy_(emb.std(0).clamp(min=1e-6).float())
         self.train(was_training)
@@ -154,17 +171,23 @@ def save_classifier(model: FashionClassifier, path: str | os.PathLike, meta: dic
     return write_safetensors(st_path, model.state_dict(), full, _META_KEY)
 
 
-def read_classifier(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[FashionClassifier, dict[str, Any]]:
+def read_classifier(
+    path: str | os.PathLike, device: torch.device | str = "cpu"
+) -> tuple[FashionClassifier, dict[str, Any]]:
     """safetensors 파일에서 ``(분류기 (eval 모드), 메타데이터)`` 를 만든다. 피클을 쓰지 않는다."""
     st_path, _ = _paths(path)
     if not st_path.is_file():
-        raise CheckpointError(f"분류기 파일이 없다 / classifier file not found: {st_path} — "
-                              "`ddpm-ko train-classifier` 로 만들거나 경로를 확인하라 (train one or check the path)")
+        raise CheckpointError(
+            f"분류기 파일이 없다 / classifier file not found: {st_path} — "
+            "`ddpm-ko train-classifier` 로 만들거나 경로를 확인하라 (train one or check the path)"
+        )
     try:
         state, header = read_safetensors(st_path)
     except Exception as e:  # SafetensorError, OSError …
-        raise CheckpointError(f"분류기 파일이 손상되었거나 safetensors 가 아니다 / corrupt or not a safetensors file: "
-                              f"{st_path} ({type(e).__name__})") from e
+        raise CheckpointError(
+            f"분류기 파일이 손상되었거나 safetensors 가 아니다 / corrupt or not a safetensors file: "
+            f"{st_path} ({type(e).__name__})"
+        ) from e
     try:
         meta = json.loads(header[_META_KEY])
         if meta.get("format") != CLASSIFIER_FORMAT:
@@ -180,32 +203,47 @@ def read_classifier(path: str | os.PathLike, device: torch.device | str = "cpu")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"분류기 가중치가 설정과 맞지 않는다 / classifier weights do not match its config: {st_path}") from e
+        raise CheckpointError(
+            f"분류기 가중치가 설정과 맞지 않는다 / classifier weights do not match its config: {st_path}"
+        ) from e
     return model.to(device).eval(), meta
 
 
 # ---------------------------------------------------------------------------------------- 학습
 @torch.no_grad()
-def accuracy(model: FashionClassifier, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000,
-             device: torch.device | str = "cpu") -> float:
+def accuracy(
+    model: FashionClassifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+) -> float:
     """uint8 이미지 (N, 28, 28) 와 레이블 (N,) 에서 분류 정확도를 잰다."""
     from .data import to_model_range
 
     model.eval()
     correct = 0
     for i in range(0, len(images), batch_size):
-        x = to_model_range(images[i:i + batch_size]).to(device)
+        x = to_model_range(images[i : i + batch_size]).to(device)
         pred = model(x).argmax(1).cpu().numpy()
-        correct += int((pred == labels[i:i + batch_size]).sum())
+        correct += int((pred == labels[i : i + batch_size]).sum())
     return correct / max(1, len(images))
 
 
-def train_classifier(out: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
-                     epochs: int = 3, seed: int = 0, batch_size: int = 128, lr: float = 2e-3,
-                     config: ClassifierConfig | None = None, threads: int | None = None,
-                     subset: int | None = None, test_limit: int | None = None,
-                     log: Callable[[str], None] | None = None,
-                     progress: bool = False) -> tuple[FashionClassifier, dict[str, Any]]:
+def train_classifier(
+    out: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    epochs: int = 3,
+    seed: int = 0,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    config: ClassifierConfig | None = None,
+    threads: int | None = None,
+    subset: int | None = None,
+    test_limit: int | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: bool = False,
+) -> tuple[FashionClassifier, dict[str, Any]]:
     """Fashion-MNIST 학습 분할로 분류기를 학습하고, 시험 분할 정확도를 재서 ``(모델, 정보)`` 를 돌려준다.
 
     AdamW + 1주기(one-cycle) 학습률, 무작위 좌우 반전. ``out`` 을 주면 safetensors + JSON 으로 저장한다.
@@ -231,7 +269,9 @@ def train_classifier(out: str | os.PathLike | None = None, data_dir: str | os.Pa
     if test_limit:
         test_x, test_y = test_x[:test_limit], test_y[:test_limit]
     if len(train_x) < batch_size:
-        raise ValueError(f"학습 이미지 {len(train_x)} 장이 배치 {batch_size} 보다 적다 / fewer training images than one batch")
+        raise ValueError(
+            f"학습 이미지 {len(train_x)} 장이 배치 {batch_size} 보다 적다 / fewer training images than one batch"
+        )
     model = FashionClassifier(config).to(device)
     steps_per_epoch = len(train_x) // batch_size
     total = steps_per_epoch * epochs
@@ -241,8 +281,10 @@ def train_classifier(out: str | os.PathLike | None = None, data_dir: str | os.Pa
     images = torch.from_numpy(train_x)
     labels = torch.from_numpy(train_y)
     start = time.perf_counter()
-    log(f"[classifier] device={device} params={model.num_parameters():,} epochs={epochs} batch={batch_size} "
-        f"steps={total} threads={torch.get_num_threads()}")
+    log(
+        f"[classifier] device={device} params={model.num_parameters():,} epochs={epochs} batch={batch_size} "
+        f"steps={total} threads={torch.get_num_threads()}"
+    )
     bar = None
     if progress:
         from tqdm import tqdm
@@ -254,7 +296,7 @@ def train_classifier(out: str | os.PathLike | None = None, data_dir: str | os.Pa
             perm = torch.randperm(len(images), generator=gen)
             running = 0.0
             for i in range(steps_per_epoch):
-                idx = perm[i * batch_size:(i + 1) * batch_size]
+                idx = perm[i * batch_size : (i + 1) * batch_size]
                 x = random_hflip(to_model_range(images[idx]), gen).to(device)
                 y = labels[idx].to(device)
                 loss = F.cross_entropy(model(x), y)
@@ -264,13 +306,17 @@ def train_classifier(out: str | os.PathLike | None = None, data_dir: str | os.Pa
                 sched.step()
                 running += float(loss.detach())
                 if not math.isfinite(running):
-                    raise TrainingDivergedError("분류기 학습 손실이 NaN/Inf 가 되었다 / classifier training diverged: lower the lr")
+                    raise TrainingDivergedError(
+                        "분류기 학습 손실이 NaN/Inf 가 되었다 / classifier training diverged: lower the lr"
+                    )
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(epoch=epoch + 1, loss=f"{running / (i + 1):.4f}", refresh=False)
             acc = accuracy(model, test_x, test_y, device=device)
-            log(f"[classifier] epoch {epoch + 1}/{epochs} loss {running / steps_per_epoch:.4f} "
-                f"test acc {acc:.4f} ({time.perf_counter() - start:.0f}s)")
+            log(
+                f"[classifier] epoch {epoch + 1}/{epochs} loss {running / steps_per_epoch:.4f} "
+                f"test acc {acc:.4f} ({time.perf_counter() - start:.0f}s)"
+            )
     finally:
         if bar is not None:
             bar.close()
@@ -278,17 +324,19 @@ def train_classifier(out: str | os.PathLike | None = None, data_dir: str | os.Pa
     wall = time.perf_counter() - start
     info = {
         "test_accuracy": round(acc, 4),
-        "test_images": int(len(test_x)),
+        "test_images": len(test_x),
         "epochs": epochs,
         "seed": seed,
         "batch_size": batch_size,
         "lr": lr,
         "optimizer": "AdamW(weight_decay=1e-4) + OneCycleLR(pct_start=0.2), random horizontal flip",
-        "train_images": int(len(train_x)),
+        "train_images": len(train_x),
         "train_time_s": round(wall, 1),
         "parameters": model.num_parameters(),
-        "feature": (f"{model.config.feature_dim}-d output of `embed` (before the last ReLU), standardized per "
-                    f"dimension with the mean/std of the first {min(STATS_IMAGES, len(train_x))} training images"),
+        "feature": (
+            f"{model.config.feature_dim}-d output of `embed` (before the last ReLU), standardized per "
+            f"dimension with the mean/std of the first {min(STATS_IMAGES, len(train_x))} training images"
+        ),
         "input_range": "[-1, 1], (N, 1, 28, 28)",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": environment_info(device),

@@ -27,8 +27,8 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 __all__ = ["main", "build_parser", "shipped_files", "refuse_shipped_overwrite", "positive_int"]
 
@@ -75,17 +75,23 @@ def refuse_shipped_overwrite(out: str | os.PathLike, allowed: bool = False) -> N
             raise ValueError(
                 f"책이 싣는 파일 {shipped} 을 덮어쓰지 않는다: 다른 --out 을 주거나, 정말 바꾸려면 "
                 f"--overwrite-shipped 를 더하라 / refusing to overwrite the shipped file {shipped}: choose another "
-                "--out, or add --overwrite-shipped to replace it")
+                "--out, or add --overwrite-shipped to replace it"
+            )
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # 사용법 전체 대신 한 줄
-        self.exit(2, f"ddpm-ko: error: {message} (see `ddpm-ko {self.prog.split()[-1]} --help`)\n"
-                     if " " in self.prog else f"ddpm-ko: error: {message} (see `ddpm-ko --help`)\n")
+        self.exit(
+            2,
+            f"ddpm-ko: error: {message} (see `ddpm-ko {self.prog.split()[-1]} --help`)\n"
+            if " " in self.prog
+            else f"ddpm-ko: error: {message} (see `ddpm-ko --help`)\n",
+        )
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
     """argparse 형을 만든다: ``minimum`` 이상의 정수."""
+
     def parse(s: str) -> int:
         try:
             v = int(s)
@@ -119,7 +125,9 @@ def _device(s: str) -> str:
     try:
         torch.device(s)
     except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"알 수 없는 장치 / unknown device {s!r}: use cpu, cuda, cuda:N or mps") from None
+        raise argparse.ArgumentTypeError(
+            f"알 수 없는 장치 / unknown device {s!r}: use cpu, cuda, cuda:N or mps"
+        ) from None
     return s
 
 
@@ -135,16 +143,20 @@ def _dim_mults(s: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     from .diffusion import LOSS_TYPES, PREDICTION_TYPES
+    from .precision import PRECISIONS
     from .sampling import DEFAULT_SAMPLER, SAMPLERS
     from .schedules import SCHEDULES
-    from .precision import PRECISIONS
     from .unet import ATTENTION_TYPES, BLOCK_TYPES
 
     p = _Parser(prog="ddpm-ko", description="DDPM 한국어 해설서의 학습·샘플링 도구 / train and sample the ddpm_ko DDPM")
     from . import __version__
 
-    p.add_argument("--version", action="version", version=f"ddpm_ko {__version__}",
-                   help="버전을 보이고 끝낸다 (show the version and exit)")
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"ddpm_ko {__version__}",
+        help="버전을 보이고 끝낸다 (show the version and exit)",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, help="하위 명령 (subcommand)")
 
     # 옵션 설명은 한국어 먼저, 괄호 안에 짧은 영어 풀이 (tests/test_cli_usability.py 가 모든 옵션을 검사한다)
@@ -152,23 +164,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", help=DATA_DIR_HELP)
     g = t.add_mutually_exclusive_group()
     g.add_argument("--epochs", type=_positive_float, help="학습 에폭 수, 소수 가능 (number of epochs)")
-    g.add_argument("--max-steps", type=positive_int,
-                   help="학습 단계 수, 이어 학습이면 전체 단계 수 (total training steps)")
+    g.add_argument(
+        "--max-steps", type=positive_int, help="학습 단계 수, 이어 학습이면 전체 단계 수 (total training steps)"
+    )
     # 학습 설정의 기본값은 TrainConfig 가 정한다. 여기서 default 를 두지 않는 까닭은 --resume 때
     # 사용자가 실제로 준 값만 체크포인트에 저장된 설정을 덮어쓰게 하기 위해서다.
-    t.add_argument("--out-dir", help="체크포인트와 샘플을 쓸 디렉터리 (output folder; 기본 runs/default, "
-                                     "이어 학습이면 체크포인트의 디렉터리)")
-    t.add_argument("--checkpoint-every", type=positive_int, help="몇 단계마다 체크포인트를 쓸지 (checkpoint interval; 기본 500)")
-    t.add_argument("--sample-every", type=_non_negative_int,
-                   help="몇 단계마다 샘플 격자를 그릴지 (sample-grid interval; 기본 0: 끔)")
+    t.add_argument(
+        "--out-dir",
+        help="체크포인트와 샘플을 쓸 디렉터리 (output folder; 기본 runs/default, 이어 학습이면 체크포인트의 디렉터리)",
+    )
+    t.add_argument(
+        "--checkpoint-every", type=positive_int, help="몇 단계마다 체크포인트를 쓸지 (checkpoint interval; 기본 500)"
+    )
+    t.add_argument(
+        "--sample-every",
+        type=_non_negative_int,
+        help="몇 단계마다 샘플 격자를 그릴지 (sample-grid interval; 기본 0: 끔)",
+    )
     t.add_argument("--log-every", type=positive_int, help="몇 단계마다 손실을 기록할지 (loss-log interval; 기본 50)")
-    t.add_argument("--resume", help="이어 학습할 체크포인트, .safetensors 또는 그 디렉터리 (checkpoint to resume). "
-                                    "주지 않은 설정은 체크포인트 것을 쓴다")
+    t.add_argument(
+        "--resume",
+        help="이어 학습할 체크포인트, .safetensors 또는 그 디렉터리 (checkpoint to resume). "
+        "주지 않은 설정은 체크포인트 것을 쓴다",
+    )
     t.add_argument("--seed", type=int, help="난수 시드 (random seed; 기본 0)")
     t.add_argument("--batch-size", type=positive_int, help="전역 배치 크기 (global batch size; 기본 64)")
-    t.add_argument("--micro-batch", type=positive_int,
-                   help="배치를 이 크기 이하의 조각으로 나눠 그래디언트를 모은다: 같은 학습, 더 적은 메모리 "
-                        "(gradient accumulation; 기본: 나누지 않음)")
+    t.add_argument(
+        "--micro-batch",
+        type=positive_int,
+        help="배치를 이 크기 이하의 조각으로 나눠 그래디언트를 모은다: 같은 학습, 더 적은 메모리 "
+        "(gradient accumulation; 기본: 나누지 않음)",
+    )
     t.add_argument("--lr", type=_positive_float, help="학습률 (learning rate; 기본 1e-3)")
     t.add_argument("--warmup-steps", type=_non_negative_int, help="학습률 워밍업 단계 수 (LR warmup steps; 기본 200)")
     t.add_argument("--ema-decay", type=float, help="EMA 감쇠율 d, 0 <= d < 1 (EMA decay; 기본 0.999)")
@@ -176,35 +202,56 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--timesteps", type=positive_int, help="확산 단계 수 T (diffusion steps; 기본 1000)")
     t.add_argument("--prediction", choices=PREDICTION_TYPES, help="예측 대상 (prediction target; 기본 eps)")
     t.add_argument("--loss", choices=LOSS_TYPES, help="손실 (loss; 기본 l2 = L_simple)")
-    t.add_argument("--preset", choices=["default", "annotated"], default="default",
-                   help="신경망 설정 (network preset): default (빠른 기본값) 또는 annotated "
-                        "(Annotated Diffusion 노트북과 같은 신경망)")
+    t.add_argument(
+        "--preset",
+        choices=["default", "annotated"],
+        default="default",
+        help="신경망 설정 (network preset): default (빠른 기본값) 또는 annotated "
+        "(Annotated Diffusion 노트북과 같은 신경망)",
+    )
     t.add_argument("--dim", type=positive_int, help="첫 단계 채널 수 (base channels)")
     t.add_argument("--dim-mults", type=_dim_mults, help="단계별 채널 배수, 예: 1-2-4 (channel multipliers)")
     t.add_argument("--block", choices=BLOCK_TYPES, help="블록 종류 (block type)")
     t.add_argument("--attention", choices=ATTENTION_TYPES, help="단계 어텐션 종류 (stage attention)")
     t.add_argument("--subset", type=positive_int, help="학습 이미지 앞 N 장만 쓴다, 시험용 (use the first N images)")
-    t.add_argument("--device", type=_device, help="장치 (device): cuda, mps, cpu (기본: 자동). "
-                                                  "torchrun 아래에서 cpu 면 gloo 로 통신한다")
+    t.add_argument(
+        "--device",
+        type=_device,
+        help="장치 (device): cuda, mps, cpu (기본: 자동). torchrun 아래에서 cpu 면 gloo 로 통신한다",
+    )
     t.add_argument("--threads", type=positive_int, help=THREADS_HELP)
-    t.add_argument("--precision", choices=PRECISIONS,
-                   help="학습 정밀도 (training precision; 기본 auto: CUDA 면 bf16, bf16 이 없는 GPU 는 fp16 + 스케일러, "
-                        "CPU 는 fp32)")
+    t.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="학습 정밀도 (training precision; 기본 auto: CUDA 면 bf16, bf16 이 없는 GPU 는 fp16 + 스케일러, "
+        "CPU 는 fp32)",
+    )
     t.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
 
     s = sub.add_parser("sample", help="체크포인트로 이미지 생성 / sample images from a checkpoint")
-    s.add_argument("--checkpoint", default="pretrained",
-                   help="체크포인트 .safetensors (checkpoint); 기본 'pretrained' 는 책의 사전 학습 모델")
+    s.add_argument(
+        "--checkpoint",
+        default="pretrained",
+        help="체크포인트 .safetensors (checkpoint); 기본 'pretrained' 는 책의 사전 학습 모델",
+    )
     s.add_argument("--num", type=positive_int, required=True, help="생성할 이미지 수 (number of images)")
-    s.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
-                   help=f"샘플러 (sampler): {', '.join(SAMPLERS)} (기본 {DEFAULT_SAMPLER}, ddpm_ko.sampling.DEFAULT_SAMPLER)")
-    s.add_argument("--steps", type=positive_int,
-                   help="신경망 호출 수 = 단계 수 (sampling steps): DDIM 기본 T, DPM-Solver++ 기본 "
-                        "ddpm_ko.solvers.DEFAULT_STEPS; DDPM 은 언제나 T")
+    s.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=DEFAULT_SAMPLER,
+        help=f"샘플러 (sampler): {', '.join(SAMPLERS)} (기본 {DEFAULT_SAMPLER}, ddpm_ko.sampling.DEFAULT_SAMPLER)",
+    )
+    s.add_argument(
+        "--steps",
+        type=positive_int,
+        help="신경망 호출 수 = 단계 수 (sampling steps): DDIM 기본 T, DPM-Solver++ 기본 "
+        "ddpm_ko.solvers.DEFAULT_STEPS; DDPM 은 언제나 T",
+    )
     s.add_argument("--eta", type=float, default=0.0, help="DDIM 의 η, 0..1 (DDIM eta; 기본 0)")
     s.add_argument("--seed", type=int, default=0, help="난수 시드 (random seed; 기본 0)")
-    s.add_argument("--batch-size", type=positive_int, default=256,
-                   help="한 번에 생성할 이미지 수 (batch size; 기본 256)")
+    s.add_argument(
+        "--batch-size", type=positive_int, default=256, help="한 번에 생성할 이미지 수 (batch size; 기본 256)"
+    )
     s.add_argument("--no-clip", action="store_true", help="x̂_0 을 [−1, 1] 로 자르지 않는다 (no x0 clipping)")
     s.add_argument("--no-ema", action="store_true", help="EMA 대신 학습 가중치를 쓴다 (use raw weights)")
     s.add_argument("--out", help="uint8 배열 (N, H, W, C) 을 쓸 .npy 파일 (output array)")
@@ -214,13 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
 
     e = sub.add_parser("export", help="학습 체크포인트에서 EMA 가중치만 뽑아 작은 파일로 / export EMA weights")
-    e.add_argument("--checkpoint", required=True,
-                   help="학습 체크포인트 .safetensors; --format onnx 면 'pretrained' (책의 사전 학습 모델)도 된다 "
-                        "(checkpoint to export)")
+    e.add_argument(
+        "--checkpoint",
+        required=True,
+        help="학습 체크포인트 .safetensors; --format onnx 면 'pretrained' (책의 사전 학습 모델)도 된다 "
+        "(checkpoint to export)",
+    )
     e.add_argument("--out", required=True, help="출력 파일: .safetensors, --format onnx 면 .onnx (output file)")
-    e.add_argument("--format", choices=["safetensors", "onnx"], default="safetensors",
-                   help="파일 형식 (file format): safetensors, 또는 브라우저·onnxruntime 용 U-Net 인 onnx "
-                        "(ddpm_ko.onnx_export, pip install \"ddpm_ko[onnx]\")")
+    e.add_argument(
+        "--format",
+        choices=["safetensors", "onnx"],
+        default="safetensors",
+        help="파일 형식 (file format): safetensors, 또는 브라우저·onnxruntime 용 U-Net 인 onnx "
+        '(ddpm_ko.onnx_export, pip install "ddpm_ko[onnx]")',
+    )
     e.add_argument("--overwrite-shipped", action="store_true", help=OVERWRITE_SHIPPED_HELP)
     _add_evaluation_commands(sub)
     return p
@@ -234,9 +288,12 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     default_out = f"runs/classifier/{CLASSIFIER_NAME}"
     c = sub.add_parser("train-classifier", help="평가용 Fashion-MNIST 분류기 학습 / train the evaluation classifier")
     c.add_argument("--data-dir", help=DATA_DIR_HELP)
-    c.add_argument("--out", default=default_out,
-                   help=f"출력 .safetensors (output file; 기본 {default_out}). 책이 싣는 분류기는 "
-                        "--overwrite-shipped 없이는 덮어쓰지 않는다")
+    c.add_argument(
+        "--out",
+        default=default_out,
+        help=f"출력 .safetensors (output file; 기본 {default_out}). 책이 싣는 분류기는 "
+        "--overwrite-shipped 없이는 덮어쓰지 않는다",
+    )
     c.add_argument("--overwrite-shipped", action="store_true", help=OVERWRITE_SHIPPED_HELP)
     c.add_argument("--epochs", type=positive_int, default=3, help="에폭 수 (epochs; 기본 3)")
     c.add_argument("--seed", type=int, default=0, help="난수 시드 (random seed; 기본 0)")
@@ -247,8 +304,12 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--samples", required=True, help="`ddpm-ko sample --out` 이 쓴 uint8 .npy 파일 (samples file)")
     e.add_argument("--num", type=positive_int, help="앞에서부터 이만큼만 평가 (evaluate the first N; 기본: 전부)")
     e.add_argument("--classifier", help=f"분류기 .safetensors (classifier; 기본: 책이 싣는 {CLASSIFIER_NAME})")
-    e.add_argument("--seed", type=int, default=0,
-                   help="바닥값의 진짜 이미지와 KID 부분집합을 뽑는 시드 (seed for the floor and KID subsets)")
+    e.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="바닥값의 진짜 이미지와 KID 부분집합을 뽑는 시드 (seed for the floor and KID subsets)",
+    )
     e.add_argument("--json", help="결과를 쓸 .json 파일 (write the report as JSON)")
     e.add_argument("--data-dir", help=DATA_DIR_HELP)
     e.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
@@ -269,11 +330,26 @@ def _cmd_train(a: argparse.Namespace) -> int:
         unet_kwargs["stage_attention"] = a.attention
     unet_cfg = UnetConfig.annotated(**unet_kwargs) if a.preset == "annotated" else UnetConfig(**unet_kwargs)
     given = {
-        "out_dir": a.out_dir, "data_dir": a.data_dir, "epochs": a.epochs, "max_steps": a.max_steps,
-        "batch_size": a.batch_size, "micro_batch": a.micro_batch, "lr": a.lr, "warmup_steps": a.warmup_steps, "ema_decay": a.ema_decay,
-        "schedule": a.schedule, "timesteps": a.timesteps, "prediction_type": a.prediction, "loss_type": a.loss,
-        "seed": a.seed, "checkpoint_every": a.checkpoint_every, "sample_every": a.sample_every,
-        "log_every": a.log_every, "subset": a.subset, "device": a.device, "num_threads": a.threads,
+        "out_dir": a.out_dir,
+        "data_dir": a.data_dir,
+        "epochs": a.epochs,
+        "max_steps": a.max_steps,
+        "batch_size": a.batch_size,
+        "micro_batch": a.micro_batch,
+        "lr": a.lr,
+        "warmup_steps": a.warmup_steps,
+        "ema_decay": a.ema_decay,
+        "schedule": a.schedule,
+        "timesteps": a.timesteps,
+        "prediction_type": a.prediction,
+        "loss_type": a.loss,
+        "seed": a.seed,
+        "checkpoint_every": a.checkpoint_every,
+        "sample_every": a.sample_every,
+        "log_every": a.log_every,
+        "subset": a.subset,
+        "device": a.device,
+        "num_threads": a.threads,
         "precision": a.precision,
     }
     given = {k: v for k, v in given.items() if v is not None}
@@ -288,8 +364,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
     result = train(unet_cfg, cfg, resume=a.resume)
     end = result.get("end") or {}
     if end.get("reason") == "signal":  # 신호를 받아 그 단계를 마치고 저장한 뒤 멈췄다
-        print(f"ddpm-ko: 중단됨 / interrupted by {end['signal']} at step {end['step']} of {end['target_steps']}; "
-              f"이어 하려면 / resume with: ddpm-ko train --resume {result['checkpoint']}", file=sys.stderr)
+        print(
+            f"ddpm-ko: 중단됨 / interrupted by {end['signal']} at step {end['step']} of {end['target_steps']}; "
+            f"이어 하려면 / resume with: ddpm-ko train --resume {result['checkpoint']}",
+            file=sys.stderr,
+        )
         return 128 + int(getattr(signal, end["signal"]))
     if int(os.environ.get("RANK", "0")) == 0:  # 분산 학습이면 rank 0 만 말한다
         print(f"[ddpm-ko] 학습 끝 / done: step {result['step']}, checkpoint {result['checkpoint']}")
@@ -310,9 +389,18 @@ def _cmd_sample(a: argparse.Namespace) -> int:
                 raise ValueError(f"--{opt} 파일은 {want} 로 끝나야 한다 / --{opt} must end in {want}: {path}")
     if not (a.out or a.gif or a.grid):
         raise ValueError("--out, --grid, --gif 중 하나는 있어야 한다 / give at least one of --out, --grid, --gif")
-    images, trajectory, meta = sample_images(
-        a.checkpoint, a.num, sampler=a.sampler, steps=a.steps, eta=a.eta, seed=a.seed, clip_x0=not a.no_clip,
-        use_ema=not a.no_ema, device=a.device, batch_size=a.batch_size, trajectory=bool(a.gif),
+    images, trajectory, _meta = sample_images(
+        a.checkpoint,
+        a.num,
+        sampler=a.sampler,
+        steps=a.steps,
+        eta=a.eta,
+        seed=a.seed,
+        clip_x0=not a.no_clip,
+        use_ema=not a.no_ema,
+        device=a.device,
+        batch_size=a.batch_size,
+        trajectory=bool(a.gif),
         progress=not a.no_progress,
     )
     if a.out:
@@ -352,8 +440,9 @@ def _cmd_train_classifier(a: argparse.Namespace) -> int:
     if Path(a.out).suffix != ".safetensors":
         raise ValueError(f"--out 은 .safetensors 로 끝나야 한다 / --out must end in .safetensors: {a.out}")
     refuse_shipped_overwrite(a.out, a.overwrite_shipped)  # 몇 분 학습하기 전에 알린다
-    _, info = classifier.train_classifier(a.out, data_dir=a.data_dir, epochs=a.epochs, seed=a.seed,
-                                          threads=a.threads, progress=not a.no_progress)
+    _, info = classifier.train_classifier(
+        a.out, data_dir=a.data_dir, epochs=a.epochs, seed=a.seed, threads=a.threads, progress=not a.no_progress
+    )
     print(f"[ddpm-ko] 분류기 / classifier: {a.out} (test accuracy {info['test_accuracy']:.4f})")
     return 0
 
@@ -365,8 +454,9 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
     if a.json is not None and Path(a.json).suffix.lower() != ".json":
         raise ValueError(f"--json 파일은 .json 으로 끝나야 한다 / --json must end in .json: {a.json}")
-    result = evaluation.evaluate(a.samples, num=a.num, seed=a.seed, classifier=a.classifier, data_dir=a.data_dir,
-                                 progress=not a.no_progress)
+    result = evaluation.evaluate(
+        a.samples, num=a.num, seed=a.seed, classifier=a.classifier, data_dir=a.data_dir, progress=not a.no_progress
+    )
     print(evaluation.format_report(result))
     if a.json:
         out = Path(a.json)
@@ -382,25 +472,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"train": _cmd_train, "sample": _cmd_sample, "export": _cmd_export,
-                "train-classifier": _cmd_train_classifier, "evaluate": _cmd_evaluate}
+    handlers = {
+        "train": _cmd_train,
+        "sample": _cmd_sample,
+        "export": _cmd_export,
+        "train-classifier": _cmd_train_classifier,
+        "evaluate": _cmd_evaluate,
+    }
     rank = f"[rank {os.environ.get('RANK')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     try:
         return handlers[args.command](args)
     except (DdpmKoError, ValueError, OSError) as e:
         # OSError: 없는 파일·디렉터리, 권한, 디스크 가득 참 등 사용자가 고칠 수 있는 문제
-        msg = " ".join(str(e).split("\n")[0].split()) if not isinstance(e, FileNotFoundError) else " | ".join(
-            line.strip() for line in str(e).splitlines() if line.strip())
+        msg = (
+            " ".join(str(e).split("\n")[0].split())
+            if not isinstance(e, FileNotFoundError)
+            else " | ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        )
         print(f"ddpm-ko: error: {rank}{msg}", file=sys.stderr)
         return 2
     except RuntimeError as e:
         if not is_out_of_memory(e):
             raise  # 그 밖의 RuntimeError 는 버그이므로 트레이스백을 그대로 보인다
-        print(f"ddpm-ko: error: {rank}장치 메모리가 모자라다; --batch-size 를 줄여라 / out of memory: "
-              "use a smaller --batch-size", file=sys.stderr)
+        print(
+            f"ddpm-ko: error: {rank}장치 메모리가 모자라다; --batch-size 를 줄여라 / out of memory: "
+            "use a smaller --batch-size",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
-        print("ddpm-ko: 중단됨 / interrupted (마지막 체크포인트는 그대로다 / the last checkpoint is intact)", file=sys.stderr)
+        print(
+            "ddpm-ko: 중단됨 / interrupted (마지막 체크포인트는 그대로다 / the last checkpoint is intact)",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -32,6 +32,8 @@ def dataclass_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise UnknownFieldsError(f"{cls.__name__} 에 없는 항목 / unknown {cls.__name__} fields: {unknown} "
-                                 f"(쓸 수 있는 항목 / known: {sorted(known)})")
+        raise UnknownFieldsError(
+            f"{cls.__name__} 에 없는 항목 / unknown {cls.__name__} fields: {unknown} "
+            f"(쓸 수 있는 항목 / known: {sorted(known)})"
+        )
     return cls(**data)

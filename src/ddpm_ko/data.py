@@ -32,8 +32,18 @@ import numpy as np
 import torch
 
 __all__ = [
-    "CLASS_NAMES", "CLASS_NAMES_KO", "DEBIAN_DIR", "HUB_ID", "DATA_SOURCES", "DataNotFoundError", "data_source",
-    "read_idx", "load_fashion_mnist", "fashion_mnist_arrays", "to_model_range", "random_hflip",
+    "CLASS_NAMES",
+    "CLASS_NAMES_KO",
+    "DEBIAN_DIR",
+    "HUB_ID",
+    "DATA_SOURCES",
+    "DataNotFoundError",
+    "data_source",
+    "read_idx",
+    "load_fashion_mnist",
+    "fashion_mnist_arrays",
+    "to_model_range",
+    "random_hflip",
     "ImageBatches",
 ]
 
@@ -85,7 +95,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     except (OSError, EOFError) as e:
         raise ValueError(f"IDX 파일을 읽을 수 없다 / cannot read IDX file {path}: {e}") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"IDX 매직 넘버가 잘못되었다 / bad IDX magic number in {path}: {raw[:4].hex() or 'empty file'}")
+        raise ValueError(
+            f"IDX 매직 넘버가 잘못되었다 / bad IDX magic number in {path}: {raw[:4].hex() or 'empty file'}"
+        )
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     ndim = raw[3]
     header = 4 + 4 * ndim
@@ -119,15 +131,21 @@ def _read_split_dir(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray
     try:
         images, labels = read_idx(img_path), read_idx(lbl_path)
     except ValueError as e:
-        raise DataNotFoundError(f"{e}\n손상된 파일을 지우고 다시 받아라 / delete the corrupt file and fetch it again.\n{_HOW_TO_GET}") from e
+        raise DataNotFoundError(
+            f"{e}\n손상된 파일을 지우고 다시 받아라 / delete the corrupt file and fetch it again.\n{_HOW_TO_GET}"
+        ) from e
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-        raise DataNotFoundError(f"{img_path}: 28×28 uint8 이미지가 아니다 / not 28x28 uint8 images: {images.shape}\n{_HOW_TO_GET}")
+        raise DataNotFoundError(
+            f"{img_path}: 28×28 uint8 이미지가 아니다 / not 28x28 uint8 images: {images.shape}\n{_HOW_TO_GET}"
+        )
     if labels.shape != (images.shape[0],):
         raise DataNotFoundError(
             f"이미지 {images.shape[0]} 장과 레이블 {labels.shape} 의 수가 다르다 / image/label count mismatch\n{_HOW_TO_GET}"
         )
     if images.shape[0] != n:
-        raise DataNotFoundError(f"{split} 분할은 {n} 장이어야 한다 / expected {n} images, got {images.shape[0]}\n{_HOW_TO_GET}")
+        raise DataNotFoundError(
+            f"{split} 분할은 {n} 장이어야 한다 / expected {n} images, got {images.shape[0]}\n{_HOW_TO_GET}"
+        )
     if labels.max(initial=0) > 9:
         raise DataNotFoundError(f"{lbl_path}: 레이블이 0..9 범위를 벗어난다 / labels out of range\n{_HOW_TO_GET}")
     return images.copy(), labels.astype(np.int64)
@@ -142,8 +160,10 @@ def data_source() -> str:
     """환경 변수 ``DDPM_KO_DATA_SOURCE`` 의 값: ``auto`` (기본), ``local``, ``hub``."""
     value = os.environ.get(SOURCE_ENV, "").strip().lower() or "auto"
     if value not in DATA_SOURCES:
-        raise ValueError(f"${SOURCE_ENV} 는 auto, local, hub 중 하나 / ${SOURCE_ENV} must be one of "
-                         f"{', '.join(DATA_SOURCES)}, got '{value}'")
+        raise ValueError(
+            f"${SOURCE_ENV} 는 auto, local, hub 중 하나 / ${SOURCE_ENV} must be one of "
+            f"{', '.join(DATA_SOURCES)}, got '{value}'"
+        )
     return value
 
 
@@ -159,8 +179,9 @@ def _local_dirs(data_dir: str | os.PathLike | None) -> tuple[list[Path], bool]:
     return [DEBIAN_DIR], False
 
 
-def fashion_mnist_arrays(split: str = "train", data_dir: str | os.PathLike | None = None,
-                         allow_hub: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def fashion_mnist_arrays(
+    split: str = "train", data_dir: str | os.PathLike | None = None, allow_hub: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST 를 NumPy 배열 ``(images (N, 28, 28) uint8, labels (N,) int64)`` 로 돌려준다.
 
     학습 루프는 PIL 이미지를 하나씩 바꾸는 대신 이 배열을 한 번에 텐서로 만들어 쓴다.
@@ -224,8 +245,9 @@ def _hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
 
     이름 풀이(DNS)는 시간 제한을 받지 않으므로 데몬 스레드에서 하고 ``timeout`` 만큼만 기다린다.
     """
-    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if os.environ.get(k)),
-                 None)
+    proxy = next(
+        (os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if os.environ.get(k)), None
+    )
     url = urlsplit(proxy or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     host = url.hostname or "huggingface.co"
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -244,27 +266,41 @@ def _hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
     if not outcome:
         return f"{host}:{port} 가 {timeout:g}초 안에 답하지 않았다 / no answer from {host}:{port} within {timeout:g} s"
     err = outcome[0]
-    return None if err is None else f"{host}:{port} 에 닿지 않는다 / cannot reach {host}:{port}: {type(err).__name__}: {err}"
+    return (
+        None
+        if err is None
+        else f"{host}:{port} 에 닿지 않는다 / cannot reach {host}:{port}: {type(err).__name__}: {err}"
+    )
 
 
 def _load_from_hub(split: str):
     offline = _hub_offline_env()
     if offline and not _hub_cached():
-        raise DataNotFoundError(f"${offline} 가 켜져 있어 Hugging Face Hub 에 접속하지 않았다 / not contacting the "
-                                f"Hugging Face Hub because {offline} is set (unset it to download)\n{_HOW_TO_GET}")
-    print(f"[ddpm-ko] 로컬 Fashion-MNIST 가 없어 Hugging Face Hub 의 '{HUB_ID}' 를 받는다 / no local copy, "
-          f"trying the Hugging Face Hub ('{HUB_ID}')", file=sys.stderr, flush=True)
+        raise DataNotFoundError(
+            f"${offline} 가 켜져 있어 Hugging Face Hub 에 접속하지 않았다 / not contacting the "
+            f"Hugging Face Hub because {offline} is set (unset it to download)\n{_HOW_TO_GET}"
+        )
+    print(
+        f"[ddpm-ko] 로컬 Fashion-MNIST 가 없어 Hugging Face Hub 의 '{HUB_ID}' 를 받는다 / no local copy, "
+        f"trying the Hugging Face Hub ('{HUB_ID}')",
+        file=sys.stderr,
+        flush=True,
+    )
     unreachable = None if offline else _hub_unreachable()
     if unreachable:
-        raise DataNotFoundError(f"Hugging Face Hub 에 닿지 않는다 (네트워크 없음?) / the Hugging Face Hub is unreachable "
-                                f"(no network?): {unreachable}\n{_HOW_TO_GET}")
+        raise DataNotFoundError(
+            f"Hugging Face Hub 에 닿지 않는다 (네트워크 없음?) / the Hugging Face Hub is unreachable "
+            f"(no network?): {unreachable}\n{_HOW_TO_GET}"
+        )
     try:
         load_dataset = _import_datasets().load_dataset
 
         return load_dataset(HUB_ID, split=split)
     except Exception as e:  # 네트워크 없음, 허브 오류 등
-        raise DataNotFoundError(f"Hugging Face Hub 에서 받지 못했다 / could not load '{HUB_ID}' from the Hub: "
-                                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n{_HOW_TO_GET}") from e
+        raise DataNotFoundError(
+            f"Hugging Face Hub 에서 받지 못했다 / could not load '{HUB_ID}' from the Hub: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n{_HOW_TO_GET}"
+        ) from e
 
 
 def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None = None, allow_hub: bool = True):
@@ -341,7 +377,7 @@ class ImageBatches:
         """에폭 ``epoch`` 의 ``index`` 번째 전역 배치를 [−1, 1] 텐서 (B, C, H, W) 로."""
         if not 0 <= index < self.batches_per_epoch:
             raise IndexError(f"배치 번호 {index} 가 범위 밖이다 / batch index out of range")
-        idx = self._permutation(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        idx = self._permutation(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
         x = to_model_range(self.images[idx])
         if self.flip:
             x = random_hflip(x, torch.Generator().manual_seed(self.seed * 7919 + epoch * 100_003 + index))

@@ -16,7 +16,8 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,9 @@ Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Timesteps = torch.Tensor | int
 
 
-def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype=torch.float32) -> torch.Tensor:
+def _randn(
+    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype=torch.float32
+) -> torch.Tensor:
     """``generator`` 가 있는 장치에서 표준 정규 난수를 뽑아 ``device`` 로 옮긴다.
 
     CPU 생성기로 GPU 텐서를 만들 수 있게 하려는 것이다 (같은 시드면 장치와 무관하게 같은 노이즈).
@@ -78,21 +81,35 @@ class GaussianDiffusion(nn.Module):
     posterior_mean_coef1: torch.Tensor
     posterior_mean_coef2: torch.Tensor
 
-    def __init__(self, betas: torch.Tensor, prediction_type: PredictionType = "eps", loss_type: LossType = "l2",
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        betas: torch.Tensor,
+        prediction_type: PredictionType = "eps",
+        loss_type: LossType = "l2",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         super().__init__()
         betas = torch.as_tensor(betas, dtype=torch.float64)
-        require(betas.ndim == 1 and len(betas) >= 2,
-                "betas 는 길이 2 이상의 1차원 텐서여야 한다 / betas must be a 1-D tensor of length >= 2")
-        require(bool(((betas > 0) & (betas < 1)).all()), "모든 β_t 는 0 < β_t < 1 이어야 한다 / every beta must lie in (0, 1)")
-        require(prediction_type in PREDICTION_TYPES,
-                f"알 수 없는 예측 대상 '{prediction_type}' / unknown prediction_type: choose one of {PREDICTION_TYPES}")
-        require(loss_type in LOSS_TYPES, f"알 수 없는 손실 '{loss_type}' / unknown loss_type: choose one of {LOSS_TYPES}")
+        require(
+            betas.ndim == 1 and len(betas) >= 2,
+            "betas 는 길이 2 이상의 1차원 텐서여야 한다 / betas must be a 1-D tensor of length >= 2",
+        )
+        require(
+            bool(((betas > 0) & (betas < 1)).all()),
+            "모든 β_t 는 0 < β_t < 1 이어야 한다 / every beta must lie in (0, 1)",
+        )
+        require(
+            prediction_type in PREDICTION_TYPES,
+            f"알 수 없는 예측 대상 '{prediction_type}' / unknown prediction_type: choose one of {PREDICTION_TYPES}",
+        )
+        require(
+            loss_type in LOSS_TYPES, f"알 수 없는 손실 '{loss_type}' / unknown loss_type: choose one of {LOSS_TYPES}"
+        )
         self.prediction_type = prediction_type
         self.loss_type = loss_type
 
-        alphas = 1.0 - betas                                   # α_t = 1 − β_t  (식 ch2-eq-alphas)
-        alphas_cumprod = torch.cumprod(alphas, 0)              # ᾱ_t = ∏_{s≤t} α_s
+        alphas = 1.0 - betas  # α_t = 1 − β_t  (식 ch2-eq-alphas)
+        alphas_cumprod = torch.cumprod(alphas, 0)  # ᾱ_t = ∏_{s≤t} α_s
         alphas_cumprod_prev = F.pad(alphas_cumprod[:-1], (1, 0), value=1.0)  # ᾱ_{t−1}, ᾱ_0 = 1
         # 사후 분포 q(x_{t−1} | x_t, x_0) = N(μ̃_t, β̃_t I)  (DDPM 식 6, 7; 식 ch8-eq-post-mean, ch8-eq-beta-tilde)
         posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)  # β̃_t
@@ -107,9 +124,7 @@ class GaussianDiffusion(nn.Module):
             "sqrt_recipm1_alphas_cumprod": (1.0 / alphas_cumprod - 1).sqrt(),
             "posterior_variance": posterior_variance,
             # t = 1 에서 β̃ = 0 이므로 로그를 취할 때는 β̃_2 로 바꿔 둔다
-            "posterior_log_variance_clipped": torch.log(
-                torch.cat([posterior_variance[1:2], posterior_variance[1:]])
-            ),
+            "posterior_log_variance_clipped": torch.log(torch.cat([posterior_variance[1:2], posterior_variance[1:]])),
             # μ̃_t = coef1 · x_0 + coef2 · x_t
             "posterior_mean_coef1": betas * alphas_cumprod_prev.sqrt() / (1.0 - alphas_cumprod),
             "posterior_mean_coef2": (1.0 - alphas_cumprod_prev) * alphas.sqrt() / (1.0 - alphas_cumprod),
@@ -119,7 +134,7 @@ class GaussianDiffusion(nn.Module):
 
     # ------------------------------------------------------------------ 기본 정보
     @classmethod
-    def from_schedule(cls, schedule: str = "linear", timesteps: int = 1000, **kwargs) -> "GaussianDiffusion":
+    def from_schedule(cls, schedule: str = "linear", timesteps: int = 1000, **kwargs) -> GaussianDiffusion:
         """스케줄 이름과 T 로 바로 만든다: ``GaussianDiffusion.from_schedule("cosine", 1000)``."""
         return cls(beta_schedule(schedule, timesteps), **kwargs)
 
@@ -142,27 +157,37 @@ class GaussianDiffusion(nn.Module):
             t = t[:, 0]
         if t.ndim == 0:
             t = t.expand(batch)
-        require(t.ndim == 1 and t.shape[0] == batch,
-                f"t 는 (B,) 모양이어야 한다 / t must have shape (B,)=({batch},), got {tuple(t.shape)}")
+        require(
+            t.ndim == 1 and t.shape[0] == batch,
+            f"t 는 (B,) 모양이어야 한다 / t must have shape (B,)=({batch},), got {tuple(t.shape)}",
+        )
         require(not t.dtype.is_floating_point, "t 는 정수 텐서여야 한다 / t must be an integer tensor")
         t = t.long()
         require(not bool(((t < 0) | (t >= self.num_timesteps)).any()), out_of_range)
         return t
 
-    def sample_timesteps(self, batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_timesteps(
+        self, batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """학습용 시각 t ~ Uniform{0, …, T−1} 를 ``batch`` 개 뽑는다."""
         gen_device = generator.device if generator is not None else device
         return torch.randint(0, self.num_timesteps, (batch,), generator=generator, device=gen_device).to(device)
 
-    def sample_prior(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
-                     device: torch.device | str | None = None) -> torch.Tensor:
+    def sample_prior(
+        self, shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         """역과정의 출발점 x_T ~ N(0, I) (식 ch8-eq-xT). 버퍼와 같은 자료형으로 뽑는다."""
         device = torch.device(device) if device is not None else self.betas.device
         return _randn(tuple(shape), generator, device, self.betas.dtype)
 
     # ------------------------------------------------------------------ 순방향 과정
-    def q_sample(self, x0: torch.Tensor, t: Timesteps, noise: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def q_sample(
+        self,
+        x0: torch.Tensor,
+        t: Timesteps,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """닫힌 형태의 순방향 과정 (DDPM 식 4, 식 ch2-eq-closed-reparam):  x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε,  ε ~ N(0, I)."""
         t = self.check_t(t, x0.shape[0], x0.device)
         if noise is None:
@@ -170,26 +195,41 @@ class GaussianDiffusion(nn.Module):
         return self._q_sample(x0, t, noise)
 
     def _q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return (_extract(self.sqrt_alphas_cumprod, t, x0.ndim) * x0                 # 식 ch2-eq-closed-reparam
-                + _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.ndim) * noise)
+        return (
+            _extract(self.sqrt_alphas_cumprod, t, x0.ndim) * x0  # 식 ch2-eq-closed-reparam
+            + _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.ndim) * noise
+        )
 
-    def q_step(self, x_prev: torch.Tensor, t: Timesteps, noise: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def q_step(
+        self,
+        x_prev: torch.Tensor,
+        t: Timesteps,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """한 단계 순방향 q(x_t | x_{t−1}) = N(√α_t x_{t−1}, β_t I) 에서 표본을 뽑는다 (식 ch2-eq-step)."""
         t = self.check_t(t, x_prev.shape[0], x_prev.device)
         if noise is None:
             noise = _randn(tuple(x_prev.shape), generator, x_prev.device, x_prev.dtype)
-        return (_extract(self.alphas, t, x_prev.ndim).sqrt() * x_prev                # 식 ch2-eq-step-reparam
-                + _extract(self.betas, t, x_prev.ndim).sqrt() * noise)
+        return (
+            _extract(self.alphas, t, x_prev.ndim).sqrt() * x_prev  # 식 ch2-eq-step-reparam
+            + _extract(self.betas, t, x_prev.ndim).sqrt() * noise
+        )
 
-    def q_posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: Timesteps) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def q_posterior(
+        self, x0: torch.Tensor, xt: torch.Tensor, t: Timesteps
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """사후 분포 q(x_{t−1} | x_t, x_0) 의 평균 μ̃_t, 분산 β̃_t, 로그 분산 (DDPM 식 6, 7)."""
         return self._q_posterior(x0, xt, self.check_t(t, xt.shape[0], xt.device))
 
-    def _q_posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _q_posterior(
+        self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # μ̃_t = coef1 · x_0 + coef2 · x_t  (식 ch8-eq-post-mean)
-        mean = _extract(self.posterior_mean_coef1, t, xt.ndim) * x0 + _extract(self.posterior_mean_coef2, t, xt.ndim) * xt
-        var = _extract(self.posterior_variance, t, xt.ndim)                          # β̃_t (식 ch8-eq-beta-tilde)
+        mean = (
+            _extract(self.posterior_mean_coef1, t, xt.ndim) * x0 + _extract(self.posterior_mean_coef2, t, xt.ndim) * xt
+        )
+        var = _extract(self.posterior_variance, t, xt.ndim)  # β̃_t (식 ch8-eq-beta-tilde)
         log_var = _extract(self.posterior_log_variance_clipped, t, xt.ndim)
         return mean, var, log_var
 
@@ -216,8 +256,9 @@ class GaussianDiffusion(nn.Module):
         """ε = √(1−ᾱ_t) x_t + √ᾱ_t v  (식 ch7-eq-v)."""
         return self._eps_from_v(xt, self.check_t(t, xt.shape[0], xt.device), v)
 
-    def eps_x0_from_output(self, xt: torch.Tensor, t: Timesteps, out: torch.Tensor,
-                           clip_x0: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def eps_x0_from_output(
+        self, xt: torch.Tensor, t: Timesteps, out: torch.Tensor, clip_x0: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """신경망 출력 ``out`` (``prediction_type`` 에 따라 ε, x_0 또는 v)을 (ε̂, x̂_0) 쌍으로 바꾼다.
 
         ``clip_x0`` 이면 x̂_0 을 [−1, 1] 로 자르고 ε̂ 을 다시 맞춘다. 신경망을 부르지 않는다 (부르는 것은
@@ -226,22 +267,37 @@ class GaussianDiffusion(nn.Module):
         return self._eps_x0_from_output(xt, self.check_t(t, xt.shape[0], xt.device), out, clip_x0)
 
     def _x0_from_eps(self, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        return _extract(self.sqrt_recip_alphas_cumprod, t, xt.ndim) * xt - _extract(self.sqrt_recipm1_alphas_cumprod, t, xt.ndim) * eps
+        return (
+            _extract(self.sqrt_recip_alphas_cumprod, t, xt.ndim) * xt
+            - _extract(self.sqrt_recipm1_alphas_cumprod, t, xt.ndim) * eps
+        )
 
     def _eps_from_x0(self, xt: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        return (_extract(self.sqrt_recip_alphas_cumprod, t, xt.ndim) * xt - x0) / _extract(self.sqrt_recipm1_alphas_cumprod, t, xt.ndim)
+        return (_extract(self.sqrt_recip_alphas_cumprod, t, xt.ndim) * xt - x0) / _extract(
+            self.sqrt_recipm1_alphas_cumprod, t, xt.ndim
+        )
 
     def _v(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return _extract(self.sqrt_alphas_cumprod, t, x0.ndim) * eps - _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.ndim) * x0
+        return (
+            _extract(self.sqrt_alphas_cumprod, t, x0.ndim) * eps
+            - _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.ndim) * x0
+        )
 
     def _x0_from_v(self, xt: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return _extract(self.sqrt_alphas_cumprod, t, xt.ndim) * xt - _extract(self.sqrt_one_minus_alphas_cumprod, t, xt.ndim) * v
+        return (
+            _extract(self.sqrt_alphas_cumprod, t, xt.ndim) * xt
+            - _extract(self.sqrt_one_minus_alphas_cumprod, t, xt.ndim) * v
+        )
 
     def _eps_from_v(self, xt: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return _extract(self.sqrt_one_minus_alphas_cumprod, t, xt.ndim) * xt + _extract(self.sqrt_alphas_cumprod, t, xt.ndim) * v
+        return (
+            _extract(self.sqrt_one_minus_alphas_cumprod, t, xt.ndim) * xt
+            + _extract(self.sqrt_alphas_cumprod, t, xt.ndim) * v
+        )
 
-    def _eps_x0_from_output(self, xt: torch.Tensor, t: torch.Tensor, out: torch.Tensor,
-                            clip_x0: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _eps_x0_from_output(
+        self, xt: torch.Tensor, t: torch.Tensor, out: torch.Tensor, clip_x0: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         out = out.to(torch.promote_types(out.dtype, torch.float32))
         if self.prediction_type == "eps":
             eps, x0 = out, self._x0_from_eps(xt, t, out)
@@ -254,11 +310,15 @@ class GaussianDiffusion(nn.Module):
             eps = self._eps_from_x0(xt, t, x0)
         return eps, x0
 
-    def model_predictions(self, model: Model, xt: torch.Tensor, t: Timesteps, clip_x0: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def model_predictions(
+        self, model: Model, xt: torch.Tensor, t: Timesteps, clip_x0: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """신경망을 불러 그 출력을 (ε̂, x̂_0) 쌍으로 바꾼다 (``eps_x0_from_output``)."""
         return self._model_predictions(model, xt, self.check_t(t, xt.shape[0], xt.device), clip_x0)
 
-    def _model_predictions(self, model: Model, xt: torch.Tensor, t: torch.Tensor, clip_x0: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _model_predictions(
+        self, model: Model, xt: torch.Tensor, t: torch.Tensor, clip_x0: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self._eps_x0_from_output(xt, t, model(xt, t), clip_x0)
 
     # ------------------------------------------------------------------ 학습 손실
@@ -273,8 +333,14 @@ class GaussianDiffusion(nn.Module):
             return x0
         return self._v(x0, noise, t)
 
-    def training_loss(self, model: Model, x0: torch.Tensor, t: Timesteps | None = None,
-                      noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def training_loss(
+        self,
+        model: Model,
+        x0: torch.Tensor,
+        t: Timesteps | None = None,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """단순화된 목적 함수 L_simple (DDPM 식 14, 식 ch7-eq-lsimple) 과 그 변형들의 배치 평균.
 
         무작위 시각 t 와 노이즈 ε 으로 x_t 를 **한 번에** 만들고(역방향 사슬을 돌리지 않는다),
@@ -289,8 +355,10 @@ class GaussianDiffusion(nn.Module):
         xt = self._q_sample(x0, t, noise)
         pred = model(xt, t).float()
         target = self._training_target(x0, noise, t)
-        require(pred.shape == target.shape,
-                f"모델 출력 모양 {tuple(pred.shape)} 이 목표 {tuple(target.shape)} 와 다르다 / model output shape mismatch")
+        require(
+            pred.shape == target.shape,
+            f"모델 출력 모양 {tuple(pred.shape)} 이 목표 {tuple(target.shape)} 와 다르다 / model output shape mismatch",
+        )
         if self.loss_type == "l2":
             return F.mse_loss(pred, target)
         if self.loss_type == "l1":
@@ -298,44 +366,69 @@ class GaussianDiffusion(nn.Module):
         return F.smooth_l1_loss(pred, target)
 
     # ------------------------------------------------------------------ 역과정의 한 단계
-    def p_mean_variance(self, model: Model, xt: torch.Tensor, t: Timesteps, clip_x0: bool = True,
-                        variance: Literal["posterior", "beta"] = "posterior") -> dict[str, torch.Tensor]:
+    def p_mean_variance(
+        self,
+        model: Model,
+        xt: torch.Tensor,
+        t: Timesteps,
+        clip_x0: bool = True,
+        variance: Literal["posterior", "beta"] = "posterior",
+    ) -> dict[str, torch.Tensor]:
         """p_θ(x_{t−1} | x_t) 의 평균과 분산.  평균은 x̂_0 을 넣은 사후 평균 μ̃_t(x_t, x̂_0),
         분산은 ``"posterior"`` 면 β̃_t, ``"beta"`` 면 β_t (DDPM 논문은 둘 다 비슷하다고 보고했다)."""
         return self._p_mean_variance(model, xt, self.check_t(t, xt.shape[0], xt.device), clip_x0, variance)
 
-    def _p_mean_variance(self, model: Model, xt: torch.Tensor, t: torch.Tensor, clip_x0: bool,
-                         variance: str) -> dict[str, torch.Tensor]:
-        require(variance in ("posterior", "beta"), "variance 는 'posterior' 또는 'beta' / variance must be 'posterior' or 'beta'")
-        eps, x0 = self._model_predictions(model, xt, t, clip_x0)        # x̂_0 (식 ch8-eq-x0hat)
-        mean, var, log_var = self._q_posterior(x0, xt, t)               # μ̃_t(x_t, x̂_0) (식 ch8-eq-post-mean)
-        if variance == "beta":                                          # σ_t² = β_t 를 고른 경우
+    def _p_mean_variance(
+        self, model: Model, xt: torch.Tensor, t: torch.Tensor, clip_x0: bool, variance: str
+    ) -> dict[str, torch.Tensor]:
+        require(
+            variance in ("posterior", "beta"),
+            "variance 는 'posterior' 또는 'beta' / variance must be 'posterior' or 'beta'",
+        )
+        eps, x0 = self._model_predictions(model, xt, t, clip_x0)  # x̂_0 (식 ch8-eq-x0hat)
+        mean, var, log_var = self._q_posterior(x0, xt, t)  # μ̃_t(x_t, x̂_0) (식 ch8-eq-post-mean)
+        if variance == "beta":  # σ_t² = β_t 를 고른 경우
             var = _extract(self.betas, t, xt.ndim)
             log_var = var.log()
         return {"mean": mean, "variance": var, "log_variance": log_var, "x0": x0, "eps": eps}
 
     @torch.no_grad()
-    def p_sample(self, model: Model, xt: torch.Tensor, t: int, clip_x0: bool = True,
-                 generator: torch.Generator | None = None, variance: Literal["posterior", "beta"] = "posterior") -> tuple[torch.Tensor, torch.Tensor]:
+    def p_sample(
+        self,
+        model: Model,
+        xt: torch.Tensor,
+        t: int,
+        clip_x0: bool = True,
+        generator: torch.Generator | None = None,
+        variance: Literal["posterior", "beta"] = "posterior",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """알고리즘 2 의 한 줄: x_{t−1} = μ_θ(x_t, t) + σ_t z  (식 ch8-eq-step; t = 0 에서는 z = 0). (x_{t−1}, x̂_0) 를 돌려준다."""
         tt = self.check_t(t, xt.shape[0], xt.device)
         out = self._p_mean_variance(model, xt, tt, clip_x0, variance)
         if t == 0:
             return out["mean"], out["x0"]
-        z = _randn(tuple(xt.shape), generator, xt.device, xt.dtype)    # z ~ N(0, I) (식 ch8-eq-z)
+        z = _randn(tuple(xt.shape), generator, xt.device, xt.dtype)  # z ~ N(0, I) (식 ch8-eq-z)
         return out["mean"] + (0.5 * out["log_variance"]).exp() * z, out["x0"]
 
     @torch.no_grad()
-    def ddim_step(self, model: Model, xt: torch.Tensor, t: int, t_prev: int, eta: float = 0.0, clip_x0: bool = True,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def ddim_step(
+        self,
+        model: Model,
+        xt: torch.Tensor,
+        t: int,
+        t_prev: int,
+        eta: float = 0.0,
+        clip_x0: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """DDIM 의 한 단계 (Song et al., 2021 식 12; 식 ch9-eq-ddim-step): t 에서 t_prev (< t, −1 이면 끝) 로 건너뛴다."""
         tt = self.check_t(t, xt.shape[0], xt.device)
-        eps, x0 = self._model_predictions(model, xt, tt, clip_x0)       # x̂_0 (식 ch9-eq-x0hat)
+        eps, x0 = self._model_predictions(model, xt, tt, clip_x0)  # x̂_0 (식 ch9-eq-x0hat)
         a_t = self.alphas_cumprod[t]
         a_prev = self.alphas_cumprod[t_prev] if t_prev >= 0 else torch.ones((), device=xt.device)
-        sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()   # σ_t(η) (식 ch9-eq-sigma)
+        sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()  # σ_t(η) (식 ch9-eq-sigma)
         direction = (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
-        x_prev = a_prev.sqrt() * x0 + direction                          # 식 ch9-eq-ddim-step
+        x_prev = a_prev.sqrt() * x0 + direction  # 식 ch9-eq-ddim-step
         if eta > 0 and t_prev >= 0:
             x_prev = x_prev + sigma * _randn(tuple(xt.shape), generator, xt.device, xt.dtype)
         return x_prev, x0
@@ -355,17 +448,28 @@ class GaussianDiffusion(nn.Module):
 
     def lambdas(self) -> torch.Tensor:
         """모든 시각의 λ_t = log(α_t/σ_t) (길이 T, float64, 식 ch9-eq-lambda). t 가 커질수록 줄어든다."""
-        return solvers.half_log_snr(self.sqrt_alphas_cumprod.double(), self.sqrt_one_minus_alphas_cumprod.double()).cpu()
+        return solvers.half_log_snr(
+            self.sqrt_alphas_cumprod.double(), self.sqrt_one_minus_alphas_cumprod.double()
+        ).cpu()
 
     def solver_timesteps(self, steps: int | None = None, spacing: str | None = None) -> list[int]:
         """DPM-Solver++ 가 신경망을 부를 시각들 (큰 것부터, T−1 과 0 포함). 기본값은 ``solvers`` 의 상수."""
-        return solvers.solver_timesteps(self.lambdas(), solvers.DEFAULT_STEPS if steps is None else steps,
-                                        solvers.DEFAULT_SPACING if spacing is None else spacing)
+        return solvers.solver_timesteps(
+            self.lambdas(),
+            solvers.DEFAULT_STEPS if steps is None else steps,
+            solvers.DEFAULT_SPACING if spacing is None else spacing,
+        )
 
     @torch.no_grad()
-    def dpm_solver_step(self, model: Model, xt: torch.Tensor, t: int, t_prev: int,
-                        history: tuple[int, torch.Tensor] | None = None,
-                        clip_x0: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def dpm_solver_step(
+        self,
+        model: Model,
+        xt: torch.Tensor,
+        t: int,
+        t_prev: int,
+        history: tuple[int, torch.Tensor] | None = None,
+        clip_x0: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """DPM-Solver++(2M) 의 한 단계: 시각 ``t`` 에서 ``t_prev`` (< t, −1 이면 σ = 0 인 끝) 로 간다.
 
         Args:
@@ -385,29 +489,65 @@ class GaussianDiffusion(nn.Module):
         _, sigma_cur, lam_cur = self._alpha_sigma_lambda(t)
         alpha_next, sigma_next, lam_next = self._alpha_sigma_lambda(t_prev)
         h = lam_next - lam_cur
-        if history is None:                                              # 1차 (식 ch9-eq-dpm1)
+        if history is None:  # 1차 (식 ch9-eq-dpm1)
             x_next = solvers.dpm_solver_first_order(xt, x0, alpha_next, sigma_next, sigma_cur, h)
-        else:                                                            # 2차 (식 ch9-eq-dpm2)
+        else:  # 2차 (식 ch9-eq-dpm2)
             t_before, x0_before = history
             h_before = lam_cur - self._alpha_sigma_lambda(t_before)[2]
             x_next = solvers.dpm_solver_second_order(xt, x0, x0_before, alpha_next, sigma_next, sigma_cur, h, h_before)
         return x_next, x0
 
     # ------------------------------------------------------------------ 샘플링 (반복은 sampling.py)
-    def sample(self, model: Model, shape: tuple[int, ...], sampler: str = "ddpm", *, x_T: torch.Tensor | None = None,
-               generator: torch.Generator | None = None, device: torch.device | str | None = None,
-               progress: bool = False, **options) -> torch.Tensor:
+    def sample(
+        self,
+        model: Model,
+        shape: tuple[int, ...],
+        sampler: str = "ddpm",
+        *,
+        x_T: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        progress: bool = False,
+        **options,
+    ) -> torch.Tensor:
         """x_T ~ N(0, I) 에서 시작해 이미지를 생성한다: ``sampling.sample`` 로 넘긴다.
 
         ``sampler`` 와 ``options`` (steps, eta, spacing, clip_x0, variance) 는 ``sampling.SamplerOptions`` 의 항목이다.
         """
-        return sampling.sample(self, model, shape, SamplerOptions(sampler, **options), x_T=x_T, generator=generator,
-                               device=device, progress=progress)
+        return sampling.sample(
+            self,
+            model,
+            shape,
+            SamplerOptions(sampler, **options),
+            x_T=x_T,
+            generator=generator,
+            device=device,
+            progress=progress,
+        )
 
-    def sample_trajectory(self, model: Model, shape: tuple[int, ...], sampler: str = "ddpm", *, stride: int = 1,
-                          x_T: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                          device: torch.device | str | None = None, progress: bool = False, **options) -> Trajectory:
+    def sample_trajectory(
+        self,
+        model: Model,
+        shape: tuple[int, ...],
+        sampler: str = "ddpm",
+        *,
+        stride: int = 1,
+        x_T: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        progress: bool = False,
+        **options,
+    ) -> Trajectory:
         """``sample`` 과 같은 이미지와, x_T 부터 ``stride`` 단계마다 모은 궤적 ``(images, frames)``:
         ``sampling.sample_trajectory`` 로 넘긴다."""
-        return sampling.sample_trajectory(self, model, shape, SamplerOptions(sampler, **options), stride=stride,
-                                          x_T=x_T, generator=generator, device=device, progress=progress)
+        return sampling.sample_trajectory(
+            self,
+            model,
+            shape,
+            SamplerOptions(sampler, **options),
+            stride=stride,
+            x_T=x_T,
+            generator=generator,
+            device=device,
+            progress=progress,
+        )

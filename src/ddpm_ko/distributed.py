@@ -15,8 +15,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["dist_info", "init_process_group", "wrap_model", "shard", "mean_over_ranks", "any_rank",
-           "weights_fingerprint", "rank_fingerprints", "finish"]
+__all__ = [
+    "dist_info",
+    "init_process_group",
+    "wrap_model",
+    "shard",
+    "mean_over_ranks",
+    "any_rank",
+    "weights_fingerprint",
+    "rank_fingerprints",
+    "finish",
+]
 
 
 def dist_info() -> tuple[int, int, int]:
@@ -36,8 +45,10 @@ def init_process_group(world: int, local_rank: int, batch_size: int, device: str
     if world <= 1:
         return False, device
     if batch_size % world:
-        raise ValueError(f"전역 batch_size {batch_size} 가 프로세스 수 {world} 로 나누어지지 않는다 / "
-                         "global batch size must be divisible by the number of processes")
+        raise ValueError(
+            f"전역 batch_size {batch_size} 가 프로세스 수 {world} 로 나누어지지 않는다 / "
+            "global batch size must be divisible by the number of processes"
+        )
     use_cuda = torch.cuda.is_available() and device != "cpu"
     owns = False
     if not dist.is_initialized():

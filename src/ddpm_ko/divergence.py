@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -24,29 +24,39 @@ def kept_message(last_good: tuple[Path, int] | None) -> tuple[str, str]:
     if last_good is None:
         return "아직 저장한 체크포인트는 없다", "no checkpoint has been written yet"
     path, step = last_good
-    return (f"마지막 정상 체크포인트 {path} (단계 {step}) 는 그대로 두었으니 학습률을 낮춰 이어 학습하라",
-            f"the last good checkpoint {path} (step {step}) was kept: lower --lr and resume from it")
+    return (
+        f"마지막 정상 체크포인트 {path} (단계 {step}) 는 그대로 두었으니 학습률을 낮춰 이어 학습하라",
+        f"the last good checkpoint {path} (step {step}) was kept: lower --lr and resume from it",
+    )
 
 
 def check_loss(value: float, step: int, last_good: tuple[Path, int] | None) -> None:
     """``step`` 단계의 손실이 유한하지 않으면 ``TrainingDivergedError``. 갱신 전에 부르므로 가중치는 그대로다."""
     if not math.isfinite(value):
         ko, en = kept_message(last_good)
-        raise TrainingDivergedError(f"{step} 단계에서 손실이 {value} 가 되었다; {ko} / "
-                                    f"loss became {value} at step {step}; {en}")
+        raise TrainingDivergedError(
+            f"{step} 단계에서 손실이 {value} 가 되었다; {ko} / loss became {value} at step {step}; {en}"
+        )
 
 
 def check_grad_norm(norm: torch.Tensor, step: int, last_good: tuple[Path, int] | None) -> None:
     """클리핑 전 그래디언트 노름이 유한하지 않으면 ``TrainingDivergedError``."""
     if not torch.isfinite(norm):
         ko, en = kept_message(last_good)
-        raise TrainingDivergedError(f"{step} 단계에서 그래디언트가 발산했다; {ko} / "
-                                    f"non-finite gradient at step {step}; {en}")
+        raise TrainingDivergedError(
+            f"{step} 단계에서 그래디언트가 발산했다; {ko} / non-finite gradient at step {step}; {en}"
+        )
 
 
 @torch.no_grad()
-def check_weights(model: nn.Module, loss_on_last_batch: Callable[[], torch.Tensor] | None, step: int,
-                  last_good: tuple[Path, int] | None, world: int, device: torch.device) -> None:
+def check_weights(
+    model: nn.Module,
+    loss_on_last_batch: Callable[[], torch.Tensor] | None,
+    step: int,
+    last_good: tuple[Path, int] | None,
+    world: int,
+    device: torch.device,
+) -> None:
     """저장하기 전에 방금 갱신한 가중치가 멀쩡한지 본다 (모든 프로세스가 함께 부른다).
 
     손실은 갱신 **전** 가중치로 계산하므로, 마지막 갱신이 가중치를 망가뜨렸는지는 손실 검사로

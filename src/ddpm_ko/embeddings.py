@@ -48,7 +48,9 @@ class TimeMLP(nn.Sequential):
     """
 
     def __init__(self, dim: int, time_dim: int) -> None:
-        super().__init__(SinusoidalTimeEmbedding(dim), nn.Linear(dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim))
+        super().__init__(
+            SinusoidalTimeEmbedding(dim), nn.Linear(dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim)
+        )
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         # 사인파 임베딩은 float32 로 계산한다. 모델을 .double() 이나 .half() 로 바꿨으면 그 dtype 으로 맞춘다

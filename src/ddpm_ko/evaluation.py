@@ -32,8 +32,16 @@ from .metrics import class_histogram, fid, kid
 from .pretrained import load_classifier
 
 __all__ = [
-    "SampleInputError", "load_samples", "to_classifier_input", "progress_bar", "features_and_logits",
-    "extract_features", "image_class_histogram", "reference_features", "evaluate", "format_report",
+    "SampleInputError",
+    "load_samples",
+    "to_classifier_input",
+    "progress_bar",
+    "features_and_logits",
+    "extract_features",
+    "image_class_histogram",
+    "reference_features",
+    "evaluate",
+    "format_report",
     "load_classifier",  # 책이 싣는 분류기를 불러온다 (자리는 ddpm_ko.pretrained)
 ]
 
@@ -49,12 +57,16 @@ def load_samples(path: str | os.PathLike) -> np.ndarray:
     if p.suffix.lower() != ".npy":
         raise SampleInputError(f"표본 파일은 .npy 여야 한다 / samples file must be a .npy file: {p}")
     if not p.is_file():
-        raise SampleInputError(f"표본 파일이 없다 / samples file not found: {p} — `ddpm-ko sample --out {p.name}` 로 만든다")
+        raise SampleInputError(
+            f"표본 파일이 없다 / samples file not found: {p} — `ddpm-ko sample --out {p.name}` 로 만든다"
+        )
     try:
         arr = np.load(p, allow_pickle=False)
     except Exception as e:  # ValueError (피클·손상), OSError …
-        raise SampleInputError(f"표본 파일을 읽을 수 없다 / cannot read samples file {p}: {type(e).__name__}: "
-                               f"{str(e).splitlines()[0] if str(e) else ''}") from e
+        raise SampleInputError(
+            f"표본 파일을 읽을 수 없다 / cannot read samples file {p}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}"
+        ) from e
     return arr
 
 
@@ -71,14 +83,18 @@ def to_classifier_input(images: np.ndarray | torch.Tensor, image_size: int = 28)
         images = load_samples(images)
     if isinstance(images, np.ndarray):
         if images.dtype == object or not (np.issubdtype(images.dtype, np.number) or images.dtype == np.bool_):
-            raise SampleInputError(f"이미지 배열의 자료형이 잘못되었다 / unsupported image dtype {images.dtype}: "
-                                   "expected uint8 (0..255) or float in [-1, 1]")
+            raise SampleInputError(
+                f"이미지 배열의 자료형이 잘못되었다 / unsupported image dtype {images.dtype}: "
+                "expected uint8 (0..255) or float in [-1, 1]"
+            )
         x = torch.from_numpy(np.ascontiguousarray(images))
     elif isinstance(images, torch.Tensor):
         x = images.detach().cpu()
     else:
-        raise SampleInputError(f"이미지는 NumPy 배열이나 텐서여야 한다 / images must be a NumPy array or a tensor, "
-                               f"got {type(images).__name__}")
+        raise SampleInputError(
+            f"이미지는 NumPy 배열이나 텐서여야 한다 / images must be a NumPy array or a tensor, "
+            f"got {type(images).__name__}"
+        )
     s = image_size
     shape = tuple(x.shape)
     if x.ndim == 0 or shape[0] == 0:
@@ -94,8 +110,10 @@ def to_classifier_input(images: np.ndarray | torch.Tensor, image_size: int = 28)
             raise SampleInputError(_shape_message(shape, s))
         return x.float() / 127.5 - 1.0
     if not x.is_floating_point():
-        raise SampleInputError(f"이미지 자료형 {x.dtype} 은 쓸 수 없다 / unsupported image dtype {x.dtype}: "
-                               "expected uint8 (0..255) or float in [-1, 1]")
+        raise SampleInputError(
+            f"이미지 자료형 {x.dtype} 은 쓸 수 없다 / unsupported image dtype {x.dtype}: "
+            "expected uint8 (0..255) or float in [-1, 1]"
+        )
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and shape[-1] == 1 and shape[1:3] == (s, s):
@@ -108,11 +126,14 @@ def to_classifier_input(images: np.ndarray | torch.Tensor, image_size: int = 28)
     lo, hi = float(x.min()), float(x.max())
     if lo < -1.5 or hi > 1.5:  # 자르지 않은 표본(--no-clip)은 조금 넘칠 수 있어 1.5 까지는 받아 자른다
         hint = " (0..255 값이면 uint8 로 바꿔라 / looks like 0..255: cast to uint8)" if hi > 2 else ""
-        raise SampleInputError(f"float 이미지는 [-1, 1] 범위여야 한다 / float images must be in [-1, 1], "
-                               f"got [{lo:.3g}, {hi:.3g}]{hint}")
+        raise SampleInputError(
+            f"float 이미지는 [-1, 1] 범위여야 한다 / float images must be in [-1, 1], got [{lo:.3g}, {hi:.3g}]{hint}"
+        )
     if lo >= -0.01 and x.numel() >= 2 * s * s:
-        raise SampleInputError(f"음수 픽셀이 하나도 없다: [0, 1] 범위 이미지로 보인다 / no negative pixels, looks like "
-                               f"[0, 1] images (got [{lo:.3g}, {hi:.3g}]): convert with x * 2 - 1")
+        raise SampleInputError(
+            f"음수 픽셀이 하나도 없다: [0, 1] 범위 이미지로 보인다 / no negative pixels, looks like "
+            f"[0, 1] images (got [{lo:.3g}, {hi:.3g}]): convert with x * 2 - 1"
+        )
     return x.clamp(-1, 1).contiguous()
 
 
@@ -120,8 +141,10 @@ def _shape_message(shape: tuple[int, ...], s: int) -> str:
     extra = ""
     if len(shape) == 4 and 3 in (shape[1], shape[-1]):
         extra = " (RGB 는 안 된다: Fashion-MNIST 는 흑백 / RGB is not supported: Fashion-MNIST is grayscale)"
-    return (f"이미지 모양이 잘못되었다 / wrong image shape {shape}: expected uint8 (N, {s}, {s}, 1) as written by "
-            f"`ddpm-ko sample --out`, or (N, 1, {s}, {s}){extra}")
+    return (
+        f"이미지 모양이 잘못되었다 / wrong image shape {shape}: expected uint8 (N, {s}, {s}, 1) as written by "
+        f"`ddpm-ko sample --out`, or (N, 1, {s}, {s}){extra}"
+    )
 
 
 # ---------------------------------------------------------------------------------------- 특징
@@ -135,8 +158,12 @@ def progress_bar(enabled: bool, total: int, desc: str) -> Any:
 
 
 @torch.no_grad()
-def features_and_logits(images: np.ndarray | torch.Tensor, classifier: FashionClassifier | None = None,
-                        batch_size: int = 500, bar: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def features_and_logits(
+    images: np.ndarray | torch.Tensor,
+    classifier: FashionClassifier | None = None,
+    batch_size: int = 500,
+    bar: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """이미지 → (분류기 특징 (N, 128), 로짓 (N, 10)), 둘 다 float64. 분류기를 한 번만 돌려 둘을 함께 얻는다.
 
     ``classifier`` 가 없으면 책이 싣는 분류기 (``load_classifier``). ``bar`` 는 ``progress_bar`` 의 막대.
@@ -147,7 +174,7 @@ def features_and_logits(images: np.ndarray | torch.Tensor, classifier: FashionCl
     model.eval()
     feats, logits = [], []
     for i in range(0, len(x), batch_size):
-        h = model.features(x[i:i + batch_size].to(device))
+        h = model.features(x[i : i + batch_size].to(device))
         feats.append(h.double().cpu())
         logits.append(model.logits_from_features(h).double().cpu())
         if bar is not None:
@@ -155,24 +182,32 @@ def features_and_logits(images: np.ndarray | torch.Tensor, classifier: FashionCl
     return torch.cat(feats).numpy(), torch.cat(logits).numpy()
 
 
-def extract_features(images: np.ndarray | torch.Tensor, classifier: FashionClassifier | None = None,
-                     batch_size: int = 500) -> np.ndarray:
+def extract_features(
+    images: np.ndarray | torch.Tensor, classifier: FashionClassifier | None = None, batch_size: int = 500
+) -> np.ndarray:
     """이미지 → 분류기 특징 (N, 128) float64. 입력 형식은 ``to_classifier_input`` 을 보라."""
     return features_and_logits(images, classifier, batch_size)[0]
 
 
-def image_class_histogram(images: np.ndarray | torch.Tensor, classifier: FashionClassifier | None = None) -> dict[str, Any]:
+def image_class_histogram(
+    images: np.ndarray | torch.Tensor, classifier: FashionClassifier | None = None
+) -> dict[str, Any]:
     """이미지를 분류기에 넣어 예측 클래스 히스토그램을 센다 (``ddpm_ko.metrics.class_histogram`` 을 보라)."""
     return class_histogram(features_and_logits(images, classifier)[1])
 
 
 # ---------------------------------------------------------------------------------------- 평가
-_REF_CACHE: "weakref.WeakKeyDictionary[FashionClassifier, dict[str, Any]]" = weakref.WeakKeyDictionary()
+_REF_CACHE: weakref.WeakKeyDictionary[FashionClassifier, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def reference_features(split: str = "test", classifier: FashionClassifier | None = None,
-                       data_dir: str | os.PathLike | None = None, num: int | None = None, *,
-                       bar: Any = None) -> np.ndarray:
+def reference_features(
+    split: str = "test",
+    classifier: FashionClassifier | None = None,
+    data_dir: str | os.PathLike | None = None,
+    num: int | None = None,
+    *,
+    bar: Any = None,
+) -> np.ndarray:
     """진짜 Fashion-MNIST 분할의 (앞 ``num`` 장, 기본은 전체) 특징. 분류기마다 한 번만 계산해 둔다.
 
     ``bar`` 는 tqdm 진행 막대 (``progress_bar``): 특징을 새로 계산하면 그 이미지 수만큼 막대의 전체 양을 늘리고 채운다.
@@ -186,7 +221,9 @@ def reference_features(split: str = "test", classifier: FashionClassifier | None
     if key not in cache:
         images, _ = fashion_mnist_arrays(split, data_dir)
         if num is not None and not 2 <= num <= len(images):
-            raise ValueError(f"reference_num 은 2..{len(images)} / reference_num must be in 2..{len(images)}, got {num}")
+            raise ValueError(
+                f"reference_num 은 2..{len(images)} / reference_num must be in 2..{len(images)}, got {num}"
+            )
         chosen = images[:num] if num else images
         if bar is not None:
             bar.total += len(chosen)
@@ -195,10 +232,18 @@ def reference_features(split: str = "test", classifier: FashionClassifier | None
     return cache[key]
 
 
-def evaluate(samples: str | os.PathLike | np.ndarray | torch.Tensor, num: int | None = None, seed: int = 0,
-             classifier: FashionClassifier | str | os.PathLike | None = None, kid_subsets: int = 100,
-             kid_subset_size: int = 1000, data_dir: str | os.PathLike | None = None,
-             reference_num: int | None = None, floor_draws: int = 5, progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    samples: str | os.PathLike | np.ndarray | torch.Tensor,
+    num: int | None = None,
+    seed: int = 0,
+    classifier: FashionClassifier | str | os.PathLike | None = None,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    data_dir: str | os.PathLike | None = None,
+    reference_num: int | None = None,
+    floor_draws: int = 5,
+    progress: bool = False,
+) -> dict[str, Any]:
     """생성한 이미지 묶음을 평가하고, 같은 표본 수의 진짜 대 진짜 바닥값을 함께 돌려준다.
 
     - 생성 이미지 N 장(``num`` 을 주면 앞의 ``num`` 장)과 시험 분할 10,000 장의 특징으로 FID, KID 를 잰다.
@@ -215,14 +260,16 @@ def evaluate(samples: str | os.PathLike | np.ndarray | torch.Tensor, num: int | 
     start = time.perf_counter()
     source = str(samples) if isinstance(samples, (str, os.PathLike)) else f"in-memory {type(samples).__name__}"
     if isinstance(samples, (str, os.PathLike)):
-        samples = load_samples(samples)      # 입력 오류는 분류기를 불러오기 전에 알린다
+        samples = load_samples(samples)  # 입력 오류는 분류기를 불러오기 전에 알린다
     model = load_classifier(classifier) if not isinstance(classifier, FashionClassifier) else classifier
     x = to_classifier_input(samples, model.config.image_size)
     if num is not None:
         if num < 2:
             raise ValueError(f"num 은 2 이상 / num must be >= 2, got {num}")
         if num > len(x):
-            raise ValueError(f"표본이 {len(x)} 장뿐인데 num={num} 을 요청했다 / only {len(x)} samples, asked for num={num}")
+            raise ValueError(
+                f"표본이 {len(x)} 장뿐인데 num={num} 을 요청했다 / only {len(x)} samples, asked for num={num}"
+            )
         x = x[:num]
     n = len(x)
     if n < 2:
@@ -236,7 +283,9 @@ def evaluate(samples: str | os.PathLike | np.ndarray | torch.Tensor, num: int | 
 
         train_images, _ = fashion_mnist_arrays("train", data_dir)
         if n > len(train_images):
-            raise ValueError(f"바닥값을 재려면 N ≤ {len(train_images)} / num must be <= {len(train_images)} for the floor")
+            raise ValueError(
+                f"바닥값을 재려면 N ≤ {len(train_images)} / num must be <= {len(train_images)} for the floor"
+            )
         rng = np.random.default_rng(seed)
         floor_fids: list[float] = []
         for k in range(floor_draws):
@@ -260,7 +309,7 @@ def evaluate(samples: str | os.PathLike | np.ndarray | torch.Tensor, num: int | 
         "histogram": class_histogram(logits=logits),
         "floor": {
             "description": f"real vs real: {n} random train images vs the test split, same features "
-                           f"(FID: mean and std over {floor_draws} draws)",
+            f"(FID: mean and std over {floor_draws} draws)",
             "fid": round(fid_floor, 4),
             "fid_std": round(float(np.std(floor_fids, ddof=1)), 4) if floor_draws > 1 else 0.0,
             "fid_draws": [round(v, 4) for v in floor_fids],
@@ -268,7 +317,7 @@ def evaluate(samples: str | os.PathLike | np.ndarray | torch.Tensor, num: int | 
             "histogram": class_histogram(logits=real_logits),
         },
         "fid_over_floor": round(fid_value / fid_floor, 3) if fid_floor > 0 else None,
-        "reference": {"split": "test", "num": int(len(ref))},
+        "reference": {"split": "test", "num": len(ref)},
         "features": f"ddpm_ko FashionClassifier {ref.shape[1]}-d penultimate layer (not Inception: not comparable to paper FIDs)",
         "classifier": {"path": getattr(model, "source", None), "test_accuracy": meta.get("test_accuracy")},
         "samples": source,

@@ -17,10 +17,20 @@ from .utils import pick_device
 __all__ = ["sample_images"]
 
 
-def sample_images(checkpoint: str | os.PathLike, num: int, sampler: str = DEFAULT_SAMPLER, steps: int | None = None,
-                  eta: float = 0.0, seed: int = 0, clip_x0: bool = True, use_ema: bool = True,
-                  device: str | torch.device | None = None, batch_size: int = 256, trajectory: bool = False,
-                  progress: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+def sample_images(
+    checkpoint: str | os.PathLike,
+    num: int,
+    sampler: str = DEFAULT_SAMPLER,
+    steps: int | None = None,
+    eta: float = 0.0,
+    seed: int = 0,
+    clip_x0: bool = True,
+    use_ema: bool = True,
+    device: str | torch.device | None = None,
+    batch_size: int = 256,
+    trajectory: bool = False,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
     """체크포인트(``"pretrained"`` 이면 책의 사전 학습 모델)로 ``num`` 장을 만든다.
 
     ``(images [−1, 1] (N, C, H, W), 궤적 또는 None, 메타데이터)`` 를 돌려준다.
@@ -35,10 +45,22 @@ def sample_images(checkpoint: str | os.PathLike, num: int, sampler: str = DEFAUL
     if str(checkpoint) == "pretrained":
         checkpoint = pretrained_path()
     model, diffusion, meta = load_model_from_checkpoint(checkpoint, use_ema=use_ema, device=dev)
-    options.timesteps(diffusion)   # 단계 수가 이 체크포인트의 T 를 넘지 않는지
+    options.timesteps(diffusion)  # 단계 수가 이 체크포인트의 T 를 넘지 않는지
     c = model.config
     g = torch.Generator().manual_seed(seed)
-    images, traj = sample_with_oom_retry(diffusion, model, num, (c.channels, c.image_size, c.image_size), batch_size, g,
-                                         dev, trajectory=trajectory, progress=progress, sampler=sampler, steps=steps,
-                                         eta=eta, clip_x0=clip_x0)
+    images, traj = sample_with_oom_retry(
+        diffusion,
+        model,
+        num,
+        (c.channels, c.image_size, c.image_size),
+        batch_size,
+        g,
+        dev,
+        trajectory=trajectory,
+        progress=progress,
+        sampler=sampler,
+        steps=steps,
+        eta=eta,
+        clip_x0=clip_x0,
+    )
     return images, traj, meta

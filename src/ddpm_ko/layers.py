@@ -58,7 +58,9 @@ class Downsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 2 or x.shape[-2] % 2:
-            raise ValueError(f"Downsample 은 짝수 크기만 받는다 / Downsample needs even H and W, got {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"Downsample 은 짝수 크기만 받는다 / Downsample needs even H and W, got {tuple(x.shape[-2:])}"
+            )
         return self.proj(F.pixel_unshuffle(x, 2))
 
 

@@ -31,7 +31,7 @@ __all__ = [
     "variational_bound",
 ]
 
-BIN_HALF_WIDTH = 1.0 / 255.0   # [−1, 1] 에 놓인 256 단계의 이웃 간격은 2/255, 그 절반
+BIN_HALF_WIDTH = 1.0 / 255.0  # [−1, 1] 에 놓인 256 단계의 이웃 간격은 2/255, 그 절반
 
 
 def normal_kl(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor, logvar2: torch.Tensor) -> torch.Tensor:
@@ -50,10 +50,10 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log
     inv_std = torch.exp(-log_scale)
     upper = (x - mean + BIN_HALF_WIDTH) * inv_std
     lower = (x - mean - BIN_HALF_WIDTH) * inv_std
-    log_cdf_upper = torch.special.log_ndtr(upper)              # log Φ(위 경계)
-    log_sf_lower = torch.special.log_ndtr(-lower)              # log (1 − Φ(아래 경계))
+    log_cdf_upper = torch.special.log_ndtr(upper)  # log Φ(위 경계)
+    log_sf_lower = torch.special.log_ndtr(-lower)  # log (1 − Φ(아래 경계))
     mass = (torch.special.ndtr(upper) - torch.special.ndtr(lower)).clamp_min(1e-12)
-    edge = 1.0 - 1e-3                                          # 끝 칸 판정: 격자 값 ±1 (반 칸보다 훨씬 작은 여유)
+    edge = 1.0 - 1e-3  # 끝 칸 판정: 격자 값 ±1 (반 칸보다 훨씬 작은 여유)
     return torch.where(x < -edge, log_cdf_upper, torch.where(x > edge, log_sf_lower, mass.log()))
 
 
@@ -72,9 +72,15 @@ def prior_kl(diffusion: GaussianDiffusion, x0: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def vb_terms(diffusion: GaussianDiffusion, model: Model, x0: torch.Tensor, t: torch.Tensor,
-             noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
-             clip_x0: bool = True) -> torch.Tensor:
+def vb_terms(
+    diffusion: GaussianDiffusion,
+    model: Model,
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    clip_x0: bool = True,
+) -> torch.Tensor:
     """이미지마다 코드 시각 ``t`` 의 항 (nats): t = 0 이면 L_0 = −log p_θ(x_0 | x_1), t ≥ 1 이면
     KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)). x_t 는 q(x_t | x_0) 에서 한 번 뽑는다.
 
@@ -101,7 +107,7 @@ def stratum_edges(num_timesteps: int, strata: int) -> torch.Tensor:
     n = num_timesteps - 1
     if not 1 <= strata <= n:
         raise ValueError(f"층 수는 1 이상 {n} 이하 / strata must be in [1, {n}], got {strata}")
-    geo = torch.logspace(0, math.log10(n + 1), strata + 1, dtype=torch.float64) - 1   # 0 … n
+    geo = torch.logspace(0, math.log10(n + 1), strata + 1, dtype=torch.float64) - 1  # 0 … n
     edges = [0]
     for k in range(1, strata):
         edges.append(int(min(max(edges[-1] + 1, round(float(geo[k]))), n - (strata - k))))
@@ -113,11 +119,11 @@ def stratum_edges(num_timesteps: int, strata: int) -> torch.Tensor:
 class BoundEstimate:
     """``variational_bound`` 의 결과. 텐서는 모두 이미지마다의 bits/dim (float64) 이다."""
 
-    total: torch.Tensor      # L_T + Σ L_{t−1} + L_0
-    prior: torch.Tensor      # L_T
+    total: torch.Tensor  # L_T + Σ L_{t−1} + L_0
+    prior: torch.Tensor  # L_T
     diffusion: torch.Tensor  # Σ_{t=2}^{T} L_{t−1} (모든 t 또는 층화 추정)
-    decoder: torch.Tensor    # L_0
-    timesteps_used: int      # 이미지마다 계산한 중간 항의 수
+    decoder: torch.Tensor  # L_0
+    timesteps_used: int  # 이미지마다 계산한 중간 항의 수
 
     @property
     def mean(self) -> float:
@@ -131,9 +137,15 @@ class BoundEstimate:
 
 
 @torch.no_grad()
-def variational_bound(diffusion: GaussianDiffusion, model: Model, x0: torch.Tensor, num_timesteps: int | None = None,
-                      batch_size: int = 256, generator: torch.Generator | None = None,
-                      clip_x0: bool = True) -> BoundEstimate:
+def variational_bound(
+    diffusion: GaussianDiffusion,
+    model: Model,
+    x0: torch.Tensor,
+    num_timesteps: int | None = None,
+    batch_size: int = 256,
+    generator: torch.Generator | None = None,
+    clip_x0: bool = True,
+) -> BoundEstimate:
     """이미지마다 변분 경계를 bits/dim 로 계산한다.
 
     Args:
@@ -152,12 +164,12 @@ def variational_bound(diffusion: GaussianDiffusion, model: Model, x0: torch.Tens
     B = x0.shape[0]
     middle = torch.arange(1, T)
     if num_timesteps is None or num_timesteps >= T - 1:
-        steps = middle.repeat(B, 1)                                     # (B, T−1)
+        steps = middle.repeat(B, 1)  # (B, T−1)
         weights = torch.ones(T - 1, dtype=torch.float64)
     else:
         if num_timesteps < 1:
             raise ValueError(f"num_timesteps 는 1 이상 / num_timesteps must be >= 1, got {num_timesteps}")
-        edges = stratum_edges(T, num_timesteps)                        # 층 경계 (middle 의 인덱스)
+        edges = stratum_edges(T, num_timesteps)  # 층 경계 (middle 의 인덱스)
         sizes = edges[1:] - edges[:-1]
         u = torch.rand(B, num_timesteps, generator=generator)
         idx = edges[:-1] + (u * sizes).long().clamp_max(sizes - 1)
@@ -174,10 +186,15 @@ def variational_bound(diffusion: GaussianDiffusion, model: Model, x0: torch.Tens
         terms[sl] = vb_terms(diffusion, model, xb, pairs_t[sl].to(device), noise=noise, clip_x0=clip_x0).cpu()
     diffusion_nats = (terms.reshape(B, -1) * weights).sum(dim=1)
     noise0 = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(device)
-    decoder_nats = vb_terms(diffusion, model, x0, torch.zeros(B, dtype=torch.long, device=device),
-                            noise=noise0, clip_x0=clip_x0).cpu()
+    decoder_nats = vb_terms(
+        diffusion, model, x0, torch.zeros(B, dtype=torch.long, device=device), noise=noise0, clip_x0=clip_x0
+    ).cpu()
     prior_nats = prior_kl(diffusion, x0).cpu()
     to_bpd = 1.0 / (x0[0].numel() * math.log(2.0))
-    return BoundEstimate(total=(prior_nats + diffusion_nats + decoder_nats) * to_bpd, prior=prior_nats * to_bpd,
-                         diffusion=diffusion_nats * to_bpd, decoder=decoder_nats * to_bpd,
-                         timesteps_used=steps.shape[1])
+    return BoundEstimate(
+        total=(prior_nats + diffusion_nats + decoder_nats) * to_bpd,
+        prior=prior_nats * to_bpd,
+        diffusion=diffusion_nats * to_bpd,
+        decoder=decoder_nats * to_bpd,
+        timesteps_used=steps.shape[1],
+    )

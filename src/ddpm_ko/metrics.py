@@ -66,8 +66,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2, s1, s2 = _t64(mu1), _t64(mu2), _t64(sigma1), _t64(sigma2)
     d = mu1.shape[0] if mu1.ndim == 1 else -1
     if mu1.shape != (d,) or mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
-        raise ValueError(f"평균·공분산의 차원이 맞지 않다 / mismatched shapes: {tuple(mu1.shape)}, {tuple(s1.shape)}, "
-                         f"{tuple(mu2.shape)}, {tuple(s2.shape)}")
+        raise ValueError(
+            f"평균·공분산의 차원이 맞지 않다 / mismatched shapes: {tuple(mu1.shape)}, {tuple(s1.shape)}, "
+            f"{tuple(mu2.shape)}, {tuple(s2.shape)}"
+        )
     r1 = _sqrtm_psd_t(s1)  # 식 (ch10-eq-fid) 의 Σ₁^{1/2}
     m = r1 @ (0.5 * (s2 + s2.T)) @ r1
     eig = torch.linalg.eigvalsh(0.5 * (m + m.T))
@@ -89,8 +91,9 @@ def _poly_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x @ y.T / x.shape[1] + 1.0) ** 3  # 식 (ch10-eq-kernel)
 
 
-def kid(feat_a: np.ndarray, feat_b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
-        seed: int = 0) -> tuple[float, float]:
+def kid(
+    feat_a: np.ndarray, feat_b: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """KID: 다항식 커널 k(x, y) = (xᵀy / D + 1)³ 로 잰 MMD² 의 치우침 없는(unbiased) 추정값.
 
     두 묶음에서 ``subset_size`` 개씩(많아야 묶음 크기까지) 비복원으로 뽑아 MMD² 를 재는 일을 ``subsets`` 번
@@ -111,15 +114,20 @@ def kid(feat_a: np.ndarray, feat_b: np.ndarray, subsets: int = 100, subset_size:
         y = tb[torch.from_numpy(rng.choice(len(b), m, replace=False))]
         kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
         # 식 (ch10-eq-kid): 같은 묶음 안의 쌍은 i ≠ j 만 (대각을 빼고) 평균해 치우침이 없다
-        values[i] = float((kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
-                          + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) - 2.0 * kxy.mean())
+        values[i] = float(
+            (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
+            + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+            - 2.0 * kxy.mean()
+        )
     return float(values.mean()), float(values.std(ddof=1) if subsets > 1 else 0.0)
 
 
 def _as_features(feat: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     f = feat.detach().cpu().numpy() if isinstance(feat, torch.Tensor) else np.asarray(feat)
     if f.ndim != 2 or f.shape[0] == 0 or f.shape[1] == 0:
-        raise ValueError(f"{name} 는 (N, D) 특징 행렬이어야 한다 / {name} must be an (N, D) feature matrix, got {f.shape}")
+        raise ValueError(
+            f"{name} 는 (N, D) 특징 행렬이어야 한다 / {name} must be an (N, D) feature matrix, got {f.shape}"
+        )
     f = f.astype(np.float64, copy=False)
     if not np.isfinite(f).all():
         raise ValueError(f"{name} 에 NaN/Inf 가 있다 / {name} contains NaN or Inf")

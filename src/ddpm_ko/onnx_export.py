@@ -29,8 +29,17 @@ import torch
 from .checkpoint import atomic_write_bytes, load_model_from_checkpoint, resolve_checkpoint_path
 from .errors import DdpmKoError
 
-__all__ = ["ONNX_FORMAT", "ONNX_OPSET", "INPUT_NAMES", "OUTPUT_NAME", "OnnxDependencyError", "require_onnx",
-           "export_onnx", "sidecar_path", "OnnxUnet"]
+__all__ = [
+    "ONNX_FORMAT",
+    "ONNX_OPSET",
+    "INPUT_NAMES",
+    "OUTPUT_NAME",
+    "OnnxDependencyError",
+    "require_onnx",
+    "export_onnx",
+    "sidecar_path",
+    "OnnxUnet",
+]
 
 #: 사이드카 JSON 의 형식 표시
 ONNX_FORMAT = "ddpm_ko-onnx/1"
@@ -51,8 +60,8 @@ def require_onnx() -> None:
     if missing:
         names = " ".join(missing)
         raise OnnxDependencyError(
-            f"ONNX 내보내기에는 {names} 패키지가 필요하다: pip install \"ddpm_ko[onnx]\" (또는 pip install {names}) / "
-            f"exporting to ONNX needs {names}: run pip install \"ddpm_ko[onnx]\" (or pip install {names})"
+            f'ONNX 내보내기에는 {names} 패키지가 필요하다: pip install "ddpm_ko[onnx]" (또는 pip install {names}) / '
+            f'exporting to ONNX needs {names}: run pip install "ddpm_ko[onnx]" (or pip install {names})'
         )
 
 
@@ -74,12 +83,13 @@ def _version(module: str) -> str:
         from importlib.metadata import version
 
         return version(module)
-    except Exception:  # noqa: BLE001 — 버전을 모르면 기록만 비운다
+    except Exception:
         return "unknown"
 
 
-def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, use_ema: bool = True,
-                opset: int = ONNX_OPSET) -> Path:
+def export_onnx(
+    checkpoint: str | os.PathLike, out: str | os.PathLike, use_ema: bool = True, opset: int = ONNX_OPSET
+) -> Path:
     """체크포인트의 U-Net 을 ONNX 파일 ``out`` 으로 내보내고 그 경로를 돌려준다.
 
     Args:
@@ -116,8 +126,15 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, use_ema: 
             warnings.simplefilter("ignore", FutureWarning)
             warnings.filterwarnings("ignore", message=".*axis name.*", category=UserWarning)
             torch.onnx.export(
-                model, example, str(raw), input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                opset_version=opset, dynamo=True, external_data=False, verbose=False,
+                model,
+                example,
+                str(raw),
+                input_names=list(INPUT_NAMES),
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
                 dynamic_shapes=({0: batch}, {0: batch}),
             )
         proto = onnx.load(str(raw))
@@ -140,8 +157,13 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, use_ema: 
         },
         "weights": "ema" if use_ema else "model",
         "source": {"checkpoint": source.name, "sha256": _sha256(source), "step": meta.get("step")},
-        "exporter": {"torch.onnx.export": "dynamo=True", "opset": opset, "torch": torch.__version__,
-                     "onnx": _version("onnx"), "onnxscript": _version("onnxscript")},
+        "exporter": {
+            "torch.onnx.export": "dynamo=True",
+            "opset": opset,
+            "torch": torch.__version__,
+            "onnx": _version("onnx"),
+            "onnxscript": _version("onnxscript"),
+        },
         "how": "ddpm-ko export --checkpoint <checkpoint> --format onnx --out <file>.onnx",
     }
     # 같은 정보를 ONNX 파일 안의 메타데이터에도 넣는다 (파일 하나만 돌아다녀도 출처를 알 수 있게)
@@ -185,7 +207,9 @@ class OnnxUnet:
         t = torch.as_tensor(t)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        feeds = {"x_t": x.detach().cpu().float().contiguous().numpy(),
-                 "t": t.detach().cpu().long().reshape(-1).contiguous().numpy()}
+        feeds = {
+            "x_t": x.detach().cpu().float().contiguous().numpy(),
+            "t": t.detach().cpu().long().reshape(-1).contiguous().numpy(),
+        }
         out = self.session.run([OUTPUT_NAME], feeds)[0]
         return torch.from_numpy(out).to(x.device)

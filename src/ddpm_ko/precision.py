@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import Callable, ContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -26,20 +26,24 @@ def resolve_precision(requested: str, device_type: str, bf16_supported: Callable
         raise ValueError(f"알 수 없는 정밀도 '{requested}' / unknown precision: choose one of {list(PRECISIONS)}")
     if device_type != "cuda":
         if requested in ("bf16", "fp16"):
-            raise ValueError(f"--precision {requested} 는 CUDA 에서만 쓴다 / {requested} autocast is only used on CUDA "
-                             f"(device: {device_type}); use --precision auto or fp32")
+            raise ValueError(
+                f"--precision {requested} 는 CUDA 에서만 쓴다 / {requested} autocast is only used on CUDA "
+                f"(device: {device_type}); use --precision auto or fp32"
+            )
         return "fp32"
     if requested in ("auto", "bf16"):
         supported = (bf16_supported or torch.cuda.is_bf16_supported)()
         if requested == "auto":
             return "bf16" if supported else "fp16"
         if not supported:
-            raise ValueError("이 GPU 는 bf16 을 지원하지 않는다: --precision fp16 (또는 auto) 을 써라 / "
-                             "this GPU has no bf16 support: use --precision fp16 (or auto)")
+            raise ValueError(
+                "이 GPU 는 bf16 을 지원하지 않는다: --precision fp16 (또는 auto) 을 써라 / "
+                "this GPU has no bf16 support: use --precision fp16 (or auto)"
+            )
     return requested
 
 
-def autocast_for(precision: str, device_type: str) -> ContextManager:
+def autocast_for(precision: str, device_type: str) -> AbstractContextManager:
     """정밀도에 맞는 자동 혼합 정밀도(autocast) 문맥. fp32 면 아무것도 하지 않는다."""
     if precision == "fp32":
         return nullcontext()

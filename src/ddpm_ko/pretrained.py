@@ -24,9 +24,19 @@ from .classifier import FashionClassifier, read_classifier
 from .errors import CheckpointError
 
 __all__ = [
-    "PRETRAINED_NAME", "CLASSIFIER_NAME", "SHIPPED_SHA256", "WEIGHTS_DIR", "shipped_file", "file_sha256",
-    "verify_shipped_file", "locate_shipped_file", "pretrained_path", "load_pretrained", "CLASSIFIER_ENV",
-    "classifier_path", "load_classifier",
+    "PRETRAINED_NAME",
+    "CLASSIFIER_NAME",
+    "SHIPPED_SHA256",
+    "WEIGHTS_DIR",
+    "shipped_file",
+    "file_sha256",
+    "verify_shipped_file",
+    "locate_shipped_file",
+    "pretrained_path",
+    "load_pretrained",
+    "CLASSIFIER_ENV",
+    "classifier_path",
+    "load_classifier",
 ]
 
 #: 패키지 안에서 가중치를 두는 디렉터리 (``ddpm_ko/weights``)
@@ -110,8 +120,11 @@ def locate_shipped_file(name: str, env_var: str, how_to_make: str = "") -> Path:
 
 def pretrained_path() -> Path:
     """사전 학습 체크포인트 경로: ``$DDPM_KO_PRETRAINED`` → 패키지에 든 파일 (SHA-256 검사)."""
-    return locate_shipped_file(PRETRAINED_NAME, PRETRAINED_ENV,
-                               "`ddpm-ko train` 후 `ddpm-ko export` 로 만들 수 있다 / make one with train + export")
+    return locate_shipped_file(
+        PRETRAINED_NAME,
+        PRETRAINED_ENV,
+        "`ddpm-ko train` 후 `ddpm-ko export` 로 만들 수 있다 / make one with train + export",
+    )
 
 
 def load_pretrained(device: torch.device | str = "cpu"):
@@ -121,8 +134,9 @@ def load_pretrained(device: torch.device | str = "cpu"):
 
 def classifier_path() -> Path:
     """분류기 파일 경로: ``$DDPM_KO_CLASSIFIER`` → 패키지에 든 파일 (SHA-256 검사)."""
-    return locate_shipped_file(CLASSIFIER_NAME, CLASSIFIER_ENV,
-                               "`ddpm-ko train-classifier` 로 만들 수 있다 / make one with train-classifier")
+    return locate_shipped_file(
+        CLASSIFIER_NAME, CLASSIFIER_ENV, "`ddpm-ko train-classifier` 로 만들 수 있다 / make one with train-classifier"
+    )
 
 
 _LOADED: dict[tuple[str, float, str], FashionClassifier] = {}

@@ -14,16 +14,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
 
 from .configs import require
 
-__all__ = ["SAMPLERS", "DEFAULT_SAMPLER", "SamplerOptions", "Trajectory", "DiffusionSteps", "ddim_timesteps", "sample",
-           "sample_trajectory", "sample_with_oom_retry", "is_out_of_memory", "sample_images"]
+__all__ = [
+    "SAMPLERS",
+    "DEFAULT_SAMPLER",
+    "SamplerOptions",
+    "Trajectory",
+    "DiffusionSteps",
+    "ddim_timesteps",
+    "sample",
+    "sample_trajectory",
+    "sample_with_oom_retry",
+    "is_out_of_memory",
+]
 
 SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
 
@@ -45,29 +56,55 @@ class DiffusionSteps(Protocol):
     @property
     def num_timesteps(self) -> int: ...
 
-    def sample_prior(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
-                     device: torch.device | str | None = None) -> torch.Tensor: ...
+    def sample_prior(
+        self, shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor: ...
 
     def solver_timesteps(self, steps: int | None = None, spacing: str | None = None) -> list[int]: ...
 
-    def p_sample(self, model: Model, xt: torch.Tensor, t: int, clip_x0: bool = True,
-                 generator: torch.Generator | None = None,
-                 variance: Variance = "posterior") -> tuple[torch.Tensor, torch.Tensor]: ...
+    def p_sample(
+        self,
+        model: Model,
+        xt: torch.Tensor,
+        t: int,
+        clip_x0: bool = True,
+        generator: torch.Generator | None = None,
+        variance: Variance = "posterior",
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
-    def ddim_step(self, model: Model, xt: torch.Tensor, t: int, t_prev: int, eta: float = 0.0, clip_x0: bool = True,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def ddim_step(
+        self,
+        model: Model,
+        xt: torch.Tensor,
+        t: int,
+        t_prev: int,
+        eta: float = 0.0,
+        clip_x0: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
-    def dpm_solver_step(self, model: Model, xt: torch.Tensor, t: int, t_prev: int,
-                        history: tuple[int, torch.Tensor] | None = None,
-                        clip_x0: bool = True) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def dpm_solver_step(
+        self,
+        model: Model,
+        xt: torch.Tensor,
+        t: int,
+        t_prev: int,
+        history: tuple[int, torch.Tensor] | None = None,
+        clip_x0: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def ddim_timesteps(num_timesteps: int, steps: int) -> list[int]:
     """T 개 중 ``steps`` 개의 시각 τ_i 를 고르게 골라 큰 것부터 돌려준다 (항상 T−1 과 0 을 포함, 식 ch8-eq-respace)."""
-    require(isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1,
-            f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {steps!r}")
-    require(steps <= num_timesteps, f"DDIM steps({steps}) 가 T({num_timesteps}) 보다 클 수 없다 / "
-                                    f"DDIM steps cannot exceed T: got steps={steps}, T={num_timesteps}")
+    require(
+        isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1,
+        f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {steps!r}",
+    )
+    require(
+        steps <= num_timesteps,
+        f"DDIM steps({steps}) 가 T({num_timesteps}) 보다 클 수 없다 / "
+        f"DDIM steps cannot exceed T: got steps={steps}, T={num_timesteps}",
+    )
     if steps == 1:
         return [num_timesteps - 1]
     ts = np.round(np.linspace(num_timesteps - 1, 0, steps)).astype(int)
@@ -100,22 +137,30 @@ class SamplerOptions:
         s = self.sampler
         require(s in SAMPLERS, f"알 수 없는 샘플러 '{s}' / unknown sampler: choose one of {SAMPLERS}")
         require(0.0 <= self.eta <= 1.0, f"eta 는 0 과 1 사이여야 한다 / eta must be in [0, 1], got {self.eta}")
-        require(self.steps is None or (isinstance(self.steps, int) and not isinstance(self.steps, bool)
-                                       and self.steps >= 1),
-                f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {self.steps!r}")
-        require(self.spacing is None or s == "dpm-solver++",
-                f"spacing 은 DPM-Solver++ 에만 쓴다 / spacing only applies to sampler='dpm-solver++', got sampler={s!r}")
-        require(s != "dpm-solver++" or self.eta == 0.0,
-                f"DPM-Solver++(2M) 은 결정적이라 η 를 받지 않는다 / DPM-Solver++(2M) is deterministic: "
-                f"eta must be 0, got {self.eta}")
+        require(
+            self.steps is None
+            or (isinstance(self.steps, int) and not isinstance(self.steps, bool) and self.steps >= 1),
+            f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {self.steps!r}",
+        )
+        require(
+            self.spacing is None or s == "dpm-solver++",
+            f"spacing 은 DPM-Solver++ 에만 쓴다 / spacing only applies to sampler='dpm-solver++', got sampler={s!r}",
+        )
+        require(
+            s != "dpm-solver++" or self.eta == 0.0,
+            f"DPM-Solver++(2M) 은 결정적이라 η 를 받지 않는다 / DPM-Solver++(2M) is deterministic: "
+            f"eta must be 0, got {self.eta}",
+        )
 
     def timesteps(self, diffusion: DiffusionSteps) -> list[int]:
         """신경망을 부를 시각들 (큰 것부터). 단계 수가 T 와 맞지 않으면 무엇을 고칠지 말하는 오류를 낸다."""
         T = diffusion.num_timesteps
         if self.sampler == "ddpm":
-            require(self.steps in (None, T),
-                    f"DDPM 샘플러는 언제나 T={T} 단계다. 단계를 줄이려면 DDIM(--sampler ddim)을 써라 / "
-                    f"the DDPM sampler always runs T steps (T={T}): use the DDIM sampler (--sampler ddim) for fewer steps")
+            require(
+                self.steps in (None, T),
+                f"DDPM 샘플러는 언제나 T={T} 단계다. 단계를 줄이려면 DDIM(--sampler ddim)을 써라 / "
+                f"the DDPM sampler always runs T steps (T={T}): use the DDIM sampler (--sampler ddim) for fewer steps",
+            )
             return list(range(T - 1, -1, -1))
         if self.sampler == "ddim":
             return ddim_timesteps(T, self.steps if self.steps is not None else T)
@@ -125,31 +170,41 @@ class SamplerOptions:
 class Trajectory(NamedTuple):
     """``sample_trajectory`` 의 결과: 최종 이미지와, x_T 부터 최종 이미지까지 ``stride`` 단계마다 모은 프레임."""
 
-    images: torch.Tensor   # (B, C, H, W), 장치 위
-    frames: torch.Tensor   # (S+1, B, C, H, W), CPU
+    images: torch.Tensor  # (B, C, H, W), 장치 위
+    frames: torch.Tensor  # (S+1, B, C, H, W), CPU
 
 
-def _run(diffusion: DiffusionSteps, model: Model, shape: tuple[int, ...], options: SamplerOptions,
-         x_T: torch.Tensor | None, generator: torch.Generator | None, device: torch.device | str | None,
-         progress: bool, on_step: Callable[[int, int, torch.Tensor], None] | None) -> torch.Tensor:
+def _run(
+    diffusion: DiffusionSteps,
+    model: Model,
+    shape: tuple[int, ...],
+    options: SamplerOptions,
+    x_T: torch.Tensor | None,
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+    progress: bool,
+    on_step: Callable[[int, int, torch.Tensor], None] | None,
+) -> torch.Tensor:
     """반복 본체. ``on_step(i, 단계 수, x)`` 가 있으면 단계마다 부른다 (궤적 모으기)."""
     o = options
-    ts = o.timesteps(diffusion)                       # 검사를 노이즈를 뽑기 전에 한다
+    ts = o.timesteps(diffusion)  # 검사를 노이즈를 뽑기 전에 한다
     device = torch.device(device) if device is not None else diffusion.betas.device
-    x = diffusion.sample_prior(shape, generator, device) if x_T is None else x_T.to(device)   # x_T ~ N(0, I)  (식 ch8-eq-xT)
+    x = (
+        diffusion.sample_prior(shape, generator, device) if x_T is None else x_T.to(device)
+    )  # x_T ~ N(0, I)  (식 ch8-eq-xT)
     iterator = ts
     if progress:
         from tqdm import tqdm
 
         iterator = tqdm(ts, desc=f"{o.sampler} sampling", leave=False)
-    history: tuple[int, torch.Tensor] | None = None   # DPM-Solver++(2M) 이 기억하는 앞 단계의 (시각, x̂_0)
+    history: tuple[int, torch.Tensor] | None = None  # DPM-Solver++(2M) 이 기억하는 앞 단계의 (시각, x̂_0)
     for i, t in enumerate(iterator):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1  # −1: ᾱ = 1 인 끝 (깨끗한 이미지)
-        if o.sampler == "ddpm":                         # 알고리즘 2 의 한 줄 (식 ch8-eq-step)
+        if o.sampler == "ddpm":  # 알고리즘 2 의 한 줄 (식 ch8-eq-step)
             x, _ = diffusion.p_sample(model, x, t, o.clip_x0, generator, o.variance)
-        elif o.sampler == "ddim":                       # 식 ch9-eq-ddim-step
+        elif o.sampler == "ddim":  # 식 ch9-eq-ddim-step
             x, _ = diffusion.ddim_step(model, x, t, t_prev, o.eta, o.clip_x0, generator)
-        else:                                           # 식 ch9-eq-dpm1 (첫 단계), ch9-eq-dpm2
+        else:  # 식 ch9-eq-dpm1 (첫 단계), ch9-eq-dpm2
             x, x0 = diffusion.dpm_solver_step(model, x, t, t_prev, history, o.clip_x0)
             history = (t, x0)
         if on_step is not None:
@@ -158,10 +213,17 @@ def _run(diffusion: DiffusionSteps, model: Model, shape: tuple[int, ...], option
 
 
 @torch.no_grad()
-def sample(diffusion: DiffusionSteps, model: Model, shape: tuple[int, ...],
-           options: SamplerOptions = SamplerOptions(), *, x_T: torch.Tensor | None = None,
-           generator: torch.Generator | None = None, device: torch.device | str | None = None,
-           progress: bool = False) -> torch.Tensor:
+def sample(
+    diffusion: DiffusionSteps,
+    model: Model,
+    shape: tuple[int, ...],
+    options: SamplerOptions = SamplerOptions(),
+    *,
+    x_T: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """x_T ~ N(0, I) (``x_T`` 를 주면 그것) 에서 시작해 ``options`` 의 샘플러로 이미지 ``shape`` 를 만든다.
 
     ``options.clip_x0`` 이면 결과를 [−1, 1] 로 자른다. ``generator`` 는 x_T 와 단계마다의 노이즈 z 를 뽑는다.
@@ -170,16 +232,26 @@ def sample(diffusion: DiffusionSteps, model: Model, shape: tuple[int, ...],
 
 
 @torch.no_grad()
-def sample_trajectory(diffusion: DiffusionSteps, model: Model, shape: tuple[int, ...],
-                      options: SamplerOptions = SamplerOptions(), *, stride: int = 1, x_T: torch.Tensor | None = None,
-                      generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                      progress: bool = False) -> Trajectory:
+def sample_trajectory(
+    diffusion: DiffusionSteps,
+    model: Model,
+    shape: tuple[int, ...],
+    options: SamplerOptions = SamplerOptions(),
+    *,
+    stride: int = 1,
+    x_T: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> Trajectory:
     """``sample`` 과 같은 이미지를 만들면서 x_T 부터 ``stride`` 단계마다 x_t 를 CPU 에 모은다.
 
     프레임은 ``(S+1, B, C, H, W)`` 로 첫 프레임이 x_T, 마지막 프레임이 (잘린) 최종 이미지다.
     """
-    require(isinstance(stride, int) and stride >= 1,
-            f"궤적 간격 stride 는 1 이상의 정수 / stride must be an integer >= 1, got {stride!r}")
+    require(
+        isinstance(stride, int) and stride >= 1,
+        f"궤적 간격 stride 는 1 이상의 정수 / stride must be an integer >= 1, got {stride!r}",
+    )
     frames: list[torch.Tensor] = []
 
     def keep(i: int, n: int, x: torch.Tensor) -> None:
@@ -187,7 +259,7 @@ def sample_trajectory(diffusion: DiffusionSteps, model: Model, shape: tuple[int,
             frames.append(x.detach().cpu())
 
     device = torch.device(device) if device is not None else diffusion.betas.device
-    if x_T is None:   # 첫 프레임을 남기려고 여기서 뽑는다 (``_run`` 과 같은 생성기, 같은 순서)
+    if x_T is None:  # 첫 프레임을 남기려고 여기서 뽑는다 (``_run`` 과 같은 생성기, 같은 순서)
         options.timesteps(diffusion)
         x_T = diffusion.sample_prior(shape, generator, device)
     first = x_T.to(device).detach().cpu()
@@ -198,14 +270,25 @@ def sample_trajectory(diffusion: DiffusionSteps, model: Model, shape: tuple[int,
 
 def is_out_of_memory(e: BaseException) -> bool:
     """장치 메모리 부족 오류인가 (``torch.cuda.OutOfMemoryError`` 나 "... out of memory" 메시지)."""
-    oom_types = tuple(t for t in (getattr(torch.cuda, "OutOfMemoryError", None), getattr(torch, "OutOfMemoryError", None)) if t)
+    oom_types = tuple(
+        t for t in (getattr(torch.cuda, "OutOfMemoryError", None), getattr(torch, "OutOfMemoryError", None)) if t
+    )
     return isinstance(e, oom_types) or "out of memory" in str(e).lower()
 
 
-def sample_with_oom_retry(diffusion: DiffusionSteps, model: torch.nn.Module, num: int, shape: tuple[int, int, int],
-                          batch_size: int, generator: torch.Generator, device: torch.device, trajectory: bool = False,
-                          min_batch: int = 1, progress: bool = False,
-                          **options: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+def sample_with_oom_retry(
+    diffusion: DiffusionSteps,
+    model: torch.nn.Module,
+    num: int,
+    shape: tuple[int, int, int],
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    trajectory: bool = False,
+    min_batch: int = 1,
+    progress: bool = False,
+    **options: Any,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``num`` 장을 ``batch_size`` 씩 나눠 생성한다. 메모리가 모자라면 배치를 절반으로 줄여 다시 한다.
 
     ``options`` 는 ``SamplerOptions`` 의 항목(sampler, steps, eta, spacing, clip_x0, variance)이다.
@@ -214,9 +297,11 @@ def sample_with_oom_retry(diffusion: DiffusionSteps, model: torch.nn.Module, num
     실패한 시도가 쓴 난수는 되돌리므로, 확률적 샘플러도 마지막으로 성공한 배치 나눔이 같으면 결과가 같다.
     궤적은 첫 배치의 처음 64장까지만 모으고, 단계 수의 1/100 마다 한 프레임을 남긴다.
     """
-    require(num >= 1 and batch_size >= 1 and min_batch >= 1,
-            f"num, batch_size, min_batch 는 1 이상 / must be >= 1, got {num}, {batch_size}, {min_batch}")
-    opts = SamplerOptions(**options)   # 검사는 노이즈를 뽑기 전에
+    require(
+        num >= 1 and batch_size >= 1 and min_batch >= 1,
+        f"num, batch_size, min_batch 는 1 이상 / must be >= 1, got {num}, {batch_size}, {min_batch}",
+    )
+    opts = SamplerOptions(**options)  # 검사는 노이즈를 뽑기 전에
     x_T = torch.randn((num, *shape), generator=generator)
     n_steps = opts.steps or diffusion.num_timesteps
     outputs: list[torch.Tensor] = []
@@ -230,8 +315,9 @@ def sample_with_oom_retry(diffusion: DiffusionSteps, model: torch.nn.Module, num
         where = dict(generator=generator, device=device, x_T=x_T[start:end], progress=progress)
         try:
             if want_traj:
-                x, traj = sample_trajectory(diffusion, model, (end - start, *shape), opts,
-                                            stride=max(1, n_steps // 100), **where)
+                x, traj = sample_trajectory(
+                    diffusion, model, (end - start, *shape), opts, stride=max(1, n_steps // 100), **where
+                )
                 traj = traj[:, :64]
             else:
                 x = sample(diffusion, model, (end - start, *shape), opts, **where)

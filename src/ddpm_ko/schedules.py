@@ -10,8 +10,14 @@ import math
 
 import torch
 
-__all__ = ["SCHEDULES", "beta_schedule", "linear_beta_schedule", "cosine_beta_schedule",
-           "quadratic_beta_schedule", "sigmoid_beta_schedule"]
+__all__ = [
+    "SCHEDULES",
+    "beta_schedule",
+    "linear_beta_schedule",
+    "cosine_beta_schedule",
+    "quadratic_beta_schedule",
+    "sigmoid_beta_schedule",
+]
 
 #: DDPM 논문의 선형 스케줄 끝값 (T = 1000 기준)
 DDPM_BETA_START = 1e-4
@@ -78,11 +84,8 @@ def beta_schedule(name: str, timesteps: int) -> torch.Tensor:
     """
     if name not in SCHEDULES:
         raise ValueError(
-            f"알 수 없는 스케줄 '{name}' / unknown schedule '{name}': "
-            f"choose one of {', '.join(SCHEDULES)}"
+            f"알 수 없는 스케줄 '{name}' / unknown schedule '{name}': choose one of {', '.join(SCHEDULES)}"
         )
     if not isinstance(timesteps, int) or isinstance(timesteps, bool) or timesteps < 2:
-        raise ValueError(
-            f"timesteps 는 2 이상의 정수여야 한다 / timesteps must be an integer >= 2, got {timesteps!r}"
-        )
+        raise ValueError(f"timesteps 는 2 이상의 정수여야 한다 / timesteps must be an integer >= 2, got {timesteps!r}")
     return SCHEDULES[name](timesteps)

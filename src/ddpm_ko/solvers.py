@@ -84,8 +84,10 @@ def solver_timesteps(lam: torch.Tensor, steps: int, spacing: str = DEFAULT_SPACI
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {steps!r}")
     if steps > T:
-        raise ValueError(f"DPM-Solver++ steps({steps}) 가 T({T}) 보다 클 수 없다 / "
-                         f"DPM-Solver++ steps cannot exceed T: got steps={steps}, T={T}")
+        raise ValueError(
+            f"DPM-Solver++ steps({steps}) 가 T({T}) 보다 클 수 없다 / "
+            f"DPM-Solver++ steps cannot exceed T: got steps={steps}, T={T}"
+        )
     if steps == 1:
         return [T - 1]
     lam_np = lam.detach().double().cpu().numpy()
@@ -106,22 +108,31 @@ def solver_timesteps(lam: torch.Tensor, steps: int, spacing: str = DEFAULT_SPACI
     return out
 
 
-def dpm_solver_first_order(x: torch.Tensor, x0: torch.Tensor, alpha_next: float, sigma_next: float,
-                           sigma_cur: float, h: float) -> torch.Tensor:
+def dpm_solver_first_order(
+    x: torch.Tensor, x0: torch.Tensor, alpha_next: float, sigma_next: float, sigma_cur: float, h: float
+) -> torch.Tensor:
     """1차 DPM-Solver++ (= DDIM, η = 0):  x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i}(e^{−h_i} − 1) x̂_0.
 
     ``math.expm1(−h)`` 는 e^{−h} − 1 을 h 가 작아도 정확히 계산한다.
     """
-    return (sigma_next / sigma_cur) * x - (alpha_next * math.expm1(-h)) * x0   # 식 ch9-eq-dpm1
+    return (sigma_next / sigma_cur) * x - (alpha_next * math.expm1(-h)) * x0  # 식 ch9-eq-dpm1
 
 
-def dpm_solver_second_order(x: torch.Tensor, x0: torch.Tensor, x0_before: torch.Tensor, alpha_next: float,
-                            sigma_next: float, sigma_cur: float, h: float, h_before: float) -> torch.Tensor:
+def dpm_solver_second_order(
+    x: torch.Tensor,
+    x0: torch.Tensor,
+    x0_before: torch.Tensor,
+    alpha_next: float,
+    sigma_next: float,
+    sigma_cur: float,
+    h: float,
+    h_before: float,
+) -> torch.Tensor:
     """2차 다단계 DPM-Solver++ (2M) 한 단계.
 
     r_i = h_{i−1}/h_i,  D_i = (1 + 1/(2r_i)) x̂_0(t_{i−1}) − 1/(2r_i) x̂_0(t_{i−2}),
     x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i}(e^{−h_i} − 1) D_i.
     """
     r = h_before / h
-    d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_before   # D_i: x̂_0 을 λ 에서 직선으로 늘인 것 (식 ch9-eq-dpm2-d)
+    d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_before  # D_i: x̂_0 을 λ 에서 직선으로 늘인 것 (식 ch9-eq-dpm2-d)
     return dpm_solver_first_order(x, d, alpha_next, sigma_next, sigma_cur, h)

@@ -26,10 +26,11 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,8 +46,13 @@ from .errors import CheckpointError
 from .precision import PRECISIONS, autocast_for, resolve_precision
 from .schedules import SCHEDULES
 from .stop_on_signal import StopOnSignal
-from .training_state import (MACHINE_KEYS, adopt_checkpoint_config, checkpoint_contents,
-                             open_resume_checkpoint, restore_training_state)
+from .training_state import (
+    MACHINE_KEYS,
+    adopt_checkpoint_config,
+    checkpoint_contents,
+    open_resume_checkpoint,
+    restore_training_state,
+)
 from .unet import Unet, UnetConfig
 from .utils import environment_info, pick_device, tune_cpu
 
@@ -107,33 +113,51 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        require(self.schedule in SCHEDULES,
-                f"알 수 없는 스케줄 '{self.schedule}' / unknown schedule: choose one of {list(SCHEDULES)}")
-        require(self.prediction_type in PREDICTION_TYPES,
-                f"알 수 없는 예측 대상 '{self.prediction_type}' / unknown prediction type: {PREDICTION_TYPES}")
-        require(self.loss_type in LOSS_TYPES,
-                f"알 수 없는 손실 '{self.loss_type}' / unknown loss: choose one of {LOSS_TYPES}")
+        require(
+            self.schedule in SCHEDULES,
+            f"알 수 없는 스케줄 '{self.schedule}' / unknown schedule: choose one of {list(SCHEDULES)}",
+        )
+        require(
+            self.prediction_type in PREDICTION_TYPES,
+            f"알 수 없는 예측 대상 '{self.prediction_type}' / unknown prediction type: {PREDICTION_TYPES}",
+        )
+        require(
+            self.loss_type in LOSS_TYPES,
+            f"알 수 없는 손실 '{self.loss_type}' / unknown loss: choose one of {LOSS_TYPES}",
+        )
         require(self.timesteps >= 2, f"timesteps 는 2 이상 / timesteps must be >= 2, got {self.timesteps}")
         require(self.batch_size >= 1, f"batch_size 는 1 이상 / batch_size must be >= 1, got {self.batch_size}")
-        require(self.micro_batch is None or self.micro_batch >= 1,
-                f"micro_batch 는 1 이상 / micro_batch must be >= 1, got {self.micro_batch}")
+        require(
+            self.micro_batch is None or self.micro_batch >= 1,
+            f"micro_batch 는 1 이상 / micro_batch must be >= 1, got {self.micro_batch}",
+        )
         require(self.lr > 0, f"lr 은 양수 / lr must be > 0, got {self.lr}")
-        require(self.max_steps is None or self.max_steps >= 1,
-                f"max_steps 는 1 이상 / max_steps must be >= 1, got {self.max_steps}")
+        require(
+            self.max_steps is None or self.max_steps >= 1,
+            f"max_steps 는 1 이상 / max_steps must be >= 1, got {self.max_steps}",
+        )
         require(self.epochs is None or self.epochs > 0, f"epochs 는 양수 / epochs must be > 0, got {self.epochs}")
-        require(self.checkpoint_every >= 1,
-                f"checkpoint_every 는 1 이상 / checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        require(
+            self.checkpoint_every >= 1,
+            f"checkpoint_every 는 1 이상 / checkpoint_every must be >= 1, got {self.checkpoint_every}",
+        )
         require(self.sample_every >= 0, "sample_every 는 0 이상 / sample_every must be >= 0")
-        require(self.sample_count >= 1 and self.sample_steps >= 1, "sample_count, sample_steps 는 1 이상 / must be >= 1")
-        require(self.sample_steps <= self.timesteps,
-                f"sample_steps({self.sample_steps}) 는 T({self.timesteps}) 이하 / cannot exceed timesteps")
+        require(
+            self.sample_count >= 1 and self.sample_steps >= 1, "sample_count, sample_steps 는 1 이상 / must be >= 1"
+        )
+        require(
+            self.sample_steps <= self.timesteps,
+            f"sample_steps({self.sample_steps}) 는 T({self.timesteps}) 이하 / cannot exceed timesteps",
+        )
         require(self.log_every >= 1, "log_every 는 1 이상 / log_every must be >= 1")
         require(self.subset is None or self.subset >= 1, "subset 은 1 이상 / subset must be >= 1")
         require(0.0 <= self.ema_decay < 1.0, f"ema_decay 는 [0, 1) / ema_decay must be in [0, 1), got {self.ema_decay}")
         require(self.warmup_steps >= 0, "warmup_steps 는 0 이상 / warmup_steps must be >= 0")
         require(self.grad_clip >= 0, "grad_clip 은 0 이상 / grad_clip must be >= 0")
-        require(self.precision in PRECISIONS,
-                f"알 수 없는 정밀도 '{self.precision}' / unknown precision: choose one of {list(PRECISIONS)}")
+        require(
+            self.precision in PRECISIONS,
+            f"알 수 없는 정밀도 '{self.precision}' / unknown precision: choose one of {list(PRECISIONS)}",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -141,17 +165,22 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """사전에서 만든다. 모르는 항목은 이름을 들어 거부한다 (``ddpm_ko.configs.dataclass_from_dict``)."""
         return dataclass_from_dict(cls, d)
 
     def diffusion_dict(self) -> dict[str, Any]:
-        return {"schedule": self.schedule, "timesteps": self.timesteps,
-                "prediction_type": self.prediction_type, "loss_type": self.loss_type}
+        return {
+            "schedule": self.schedule,
+            "timesteps": self.timesteps,
+            "prediction_type": self.prediction_type,
+            "loss_type": self.loss_type,
+        }
 
 
-def resume_config(resume: str | os.PathLike, overrides: dict[str, Any] | None = None,
-                  meta: dict[str, Any] | None = None) -> TrainConfig:
+def resume_config(
+    resume: str | os.PathLike, overrides: dict[str, Any] | None = None, meta: dict[str, Any] | None = None
+) -> TrainConfig:
     """이어 학습에 쓸 설정: 체크포인트에 저장된 학습 설정에 ``overrides`` 를 덮어쓴다.
 
     그래서 ``ddpm-ko train --resume PATH`` 만 쳐도 원래와 같은 배치 크기·시드·학습률로 이어 간다.
@@ -174,17 +203,23 @@ def resume_config(resume: str | os.PathLike, overrides: dict[str, Any] | None = 
     try:
         return TrainConfig.from_dict({**base, **overrides})
     except (TypeError, UnknownFieldsError) as e:  # 설정값의 검사 오류(ValueError)는 그대로 알린다
-        raise CheckpointError(f"체크포인트의 학습 설정이 잘못되었다 / invalid training config in checkpoint {path}: {e}") from e
+        raise CheckpointError(
+            f"체크포인트의 학습 설정이 잘못되었다 / invalid training config in checkpoint {path}: {e}"
+        ) from e
 
 
 def _check_images(images: Any, config: UnetConfig) -> None:
     """학습 이미지가 U-Net 설정과 맞는 uint8 (N, H, W) 또는 (N, C, H, W) 배열인지 검사한다."""
     shape = tuple(getattr(images, "shape", ()))
     dtype = str(getattr(images, "dtype", type(images).__name__)).replace("torch.", "")
-    want = f"(N, {config.image_size}, {config.image_size})" if config.channels == 1 else \
-        f"(N, {config.channels}, {config.image_size}, {config.image_size})"
-    ok_shape = (len(shape) == 3 and config.channels == 1 and shape[1:] == (config.image_size,) * 2) or \
-        (len(shape) == 4 and shape[1:] == (config.channels, config.image_size, config.image_size))
+    want = (
+        f"(N, {config.image_size}, {config.image_size})"
+        if config.channels == 1
+        else f"(N, {config.channels}, {config.image_size}, {config.image_size})"
+    )
+    ok_shape = (len(shape) == 3 and config.channels == 1 and shape[1:] == (config.image_size,) * 2) or (
+        len(shape) == 4 and shape[1:] == (config.channels, config.image_size, config.image_size)
+    )
     if dtype != "uint8" or not ok_shape:
         raise ValueError(
             f"학습 이미지는 {want} uint8 배열이어야 한다 (UnetConfig 의 image_size={config.image_size}, "
@@ -225,8 +260,14 @@ def record_loss(history: list[list[float]], window: list[float], partial: bool, 
 class Trainer:
     """한 번의 학습 실행. ``Trainer(...).run()`` 또는 함수 ``train(...)`` 으로 쓴다."""
 
-    def __init__(self, unet_config: UnetConfig | None = None, config: TrainConfig | None = None,
-                 resume: str | os.PathLike | None = None, images=None, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        unet_config: UnetConfig | None = None,
+        config: TrainConfig | None = None,
+        resume: str | os.PathLike | None = None,
+        images=None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.rank, self.world, local_rank = distributed.dist_info()
         self.is_main = self.rank == 0
         self._log = log or (lambda msg: print(msg, flush=True))
@@ -241,8 +282,9 @@ class Trainer:
             unet_config = adopt_checkpoint_config(cfg, unet_config, resume_meta, resume, self._info)
         self.unet_config = unet_config or UnetConfig()
 
-        self._owns_process_group, cfg.device = distributed.init_process_group(self.world, local_rank, cfg.batch_size,
-                                                                              cfg.device)
+        self._owns_process_group, cfg.device = distributed.init_process_group(
+            self.world, local_rank, cfg.batch_size, cfg.device
+        )
         self.device = pick_device(cfg.device)
         if self.device.type == "cpu":
             tune_cpu(cfg.num_threads)
@@ -254,11 +296,13 @@ class Trainer:
         self.model = Unet(self.unet_config).to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.diffusion = GaussianDiffusion.from_schedule(cfg.schedule, cfg.timesteps, prediction_type=cfg.prediction_type,
-                                                         loss_type=cfg.loss_type).to(self.device)
+        self.diffusion = GaussianDiffusion.from_schedule(
+            cfg.schedule, cfg.timesteps, prediction_type=cfg.prediction_type, loss_type=cfg.loss_type
+        ).to(self.device)
         self.ema = EMA(self.model, cfg.ema_decay)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas,
-                                           weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
+        )
         # 노이즈와 시각 t 를 뽑는 전용 생성기 (CPU). 모든 프로세스가 같은 전역 노이즈를 만든다.
         self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
@@ -278,7 +322,9 @@ class Trainer:
         self.env = environment_info(self.device)
         if resume_tensors is not None and resume_meta is not None:
             restore_training_state(self, resume_tensors, resume_meta, str(resume))
-            self._info(f"이어 학습 / resumed from {resume} at step {self.step} (epoch {self.epoch}, batch {self.batch_index})")
+            self._info(
+                f"이어 학습 / resumed from {resume} at step {self.step} (epoch {self.epoch}, batch {self.batch_index})"
+            )
         self.ddp: nn.Module = distributed.wrap_model(self.model, self.device, self.world)
 
     def _info(self, msg: str) -> None:
@@ -298,7 +344,7 @@ class Trainer:
         if cfg.max_steps is not None:
             return cfg.max_steps
         epochs = cfg.epochs if cfg.epochs is not None else 1
-        return max(1, int(math.ceil(epochs * self.batches.batches_per_epoch)))
+        return max(1, math.ceil(epochs * self.batches.batches_per_epoch))
 
     def lr_at(self, step: int) -> float:
         """선형 워밍업 후 일정한 학습률 (모듈의 ``lr_at``)."""
@@ -320,11 +366,19 @@ class Trainer:
         모든 프로세스가 함께 불러야 한다. 파일은 rank 0 만 쓴다.
         """
         last = self._last_batch
-        check_weights(self.model, (lambda: self._loss(self.model, *last)) if last is not None else None,
-                      self.step, self.last_good, self.world, self.device)
+        check_weights(
+            self.model,
+            (lambda: self._loss(self.model, *last)) if last is not None else None,
+            self.step,
+            self.last_good,
+            self.world,
+            self.device,
+        )
         ranks = distributed.rank_fingerprints(self.model, self.world)
         if not ranks.get("ranks_in_sync", True):
-            self._info(f"경고: 프로세스마다 가중치가 다르다 / warning: weights differ between ranks at step {self.step}")
+            self._info(
+                f"경고: 프로세스마다 가중치가 다르다 / warning: weights differ between ranks at step {self.step}"
+            )
         saved = self.save(extra_meta={"distributed": ranks})
         self.last_good = (self.checkpoint_path, self.step)  # rank 0 이 아닌 프로세스의 오류 메시지도 맞게
         return saved
@@ -337,8 +391,14 @@ class Trainer:
 
         cfg, c = self.cfg, self.unet_config
         g = torch.Generator().manual_seed(cfg.seed + 12345)
-        x = self.diffusion.sample(self.ema.model, (cfg.sample_count, c.channels, c.image_size, c.image_size),
-                                  sampler="ddim", steps=cfg.sample_steps, generator=g, device=self.device)
+        x = self.diffusion.sample(
+            self.ema.model,
+            (cfg.sample_count, c.channels, c.image_size, c.image_size),
+            sampler="ddim",
+            steps=cfg.sample_steps,
+            generator=g,
+            device=self.device,
+        )
         return save_grid(x, self.out_dir / "samples" / f"step_{self.step:07d}.png", scale=2)
 
     # ------------------------------------------------------------------ 학습
@@ -378,10 +438,12 @@ class Trainer:
         # 모든 프로세스가 같은 (평균) 값을 보므로 함께 멈춘다. 갱신 전이라 가중치는 그대로다
         check_loss(value, self.step + 1, self.last_good)
         if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)   # 클리핑은 원래 크기의 그래디언트에
+            self.scaler.unscale_(self.optimizer)  # 클리핑은 원래 크기의 그래디언트에
         if cfg.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            if self.scaler is None:  # fp16 스케일러는 Inf 그래디언트를 만나면 그 단계를 건너뛰고 배율을 줄인다 (발산이 아니다)
+            if (
+                self.scaler is None
+            ):  # fp16 스케일러는 Inf 그래디언트를 만나면 그 단계를 건너뛰고 배율을 줄인다 (발산이 아니다)
                 check_grad_norm(norm, self.step + 1, self.last_good)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -463,17 +525,27 @@ class Trainer:
             name = signal.Signals(stop.signum).name
             self.end = self._end("signal", signal=name)
             last_saved = self.checkpoint() or last_saved
-            self._info(f"{name} 를 받아 {self.step} 단계에서 멈췄다 / stopped by {name} at step {self.step} of {total}; "
-                       f"checkpoint {last_saved}")
+            self._info(
+                f"{name} 를 받아 {self.step} 단계에서 멈췄다 / stopped by {name} at step {self.step} of {total}; "
+                f"checkpoint {last_saved}"
+            )
         elif self.end is None:  # 이미 목표에 이른 체크포인트를 이어 받았다
             self.end = self._end()
         distributed.finish(self.world, self._owns_process_group)
-        return {"checkpoint": str(last_saved or self.checkpoint_path), "step": self.step,
-                "loss_history": self.history, "wall_time_s": self.wall_time, "end": self.end}
+        return {
+            "checkpoint": str(last_saved or self.checkpoint_path),
+            "step": self.step,
+            "loss_history": self.history,
+            "wall_time_s": self.wall_time,
+            "end": self.end,
+        }
 
 
-def train(unet_config: UnetConfig | None = None, config: TrainConfig | None = None,
-          resume: str | os.PathLike | None = None, **kwargs: Any) -> dict[str, Any]:
+def train(
+    unet_config: UnetConfig | None = None,
+    config: TrainConfig | None = None,
+    resume: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """학습을 한 번 실행한다. ``Trainer(unet_config, config, resume, **kwargs).run()`` 과 같다."""
     return Trainer(unet_config, config, resume, **kwargs).run()
-

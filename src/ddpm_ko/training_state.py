@@ -8,18 +8,31 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .checkpoint import (load_state_checked, optimizer_state_from_tensors, optimizer_state_to_tensors, read_checkpoint,
-                         resolve_checkpoint_path, sub_state)
+from .checkpoint import (
+    load_state_checked,
+    optimizer_state_from_tensors,
+    optimizer_state_to_tensors,
+    read_checkpoint,
+    resolve_checkpoint_path,
+    sub_state,
+)
 from .errors import CheckpointError
 from .unet import UnetConfig
 
-__all__ = ["DATA_ORDER_KEYS", "MACHINE_KEYS", "open_resume_checkpoint", "adopt_checkpoint_config",
-           "checkpoint_contents", "restore_training_state"]
+__all__ = [
+    "DATA_ORDER_KEYS",
+    "MACHINE_KEYS",
+    "open_resume_checkpoint",
+    "adopt_checkpoint_config",
+    "checkpoint_contents",
+    "restore_training_state",
+]
 
 #: 데이터 순서(에폭마다의 섞기, 좌우 반전, 배치 경계)를 정하는 설정. 이어 학습에서 바꾸면 원래 곡선을 잇지 못한다.
 DATA_ORDER_KEYS = ("seed", "batch_size", "subset", "flip", "data_dir")
@@ -44,8 +57,9 @@ def open_resume_checkpoint(resume: str | os.PathLike) -> tuple[Path, dict[str, t
     return path, tensors, meta
 
 
-def adopt_checkpoint_config(cfg: Any, given_unet: UnetConfig | None, meta: dict[str, Any], source: Path,
-                            info: Callable[[str], None]) -> UnetConfig:
+def adopt_checkpoint_config(
+    cfg: Any, given_unet: UnetConfig | None, meta: dict[str, Any], source: Path, info: Callable[[str], None]
+) -> UnetConfig:
     """이어 학습의 설정을 체크포인트에 맞춘다: 신경망 설정과 확산 설정(``cfg`` 를 고친다)은 체크포인트 것을 쓴다.
 
     사용자가 준 값과 다르면 ``info`` 로 알린다. 데이터 순서를 정하는 설정(``DATA_ORDER_KEYS``)을 바꾸었으면
@@ -60,13 +74,16 @@ def adopt_checkpoint_config(cfg: Any, given_unet: UnetConfig | None, meta: dict[
                 setattr(cfg, key, saved[key])
         changed = [k for k in DATA_ORDER_KEYS if k in saved and getattr(cfg, k) != saved[k]]
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"체크포인트의 설정이 잘못되었다 / invalid config in checkpoint {source}: "
-                              f"{type(e).__name__}: {e}") from e
+        raise CheckpointError(
+            f"체크포인트의 설정이 잘못되었다 / invalid config in checkpoint {source}: {type(e).__name__}: {e}"
+        ) from e
     if given_unet is not None and given_unet != unet_config:
         info("이어 학습: 신경망 설정은 체크포인트 것을 쓴다 / using the checkpoint's network config")
     if changed:
-        info(f"경고: 이어 학습에서 {changed} 를 바꾸어 데이터 순서가 원래 학습과 달라진다 / "
-             f"warning: changing {changed} on resume changes the data order")
+        info(
+            f"경고: 이어 학습에서 {changed} 를 바꾸어 데이터 순서가 원래 학습과 달라진다 / "
+            f"warning: changing {changed} on resume changes the data order"
+        )
     return unet_config
 
 
@@ -86,8 +103,13 @@ def checkpoint_contents(trainer: Any) -> tuple[dict[str, torch.Tensor], dict[str
         "train": t.cfg.to_dict(),
         "step": t.step,
         "epoch": t.epoch,
-        "train_state": {"epoch": t.epoch, "batch_index": t.batch_index, "world_size": t.world,
-                        "loss_window": list(t.loss_window), "history_partial": t.history_partial},
+        "train_state": {
+            "epoch": t.epoch,
+            "batch_index": t.batch_index,
+            "world_size": t.world,
+            "loss_window": list(t.loss_window),
+            "history_partial": t.history_partial,
+        },
         "optimizer": opt_meta,
         "loss_history": t.history,
         "end": t.end or {"step": t.step, "reason": "in_progress", "target_steps": t.target_steps},
@@ -108,12 +130,20 @@ def restore_training_state(trainer: Any, tensors: dict[str, torch.Tensor], meta:
     load_state_checked(t.ema, sub_state(tensors, "ema"), source)
     if t.cfg.channels_last:
         t.model.to(memory_format=torch.channels_last)
-    opt_state = optimizer_state_from_tensors({k: v.to(t.device) if k.endswith(("exp_avg", "exp_avg_sq")) else v
-                                              for k, v in tensors.items() if k.startswith("optim.")}, meta["optimizer"])
+    opt_state = optimizer_state_from_tensors(
+        {
+            k: v.to(t.device) if k.endswith(("exp_avg", "exp_avg_sq")) else v
+            for k, v in tensors.items()
+            if k.startswith("optim.")
+        },
+        meta["optimizer"],
+    )
     try:
         t.optimizer.load_state_dict(opt_state)
     except (ValueError, KeyError) as e:
-        raise CheckpointError(f"옵티마이저 상태가 모델과 맞지 않는다 / optimizer state does not match the model: {e}") from e
+        raise CheckpointError(
+            f"옵티마이저 상태가 모델과 맞지 않는다 / optimizer state does not match the model: {e}"
+        ) from e
     t.noise_gen.set_state(tensors["rng.noise"])
     torch.set_rng_state(tensors["rng.torch"])
     if t.scaler is not None and meta.get("grad_scaler"):

@@ -57,28 +57,40 @@ class Unet(nn.Module):
         n = len(in_out)
 
         self.init_conv = nn.Conv2d(c.channels, c.init_dim, 7, padding=3)
-        self.time_mlp = TimeMLP(c.dim, c.time_dim)            # c(t) = W₂ GELU(W₁ e(t) + b₁) + b₂ (식 ch4-eq-timemlp)
+        self.time_mlp = TimeMLP(c.dim, c.time_dim)  # c(t) = W₂ GELU(W₁ e(t) + b₁) + b₂ (식 ch4-eq-timemlp)
 
-        self.downs = nn.ModuleList()   # 블록 두 개는 채널을 두고, 마지막 층이 해상도를 줄이며 채널을 바꾼다
+        self.downs = nn.ModuleList()  # 블록 두 개는 채널을 두고, 마지막 층이 해상도를 줄이며 채널을 바꾼다
         for i, (d_in, d_out) in enumerate(in_out):
             last = i == n - 1
-            self.downs.append(nn.ModuleList([
-                c.block(d_in, d_in), c.block(d_in, d_in), c.stage_attention_layer(i, d_in),
-                Downsample(d_in, d_out) if not last else nn.Conv2d(d_in, d_out, 3, padding=1),
-            ]))
+            self.downs.append(
+                nn.ModuleList(
+                    [
+                        c.block(d_in, d_in),
+                        c.block(d_in, d_in),
+                        c.stage_attention_layer(i, d_in),
+                        Downsample(d_in, d_out) if not last else nn.Conv2d(d_in, d_out, 3, padding=1),
+                    ]
+                )
+            )
 
         mid = in_out[-1][1]
         self.mid_block1 = c.block(mid, mid)
         self.mid_attn = c.attention(c.mid_attention, mid)
         self.mid_block2 = c.block(mid, mid)
 
-        self.ups = nn.ModuleList()     # 블록마다 내려가기에서 쌓은 스킵 연결 하나를 이어 붙인다
+        self.ups = nn.ModuleList()  # 블록마다 내려가기에서 쌓은 스킵 연결 하나를 이어 붙인다
         for i, (d_in, d_out) in enumerate(reversed(in_out)):
             last = i == n - 1
-            self.ups.append(nn.ModuleList([
-                c.block(d_out + d_in, d_out), c.block(d_out + d_in, d_out), c.stage_attention_layer(n - 1 - i, d_out),
-                Upsample(d_out, d_in) if not last else nn.Conv2d(d_out, d_in, 3, padding=1),
-            ]))
+            self.ups.append(
+                nn.ModuleList(
+                    [
+                        c.block(d_out + d_in, d_out),
+                        c.block(d_out + d_in, d_out),
+                        c.stage_attention_layer(n - 1 - i, d_out),
+                        Upsample(d_out, d_in) if not last else nn.Conv2d(d_out, d_in, 3, padding=1),
+                    ]
+                )
+            )
         self.final_block = c.block(c.init_dim * 2, c.dim)
         self.final_conv = nn.Conv2d(c.dim, c.channels, 1)
 

@@ -44,25 +44,39 @@ class AnnotatedUnet(nn.Module):
         self.init_conv = nn.Conv2d(c.channels, c.init_dim, 7, padding=3)
         self.time_mlp = TimeMLP(c.dim, c.time_dim)
 
-        self.downs = nn.ModuleList()   # 블록이 채널을 바꾸고, 4×4 stride 2 합성곱으로 줄인다
+        self.downs = nn.ModuleList()  # 블록이 채널을 바꾸고, 4×4 stride 2 합성곱으로 줄인다
         for i, (d_in, d_out) in enumerate(in_out):
-            self.downs.append(nn.ModuleList([
-                c.block(d_in, d_out), c.block(d_out, d_out), c.stage_attention_layer(i, d_out),
-                nn.Conv2d(d_out, d_out, 4, 2, 1) if i < n - 1 else nn.Identity(),
-            ]))
+            self.downs.append(
+                nn.ModuleList(
+                    [
+                        c.block(d_in, d_out),
+                        c.block(d_out, d_out),
+                        c.stage_attention_layer(i, d_out),
+                        nn.Conv2d(d_out, d_out, 4, 2, 1) if i < n - 1 else nn.Identity(),
+                    ]
+                )
+            )
 
         mid = in_out[-1][1]
         self.mid_block1 = c.block(mid, mid)
         self.mid_attn = c.attention(c.mid_attention, mid)
         self.mid_block2 = c.block(mid, mid)
 
-        self.ups = nn.ModuleList()     # 가장 높은 해상도의 단계에는 올라가기 단계가 없다 (원래 코드의 reversed(in_out[1:]))
+        self.ups = (
+            nn.ModuleList()
+        )  # 가장 높은 해상도의 단계에는 올라가기 단계가 없다 (원래 코드의 reversed(in_out[1:]))
         for i, (d_in, d_out) in enumerate(reversed(in_out[1:])):
-            self.ups.append(nn.ModuleList([
-                c.block(d_out * 2, d_in), c.block(d_in, d_in), c.stage_attention_layer(n - 1 - i, d_in),
-                nn.ConvTranspose2d(d_in, d_in, 4, 2, 1),
-            ]))
-        first = in_out[0][1]           # 가장 높은 해상도 단계의 채널
+            self.ups.append(
+                nn.ModuleList(
+                    [
+                        c.block(d_out * 2, d_in),
+                        c.block(d_in, d_in),
+                        c.stage_attention_layer(n - 1 - i, d_in),
+                        nn.ConvTranspose2d(d_in, d_in, 4, 2, 1),
+                    ]
+                )
+            )
+        first = in_out[0][1]  # 가장 높은 해상도 단계의 채널
         self.final_block = c.block(first, first, timed=False)
         self.final_conv = nn.Conv2d(first, c.channels, 1)
 

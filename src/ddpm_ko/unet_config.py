@@ -71,7 +71,7 @@ class UnetConfig:
     def __post_init__(self) -> None:
         self.dim_mults = tuple(int(m) for m in self.dim_mults)
         self.validate()
-        if self.init_dim is None:   # Annotated 노트북은 처음 합성곱을 dim 의 2/3 채널로 둔다
+        if self.init_dim is None:  # Annotated 노트북은 처음 합성곱을 dim 의 2/3 채널로 둔다
             self.init_dim = self.dim // 3 * 2 if self.layout == "annotated" else self.dim
         if self.time_dim is None:
             self.time_dim = 4 * self.dim
@@ -79,23 +79,38 @@ class UnetConfig:
     def validate(self) -> None:
         """불가능한 설정이면 무엇을 고쳐야 하는지 말하는 ``ValueError`` 를 낸다."""
         require(self.layout in LAYOUTS, f"layout 은 {LAYOUTS} 중 하나 / unknown layout '{self.layout}'")
-        require(self.block_type in BLOCK_TYPES, f"block_type 은 {BLOCK_TYPES} 중 하나 / unknown block_type '{self.block_type}'")
-        require(self.stage_attention in ATTENTION_TYPES, f"stage_attention 은 {ATTENTION_TYPES} 중 하나 / unknown attention '{self.stage_attention}'")
-        require(self.mid_attention in ATTENTION_TYPES, f"mid_attention 은 {ATTENTION_TYPES} 중 하나 / unknown attention '{self.mid_attention}'")
+        require(
+            self.block_type in BLOCK_TYPES,
+            f"block_type 은 {BLOCK_TYPES} 중 하나 / unknown block_type '{self.block_type}'",
+        )
+        require(
+            self.stage_attention in ATTENTION_TYPES,
+            f"stage_attention 은 {ATTENTION_TYPES} 중 하나 / unknown attention '{self.stage_attention}'",
+        )
+        require(
+            self.mid_attention in ATTENTION_TYPES,
+            f"mid_attention 은 {ATTENTION_TYPES} 중 하나 / unknown attention '{self.mid_attention}'",
+        )
         require(self.channels >= 1, f"channels 는 1 이상 / channels must be >= 1, got {self.channels}")
         require(self.dim >= 4, f"dim 은 4 이상 / dim must be >= 4, got {self.dim}")
         # 사인파 시간 임베딩은 dim 개 성분을 sin 과 cos 로 반씩 나눈다 (식 ch4-eq-emb)
-        require(self.dim % 2 == 0, f"dim 은 짝수 (시간 임베딩을 sin·cos 로 반씩 나눈다) / dim must be even, got {self.dim}")
-        require(len(self.dim_mults) >= 1 and all(m >= 1 for m in self.dim_mults),
-                f"dim_mults 는 1 이상의 정수들 / dim_mults must be positive integers, got {self.dim_mults}")
+        require(
+            self.dim % 2 == 0, f"dim 은 짝수 (시간 임베딩을 sin·cos 로 반씩 나눈다) / dim must be even, got {self.dim}"
+        )
+        require(
+            len(self.dim_mults) >= 1 and all(m >= 1 for m in self.dim_mults),
+            f"dim_mults 는 1 이상의 정수들 / dim_mults must be positive integers, got {self.dim_mults}",
+        )
         require(self.heads >= 1 and self.dim_head >= 1, "heads 와 dim_head 는 1 이상 / heads and dim_head must be >= 1")
         for name in ("init_dim", "time_dim"):
             value = getattr(self, name)
             require(value is None or value >= 1, f"{name} 은 1 이상 / {name} must be >= 1, got {value}")
         factor = self.downsample_factor
-        require(self.image_size >= factor and self.image_size % factor == 0,
-                f"image_size {self.image_size} 는 {factor} (= 2^(단계 수 − 1)) 로 나누어져야 한다 / "
-                f"image_size {self.image_size} must be divisible by {factor} for dim_mults={self.dim_mults}")
+        require(
+            self.image_size >= factor and self.image_size % factor == 0,
+            f"image_size {self.image_size} 는 {factor} (= 2^(단계 수 − 1)) 로 나누어져야 한다 / "
+            f"image_size {self.image_size} must be divisible by {factor} for dim_mults={self.dim_mults}",
+        )
 
     @property
     def downsample_factor(self) -> int:
@@ -108,18 +123,27 @@ class UnetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "UnetConfig":
+    def from_dict(cls, d: dict[str, Any]) -> UnetConfig:
         """``to_dict`` 의 사전(체크포인트의 JSON 사본)에서 만든다. 모르는 항목은 이름을 들어 거부한다."""
         return dataclass_from_dict(cls, d)
 
     @classmethod
-    def annotated(cls, **overrides: Any) -> "UnetConfig":
+    def annotated(cls, **overrides: Any) -> UnetConfig:
         """Annotated Diffusion 글의 이전 판(2022년 6월) 노트북의 신경망: dim 28, ConvNeXt 블록, dim_mults (1, 2, 4),
         모든 단계에 선형 어텐션, 가운데에 전체 어텐션, 그리고 그 노트북의 단계 배치(``layout="annotated"``).
         매개변수 2,996,315 개로 원래 코드(denoising-diffusion-pytorch 0.11.2 의 ``use_convnext=True``)와
         모듈마다 같다. 정규화만 그 노트북처럼 ``GroupNorm(1, C)`` 다. 비교 실험용이다."""
-        base = dict(dim=28, dim_mults=(1, 2, 4), block_type="convnext", stage_attention="linear",
-                    attention_from_stage=0, mid_attention="full", heads=4, dim_head=32, layout="annotated")
+        base = dict(
+            dim=28,
+            dim_mults=(1, 2, 4),
+            block_type="convnext",
+            stage_attention="linear",
+            attention_from_stage=0,
+            mid_attention="full",
+            heads=4,
+            dim_head=32,
+            layout="annotated",
+        )
         base.update(overrides)
         return cls(**base)
 
@@ -140,7 +164,11 @@ class UnetConfig:
         """어텐션 층 ``x + Attn(GroupNorm(x))`` (식 ch6-eq-prenorm). ``kind="none"`` 이면 아무것도 하지 않는다."""
         if kind == "none":
             return nn.Identity()
-        inner = LinearAttention(dim, self.heads, self.dim_head) if kind == "linear" else Attention(dim, self.heads, self.dim_head)
+        inner = (
+            LinearAttention(dim, self.heads, self.dim_head)
+            if kind == "linear"
+            else Attention(dim, self.heads, self.dim_head)
+        )
         return Residual(PreNorm(dim, inner))
 
     def stage_attention_layer(self, index: int, dim: int) -> nn.Module:
@@ -149,15 +177,22 @@ class UnetConfig:
 
     def check_input(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """신경망 입력 ``x`` (B, C, H, W) 와 시각 ``t`` 를 검사하고 ``t`` 를 ``(B,)`` 로 맞춰 돌려준다 ((B, 1) 과 스칼라도 받는다)."""
-        require(x.ndim == 4 and x.shape[1] == self.channels,
-                f"입력은 (B, {self.channels}, H, W) 모양이어야 한다 / expected input (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        require(
+            x.ndim == 4 and x.shape[1] == self.channels,
+            f"입력은 (B, {self.channels}, H, W) 모양이어야 한다 / expected input (B, {self.channels}, H, W), got {tuple(x.shape)}",
+        )
         factor = self.downsample_factor
-        require(x.shape[-1] % factor == 0 and x.shape[-2] % factor == 0,
-                f"H, W 는 {factor} 로 나누어져야 한다 / H and W must be divisible by {factor}, got {tuple(x.shape[-2:])}")
+        require(
+            x.shape[-1] % factor == 0 and x.shape[-2] % factor == 0,
+            f"H, W 는 {factor} 로 나누어져야 한다 / H and W must be divisible by {factor}, got {tuple(x.shape[-2:])}",
+        )
         t = torch.as_tensor(t, device=x.device)
         if t.ndim == 2 and t.shape[1] == 1:
             t = t[:, 0]
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        require(t.ndim == 1 and t.shape[0] == x.shape[0], f"t 는 (B,) 모양이어야 한다 / t must have shape (B,), got {tuple(t.shape)}")
+        require(
+            t.ndim == 1 and t.shape[0] == x.shape[0],
+            f"t 는 (B,) 모양이어야 한다 / t must have shape (B,), got {tuple(t.shape)}",
+        )
         return t

@@ -13,7 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "seed_everything", "fast_mode", "tune_cpu", "environment_info", "cpu_model_name", "package_version"]
+__all__ = [
+    "pick_device",
+    "seed_everything",
+    "fast_mode",
+    "tune_cpu",
+    "environment_info",
+    "cpu_model_name",
+    "package_version",
+]
 
 FAST_ENV = "DDPM_KO_FAST"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -35,9 +35,7 @@ def to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
     if images.ndim == 3:
         images = images.unsqueeze(0)
     if images.ndim != 4:
-        raise ValueError(
-            f"이미지는 (B, C, H, W) 모양이어야 한다 / expected (B, C, H, W), got {tuple(images.shape)}"
-        )
+        raise ValueError(f"이미지는 (B, C, H, W) 모양이어야 한다 / expected (B, C, H, W), got {tuple(images.shape)}")
     x = images.detach().float().cpu().clamp(-1, 1)
     x = ((x + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).contiguous().numpy()
@@ -56,9 +54,7 @@ def make_grid(images: torch.Tensor | np.ndarray, nrow: int | None = None, paddin
     b, h, w, c = arr.shape
     nrow = nrow or max(1, math.ceil(math.sqrt(b)))
     ncol = math.ceil(b / nrow)
-    grid = np.full(
-        (ncol * (h + padding) + padding, nrow * (w + padding) + padding, c), 255, dtype=np.uint8
-    )
+    grid = np.full((ncol * (h + padding) + padding, nrow * (w + padding) + padding, c), 255, dtype=np.uint8)
     for i in range(b):
         r, col = divmod(i, nrow)
         y, x = padding + r * (h + padding), padding + col * (w + padding)
@@ -74,7 +70,9 @@ def _to_pil(grid: np.ndarray):
     return Image.fromarray(grid)
 
 
-def save_grid(images: torch.Tensor | np.ndarray, path: str | os.PathLike, nrow: int | None = None, scale: int = 1) -> Path:
+def save_grid(
+    images: torch.Tensor | np.ndarray, path: str | os.PathLike, nrow: int | None = None, scale: int = 1
+) -> Path:
     """이미지 격자를 PNG로 저장하고 경로를 돌려준다. ``scale`` 배로 (최근접 보간) 키운다."""
     from PIL import Image
 
