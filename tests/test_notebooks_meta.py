@@ -263,31 +263,3 @@ def test_set_repo_url_script_fixes_every_place(tmp_path: Path) -> None:
         assert [c for i, c in enumerate(after) if i != first] == [c for i, c in enumerate(before) if i != first], (
             nb.name
         )
-
-
-# ---------------------------------------------------------------------------------------- 식 번호
-_LABEL_DEF = re.compile(r"\$\$\s*\((ch\d+-[a-z0-9-]+)\)")
-_LABEL_CITE = re.compile(r"\((ch\d+-[a-z0-9-]+)\)")
-
-
-def test_equation_labels_cited_in_the_package_exist() -> None:
-    """패키지 코드의 주석이 적은 식 번호 ``(ch2-eq-closed)`` 는 책에 그 라벨로 있는 식이다 (CONTRIBUTING 의 코드 규칙 2)."""
-    defined = {
-        label
-        for nb in NOTEBOOKS
-        for c in _cells(nb)
-        if c["cell_type"] == "markdown"
-        for label in _LABEL_DEF.findall("".join(c["source"]))
-    }
-    defined |= {
-        label for md in (ROOT / "book").glob("*.md") for label in _LABEL_DEF.findall(md.read_text(encoding="utf-8"))
-    }
-    assert "ch2-eq-closed" in defined, "라벨을 읽지 못했다 (정규식이 책의 꼴과 다르다)"
-    missing = [
-        f"{path.relative_to(ROOT)}:{lineno}: {label}"
-        for path in sorted((ROOT / "src" / "ddpm_ko").rglob("*.py"))
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-        for label in _LABEL_CITE.findall(line)
-        if label not in defined
-    ]
-    assert not missing, "책에 없는 식 번호 / equation labels not in the book:\n" + "\n".join(missing)

@@ -178,7 +178,7 @@ def test_nan_in_data_stops_training_and_keeps_the_checkpoint(tmp_path):
     with pytest.raises(TrainingDivergedError) as info:
         trainer.run()
     msg = str(info.value)
-    assert "step 4" in msg and "4 단계" in msg, msg
+    assert "step 4" in msg and "4 스텝" in msg, msg
     assert str(ckpt) in msg and "(step 3)" in msg, "메시지가 남겨 둔 체크포인트를 알려야 한다"
     assert _file_bytes(ckpt) == before
 

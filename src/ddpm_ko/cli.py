@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_mutually_exclusive_group()
     g.add_argument("--epochs", type=_positive_float, help="학습 에폭 수, 소수 가능 (number of epochs)")
     g.add_argument(
-        "--max-steps", type=positive_int, help="학습 단계 수, 이어 학습이면 전체 단계 수 (total training steps)"
+        "--max-steps", type=positive_int, help="학습 스텝 수, 이어 학습이면 전체 스텝 수 (total training steps)"
     )
     # 학습 설정의 기본값은 TrainConfig 가 정한다. 여기서 default 를 두지 않는 까닭은 --resume 때
     # 사용자가 실제로 준 값만 체크포인트에 저장된 설정을 덮어쓰게 하기 위해서다.
@@ -174,14 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="체크포인트와 샘플을 쓸 디렉터리 (output folder; 기본 runs/default, 이어 학습이면 체크포인트의 디렉터리)",
     )
     t.add_argument(
-        "--checkpoint-every", type=positive_int, help="몇 단계마다 체크포인트를 쓸지 (checkpoint interval; 기본 500)"
+        "--checkpoint-every", type=positive_int, help="몇 스텝마다 체크포인트를 쓸지 (checkpoint interval; 기본 500)"
     )
     t.add_argument(
         "--sample-every",
         type=_non_negative_int,
-        help="몇 단계마다 샘플 격자를 그릴지 (sample-grid interval; 기본 0: 끔)",
+        help="몇 스텝마다 샘플 격자를 그릴지 (sample-grid interval; 기본 0: 끔)",
     )
-    t.add_argument("--log-every", type=positive_int, help="몇 단계마다 손실을 기록할지 (loss-log interval; 기본 50)")
+    t.add_argument("--log-every", type=positive_int, help="몇 스텝마다 손실을 기록할지 (loss-log interval; 기본 50)")
     t.add_argument(
         "--resume",
         help="이어 학습할 체크포인트, .safetensors 또는 그 디렉터리 (checkpoint to resume). "
@@ -196,10 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(gradient accumulation; 기본: 나누지 않음)",
     )
     t.add_argument("--lr", type=_positive_float, help="학습률 (learning rate; 기본 1e-3)")
-    t.add_argument("--warmup-steps", type=_non_negative_int, help="학습률 워밍업 단계 수 (LR warmup steps; 기본 200)")
+    t.add_argument("--warmup-steps", type=_non_negative_int, help="학습률 워밍업 스텝 수 (LR warmup steps; 기본 200)")
     t.add_argument("--ema-decay", type=float, help="EMA 감쇠율 d, 0 <= d < 1 (EMA decay; 기본 0.999)")
     t.add_argument("--schedule", choices=sorted(SCHEDULES), help="β 스케줄 (noise schedule; 기본 linear)")
-    t.add_argument("--timesteps", type=positive_int, help="확산 단계 수 T (diffusion steps; 기본 1000)")
+    t.add_argument("--timesteps", type=positive_int, help="타임스텝 수 T (diffusion timesteps; 기본 1000)")
     t.add_argument("--prediction", choices=PREDICTION_TYPES, help="예측 대상 (prediction target; 기본 eps)")
     t.add_argument("--loss", choices=LOSS_TYPES, help="손실 (loss; 기본 l2 = L_simple)")
     t.add_argument(
@@ -209,10 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="신경망 설정 (network preset): default (빠른 기본값) 또는 annotated "
         "(Annotated Diffusion 노트북과 같은 신경망)",
     )
-    t.add_argument("--dim", type=positive_int, help="첫 단계 채널 수 (base channels)")
-    t.add_argument("--dim-mults", type=_dim_mults, help="단계별 채널 배수, 예: 1-2-4 (channel multipliers)")
+    t.add_argument("--dim", type=positive_int, help="U-Net 단계 0 의 채널 수 (base channels)")
+    t.add_argument("--dim-mults", type=_dim_mults, help="U-Net 단계별 채널 배수, 예: 1-2-4 (channel multipliers)")
     t.add_argument("--block", choices=BLOCK_TYPES, help="블록 종류 (block type)")
-    t.add_argument("--attention", choices=ATTENTION_TYPES, help="단계 어텐션 종류 (stage attention)")
+    t.add_argument("--attention", choices=ATTENTION_TYPES, help="U-Net 단계의 어텐션 종류 (stage attention)")
     t.add_argument("--subset", type=positive_int, help="학습 이미지 앞 N 장만 쓴다, 시험용 (use the first N images)")
     t.add_argument(
         "--device",
@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--steps",
         type=positive_int,
-        help="신경망 호출 수 = 단계 수 (sampling steps): DDIM 기본 T, DPM-Solver++ 기본 "
+        help="신경망 호출 수 = 샘플링 스텝 수 (sampling steps): DDIM 기본 T, DPM-Solver++ 기본 "
         "ddpm_ko.solvers.DEFAULT_STEPS; DDPM 은 언제나 T",
     )
     s.add_argument("--eta", type=float, default=0.0, help="DDIM 의 η, 0..1 (DDIM eta; 기본 0)")
@@ -363,7 +363,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         cfg = TrainConfig(**given)
     result = train(unet_cfg, cfg, resume=a.resume)
     end = result.get("end") or {}
-    if end.get("reason") == "signal":  # 신호를 받아 그 단계를 마치고 저장한 뒤 멈췄다
+    if end.get("reason") == "signal":  # 신호를 받아 그 학습 스텝을 마치고 저장한 뒤 멈췄다
         print(
             f"ddpm-ko: 중단됨 / interrupted by {end['signal']} at step {end['step']} of {end['target_steps']}; "
             f"이어 하려면 / resume with: ddpm-ko train --resume {result['checkpoint']}",

@@ -1,15 +1,15 @@
-"""확산 모델: 순방향 q(x_t|x_0), 사후 분포 q(x_{t-1}|x_t, x_0), ε/x_0/v 변환, 학습 손실, 역과정의 한 단계.
+"""확산 모델: 순방향 q(x_t|x_0), 사후 분포 q(x_{t-1}|x_t, x_0), ε/x_0/v 변환, 학습 손실, 역과정의 한 스텝.
 
-기호는 DDPM 논문(Ho et al., 2020)을 따른다. 코드의 시각 인덱스 ``t`` 는 0 부터 T−1 까지이고
+기호는 DDPM 논문(Ho et al., 2020)을 따른다. 코드의 타임스텝 인덱스 ``t`` 는 0 부터 T−1 까지이고
 논문의 t = 1..T 에 해당한다 (``t = 0`` 이 논문의 t = 1). 주석의 ``식 chN-eq-…`` 는 책 N장의 식 번호다.
 
-모든 스케줄 값은 float64 로 계산한 뒤 float32 버퍼로 저장하고, 시각 ``t`` 의 값은
+모든 스케줄 값은 float64 로 계산한 뒤 float32 버퍼로 저장하고, 타임스텝 ``t`` 의 값은
 ``_extract`` 로 배치마다 꺼낸다. 난수를 쓰는 모든 메서드는 ``generator`` 를 받는다.
 
-시각 ``t`` 는 사용자가 부르는 공개 메서드에서 한 번만 검사한다(``check_t``). 밑줄로 시작하는 내부 메서드는
+타임스텝 ``t`` 는 사용자가 부르는 공개 메서드에서 한 번만 검사한다(``check_t``). 밑줄로 시작하는 내부 메서드는
 검사한 ``t`` 를 받는다고 보고 다시 검사하지 않는다 (검사마다 장치와 한 번 주고받으므로).
 
-단계를 이어 x_T 에서 이미지까지 내려가는 반복(알고리즘 2, DDIM, DPM-Solver++)은 ``sampling.py`` 에 있다.
+스텝을 이어 x_T 에서 이미지까지 내려가는 반복(알고리즘 2, DDIM, DPM-Solver++)은 ``sampling.py`` 에 있다.
 ``sample``, ``sample_trajectory`` 는 그리로 넘기는 얇은 메서드다.
 """
 
@@ -140,11 +140,11 @@ class GaussianDiffusion(nn.Module):
 
     @property
     def num_timesteps(self) -> int:
-        """T: 확산 단계의 수."""
+        """T: 타임스텝의 수."""
         return int(self.betas.shape[0])
 
     def check_t(self, t: Timesteps, batch: int, device: torch.device | str) -> torch.Tensor:
-        """시각 ``t`` 를 ``(B,)`` long 텐서로 맞추고 0..T−1 범위인지 검사한다. ``(B, 1)`` 과 스칼라도 받아 준다.
+        """타임스텝 ``t`` 를 ``(B,)`` long 텐서로 맞추고 0..T−1 범위인지 검사한다. ``(B, 1)`` 과 스칼라도 받아 준다.
 
         파이썬 정수는 장치와 주고받지 않고 검사하고, 텐서는 ``.any()`` 한 번(장치와 한 번 동기화)으로 검사한다.
         """
@@ -169,7 +169,7 @@ class GaussianDiffusion(nn.Module):
     def sample_timesteps(
         self, batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """학습용 시각 t ~ Uniform{0, …, T−1} 를 ``batch`` 개 뽑는다."""
+        """학습용 타임스텝 t ~ Uniform{0, …, T−1} 를 ``batch`` 개 뽑는다."""
         gen_device = generator.device if generator is not None else device
         return torch.randint(0, self.num_timesteps, (batch,), generator=generator, device=gen_device).to(device)
 
@@ -207,7 +207,7 @@ class GaussianDiffusion(nn.Module):
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """한 단계 순방향 q(x_t | x_{t−1}) = N(√α_t x_{t−1}, β_t I) 에서 표본을 뽑는다 (식 ch2-eq-step)."""
+        """한 걸음 순방향 q(x_t | x_{t−1}) = N(√α_t x_{t−1}, β_t I) 에서 표본을 뽑는다 (식 ch2-eq-step)."""
         t = self.check_t(t, x_prev.shape[0], x_prev.device)
         if noise is None:
             noise = _randn(tuple(x_prev.shape), generator, x_prev.device, x_prev.dtype)
@@ -343,7 +343,7 @@ class GaussianDiffusion(nn.Module):
     ) -> torch.Tensor:
         """단순화된 목적 함수 L_simple (DDPM 식 14, 식 ch7-eq-lsimple) 과 그 변형들의 배치 평균.
 
-        무작위 시각 t 와 노이즈 ε 으로 x_t 를 **한 번에** 만들고(역방향 사슬을 돌리지 않는다),
+        무작위 타임스텝 t 와 노이즈 ε 으로 x_t 를 **한 번에** 만들고(역방향 사슬을 돌리지 않는다),
         신경망 출력과 목표 사이의 l2 / l1 / huber (식 ch7-eq-huber) 손실을 계산한다.
         """
         b = x0.shape[0]
@@ -365,7 +365,7 @@ class GaussianDiffusion(nn.Module):
             return F.l1_loss(pred, target)
         return F.smooth_l1_loss(pred, target)
 
-    # ------------------------------------------------------------------ 역과정의 한 단계
+    # ------------------------------------------------------------------ 역과정의 한 스텝
     def p_mean_variance(
         self,
         model: Model,
@@ -421,7 +421,7 @@ class GaussianDiffusion(nn.Module):
         clip_x0: bool = True,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """DDIM 의 한 단계 (Song et al., 2021 식 12; 식 ch9-eq-ddim-step): t 에서 t_prev (< t, −1 이면 끝) 로 건너뛴다."""
+        """DDIM 의 한 스텝 (Song et al., 2021 식 12; 식 ch9-eq-ddim-step): t 에서 t_prev (< t, −1 이면 끝) 로 건너뛴다."""
         tt = self.check_t(t, xt.shape[0], xt.device)
         eps, x0 = self._model_predictions(model, xt, tt, clip_x0)  # x̂_0 (식 ch9-eq-x0hat)
         a_t = self.alphas_cumprod[t]
@@ -435,7 +435,7 @@ class GaussianDiffusion(nn.Module):
 
     # ------------------------------------------------------------------ DPM-Solver++ (Lu et al., 2022)
     def _alpha_sigma_lambda(self, t: int) -> tuple[float, float, float]:
-        """시각 ``t`` 의 α_t = √ᾱ_t, σ_t = √(1−ᾱ_t), λ_t = log(α_t/σ_t) (파이썬 float64, 식 ch9-eq-lambda).
+        """타임스텝 ``t`` 의 α_t = √ᾱ_t, σ_t = √(1−ᾱ_t), λ_t = log(α_t/σ_t) (파이썬 float64, 식 ch9-eq-lambda).
 
         ``t = −1`` 은 논문의 ᾱ_0 = 1, 곧 σ = 0, λ = +∞ 이다. 1 − ᾱ_t 를 버퍼 ᾱ_t 에서 빼면 작은 t 에서 자릿수를
         잃으므로, float64 로 미리 계산해 둔 √ᾱ_t, √(1−ᾱ_t) 버퍼를 쓴다.
@@ -447,13 +447,13 @@ class GaussianDiffusion(nn.Module):
         return alpha, sigma, math.log(alpha) - math.log(sigma)
 
     def lambdas(self) -> torch.Tensor:
-        """모든 시각의 λ_t = log(α_t/σ_t) (길이 T, float64, 식 ch9-eq-lambda). t 가 커질수록 줄어든다."""
+        """모든 타임스텝의 λ_t = log(α_t/σ_t) (길이 T, float64, 식 ch9-eq-lambda). t 가 커질수록 줄어든다."""
         return solvers.half_log_snr(
             self.sqrt_alphas_cumprod.double(), self.sqrt_one_minus_alphas_cumprod.double()
         ).cpu()
 
     def solver_timesteps(self, steps: int | None = None, spacing: str | None = None) -> list[int]:
-        """DPM-Solver++ 가 신경망을 부를 시각들 (큰 것부터, T−1 과 0 포함). 기본값은 ``solvers`` 의 상수."""
+        """DPM-Solver++ 가 신경망을 부를 타임스텝들 (큰 것부터, T−1 과 0 포함). 기본값은 ``solvers`` 의 상수."""
         return solvers.solver_timesteps(
             self.lambdas(),
             solvers.DEFAULT_STEPS if steps is None else steps,
@@ -470,15 +470,15 @@ class GaussianDiffusion(nn.Module):
         history: tuple[int, torch.Tensor] | None = None,
         clip_x0: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """DPM-Solver++(2M) 의 한 단계: 시각 ``t`` 에서 ``t_prev`` (< t, −1 이면 σ = 0 인 끝) 로 간다.
+        """DPM-Solver++(2M) 의 한 스텝: 타임스텝 ``t`` 에서 ``t_prev`` (< t, −1 이면 σ = 0 인 끝) 로 간다.
 
         Args:
-            history: 바로 앞 단계의 ``(시각, x̂_0)``. 없으면(첫 단계) 1차, 있으면 2차 갱신을 한다.
+            history: 바로 앞 스텝의 ``(타임스텝, x̂_0)``. 없으면(첫 스텝) 1차, 있으면 2차 갱신을 한다.
             clip_x0: x̂_0 을 [−1, 1] 로 자를지 (데이터 예측 형태라서 자른 x̂_0 이 곧 갱신에 들어간다).
 
-        ``(x_{t_prev}, x̂_0)`` 를 돌려준다. 다음 단계에는 ``history=(t, x̂_0)`` 을 넘긴다.
+        ``(x_{t_prev}, x̂_0)`` 를 돌려준다. 다음 스텝에는 ``history=(t, x̂_0)`` 을 넘긴다.
 
-        마지막 단계(``t_prev = −1``)는 언제나 1차다. σ = 0 이면 λ = +∞ 라서 e^{−h} = 0, σ_{t_prev}/σ_t = 0 이고
+        마지막 스텝(``t_prev = −1``)은 언제나 1차다. σ = 0 이면 λ = +∞ 라서 e^{−h} = 0, σ_{t_prev}/σ_t = 0 이고
         1차 갱신이 x̂_0 자체가 된다 (2차 보정의 r = h_{i−1}/h_i 는 0 이 되어 쓸 수 없다).
         diffusers 의 ``DPMSolverMultistepScheduler(final_sigmas_type="zero")`` 와 같은 처리다.
         """
@@ -538,7 +538,7 @@ class GaussianDiffusion(nn.Module):
         progress: bool = False,
         **options,
     ) -> Trajectory:
-        """``sample`` 과 같은 이미지와, x_T 부터 ``stride`` 단계마다 모은 궤적 ``(images, frames)``:
+        """``sample`` 과 같은 이미지와, x_T 부터 ``stride`` 스텝마다 모은 궤적 ``(images, frames)``:
         ``sampling.sample_trajectory`` 로 넘긴다."""
         return sampling.sample_trajectory(
             self,

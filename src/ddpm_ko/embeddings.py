@@ -1,8 +1,8 @@
-"""시간 임베딩(time embedding): 정수 시각 t 를 신경망이 쓸 수 있는 벡터로 바꾼다.
+"""시간 임베딩(time embedding): 정수 타임스텝 t 를 신경망이 쓸 수 있는 벡터로 바꾼다.
 
 Transformer 의 사인파 위치 인코딩(sinusoidal positional encoding)을 그대로 쓴다. 여기서
-'위치'는 문장 속 단어의 자리가 아니라 확산 과정의 시각 t 다. 이미지에 더하는 노이즈와는
-아무 관계가 없다: 노이즈는 x_t 를 만들 때 쓰고, 이 임베딩은 "지금이 몇 번째 단계인지"를
+'위치'는 문장 속 단어의 자리가 아니라 확산 과정의 타임스텝 t 다. 이미지에 더하는 노이즈와는
+아무 관계가 없다: 노이즈는 x_t 를 만들 때 쓰고, 이 임베딩은 "지금이 몇 번째 타임스텝인지"를
 신경망에 알려 줄 뿐이다.
 """
 
@@ -17,7 +17,7 @@ __all__ = ["SinusoidalTimeEmbedding", "sinusoidal_embedding", "TimeMLP"]
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """시각 ``t`` (B,) 를 ``(B, dim)`` 사인파 임베딩으로 바꾼다.
+    """타임스텝 ``t`` (B,) 를 ``(B, dim)`` 사인파 임베딩으로 바꾼다.
 
     앞 절반은 sin(t·ω_i), 뒤 절반은 cos(t·ω_i) 이고 ω_i = max_period^(−i/(dim/2 − 1)) 이다 (식 ch4-eq-emb, ch4-eq-freq).
     """

@@ -38,14 +38,14 @@ def sample_images(
     require(num >= 1, f"num 은 1 이상 / num must be >= 1, got {num}")
     require(batch_size >= 1, f"batch_size 는 1 이상 / batch_size must be >= 1, got {batch_size}")
     if sampler == "dpm-solver++" and steps is None:
-        steps = solvers.DEFAULT_STEPS  # 궤적 간격(stride)을 실제 단계 수로 잡도록 미리 정한다
+        steps = solvers.DEFAULT_STEPS  # 궤적 간격(stride)을 실제 샘플링 스텝 수로 잡도록 미리 정한다
     # 모델을 불러오기 전에 값싼 검사부터 (잘못된 인자로 큰 체크포인트를 읽지 않게)
     options = SamplerOptions(sampler, steps, eta, clip_x0=clip_x0)
     dev = pick_device(str(device) if device is not None else None)
     if str(checkpoint) == "pretrained":
         checkpoint = pretrained_path()
     model, diffusion, meta = load_model_from_checkpoint(checkpoint, use_ema=use_ema, device=dev)
-    options.timesteps(diffusion)  # 단계 수가 이 체크포인트의 T 를 넘지 않는지
+    options.timesteps(diffusion)  # 샘플링 스텝 수가 이 체크포인트의 T 를 넘지 않는지
     c = model.config
     g = torch.Generator().manual_seed(seed)
     images, traj = sample_with_oom_retry(

@@ -8,7 +8,7 @@ DDPM 의 음의 로그 우도 상계 (Ho et al., 2020, 식 5):
     L_0     = E_q[ −log p_θ(x_0 | x_1) ]                     (이산화한 가우스 디코더, 같은 논문 3.3 절)
 
 세 항은 모두 nats 로 계산하고, 이미지 한 장의 차원 수 D 와 ln 2 로 나눠 bits/dim 로 바꾼다.
-코드의 시각 인덱스는 0 부터 센다(코드 t 가 논문의 t + 1). 그래서 코드 t ≥ 1 의 항은 논문의 L_t, 곧
+코드의 타임스텝 인덱스는 0 부터 센다(코드 t 가 논문의 t + 1). 그래서 코드 t ≥ 1 의 항은 논문의 L_t, 곧
 KL(q(x_t | x_{t+1}, x_0) ‖ p_θ(x_t | x_{t+1})) 이고, 코드 t = 0 의 항이 L_0 다. 아래 함수는 코드 인덱스만 받는다.
 """
 
@@ -31,7 +31,7 @@ __all__ = [
     "variational_bound",
 ]
 
-BIN_HALF_WIDTH = 1.0 / 255.0  # [−1, 1] 에 놓인 256 단계의 이웃 간격은 2/255, 그 절반
+BIN_HALF_WIDTH = 1.0 / 255.0  # [−1, 1] 에 놓인 256 가지 값의 이웃 간격은 2/255, 그 절반
 
 
 def normal_kl(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor, logvar2: torch.Tensor) -> torch.Tensor:
@@ -81,7 +81,7 @@ def vb_terms(
     generator: torch.Generator | None = None,
     clip_x0: bool = True,
 ) -> torch.Tensor:
-    """이미지마다 코드 시각 ``t`` 의 항 (nats): t = 0 이면 L_0 = −log p_θ(x_0 | x_1), t ≥ 1 이면
+    """이미지마다 코드 타임스텝 ``t`` 의 항 (nats): t = 0 이면 L_0 = −log p_θ(x_0 | x_1), t ≥ 1 이면
     KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)). x_t 는 q(x_t | x_0) 에서 한 번 뽑는다.
 
     p_θ 의 분산은 ``GaussianDiffusion.p_mean_variance`` 의 기본값(β̃_t, t = 0 에서는 β̃_1 대신 β̃_2)이다.
@@ -99,7 +99,7 @@ def vb_terms(
 
 
 def stratum_edges(num_timesteps: int, strata: int) -> torch.Tensor:
-    """코드 시각 1 … T−1 (``middle`` 의 인덱스 0 … T−2) 을 ``strata`` 개의 층으로 나누는 경계 (길이 strata + 1).
+    """코드 타임스텝 1 … T−1 (``middle`` 의 인덱스 0 … T−2) 을 ``strata`` 개의 층으로 나누는 경계 (길이 strata + 1).
 
     경계는 등비수열을 따르되 층마다 적어도 한 칸을 갖게 한다. 그래서 앞쪽(작은 t, 항이 큰 곳)은 한 칸짜리 층이라 정확히
     계산되고, 뒤쪽의 넓은 층에서만 t 를 뽑는다.
@@ -150,7 +150,7 @@ def variational_bound(
 
     Args:
         x0: (B, C, H, W), {0, …, 255} 를 [−1, 1] 로 옮긴 이미지.
-        num_timesteps: ``None`` 이면 중간 항 T − 1 개를 모두 계산한다(이미지당 신경망 T 번). 정수 K 면 코드 시각
+        num_timesteps: ``None`` 이면 중간 항 T − 1 개를 모두 계산한다(이미지당 신경망 T 번). 정수 K 면 코드 타임스텝
             1 … T−1 을 K 개의 층(``stratum_edges``: 작은 t 는 한 칸짜리, 큰 t 로 갈수록 넓어지는 등비 간격)으로 나눠
             층마다 t 하나를 고르게 뽑고, 층 크기를 곱해 합을 추정한다(불편 추정). 항이 작은 t 에 몰려 있어서, 같은 K 라도
             등간격 층보다 분산이 훨씬 작다.

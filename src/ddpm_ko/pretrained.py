@@ -55,7 +55,7 @@ SHIPPED_SHA256: dict[str, str] = {
 
 _RESOURCE_FILES = contextlib.ExitStack()
 atexit.register(_RESOURCE_FILES.close)
-# 한 번 검사한 파일: (경로, 크기, 수정 시각) → 해시. 같은 파일을 여러 번 불러도 한 번만 읽는다.
+# 한 번 검사한 파일: (경로, 크기, 수정 시간) → 해시. 같은 파일을 여러 번 불러도 한 번만 읽는다.
 _VERIFIED: dict[tuple[str, int, int], str] = {}
 
 

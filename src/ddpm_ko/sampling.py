@@ -1,9 +1,9 @@
 """샘플링: 노이즈 x_T 에서 이미지까지 내려가는 반복 (8장의 알고리즘 2, 9장의 DDIM 과 DPM-Solver++).
 
-한 단계의 식(``p_sample``, ``ddim_step``, ``dpm_solver_step``)은 확산 모델 ``GaussianDiffusion`` 에 있고,
-이 모듈은 그 단계들을 어느 시각에서 어느 시각으로 몇 번 부를지를 정한다.
+한 스텝의 식(``p_sample``, ``ddim_step``, ``dpm_solver_step``)은 확산 모델 ``GaussianDiffusion`` 에 있고,
+이 모듈은 그 스텝을 어느 타임스텝에서 어느 타임스텝으로 몇 번 부를지를 정한다.
 
-- ``SamplerOptions`` — 샘플러 이름, 단계 수, η, 시각 간격, 분산, x̂_0 자르기. 검사는 여기 한 곳에서 한다.
+- ``SamplerOptions`` — 샘플러 이름, 샘플링 스텝 수, η, 타임스텝 간격, 분산, x̂_0 자르기. 검사는 여기 한 곳에서 한다.
 - ``sample`` / ``sample_trajectory`` — 반복 자체. 최종 이미지만, 또는 (최종 이미지, 궤적) 을 돌려준다.
 - ``sample_with_oom_retry`` — 많은 장을 배치로 나눠 만들고, 장치 메모리가 모자라면 배치를 줄인다.
 
@@ -38,9 +38,9 @@ __all__ = [
 
 SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
 
-# 책과 명령줄의 기본 샘플러. 규칙: DDPM 1000 단계의 특징 FID 의 1.1배 안에 드는 설정 가운데 신경망 호출이 가장 적은 것
-# (benchmarks/quality_vs_nfe.py 가 잰다). 측정이 채워지기 전까지는 DDPM 그대로 둔다. DPM-Solver++ 의 단계 수와
-# 시각 간격의 기본값은 ``solvers.DEFAULT_STEPS``, ``solvers.DEFAULT_SPACING`` 이다.
+# 책과 명령줄의 기본 샘플러. 규칙: DDPM 1000 스텝의 특징 FID 의 1.1배 안에 드는 설정 가운데 신경망 호출이 가장 적은 것
+# (benchmarks/quality_vs_nfe.py 가 잰다). 측정이 채워지기 전까지는 DDPM 그대로 둔다. DPM-Solver++ 의 스텝 수와
+# 타임스텝 간격의 기본값은 ``solvers.DEFAULT_STEPS``, ``solvers.DEFAULT_SPACING`` 이다.
 # (``GaussianDiffusion.sample`` 의 기본은 이 값이 아니라 언제나 알고리즘 2 인 "ddpm" 이다.)
 DEFAULT_SAMPLER = "ddpm"
 
@@ -49,7 +49,7 @@ Variance = Literal["posterior", "beta"]
 
 
 class DiffusionSteps(Protocol):
-    """샘플링 반복이 확산 모델(``GaussianDiffusion``)에서 쓰는 것: 출발점, 시각, 그리고 한 단계의 식 세 가지."""
+    """샘플링 반복이 확산 모델(``GaussianDiffusion``)에서 쓰는 것: 출발점, 타임스텝, 그리고 한 스텝의 식 세 가지."""
 
     betas: torch.Tensor
 
@@ -95,7 +95,7 @@ class DiffusionSteps(Protocol):
 
 
 def ddim_timesteps(num_timesteps: int, steps: int) -> list[int]:
-    """T 개 중 ``steps`` 개의 시각 τ_i 를 고르게 골라 큰 것부터 돌려준다 (항상 T−1 과 0 을 포함, 식 ch8-eq-respace)."""
+    """T 개 중 ``steps`` 개의 타임스텝 τ_i 를 고르게 골라 큰 것부터 돌려준다 (항상 T−1 과 0 을 포함, 식 ch8-eq-respace)."""
     require(
         isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1,
         f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {steps!r}",
@@ -116,14 +116,14 @@ class SamplerOptions:
     """어떤 샘플러를 어떻게 돌릴지. 만들 때 값을 검사하고, T 와 맞는지는 ``timesteps`` 가 검사한다.
 
     Attributes:
-        sampler: ``"ddpm"`` (알고리즘 2, T 단계 조상 샘플링), ``"ddim"`` 또는 ``"dpm-solver++"`` (DPM-Solver++(2M)).
-        steps: DDIM·DPM-Solver++ 의 단계 수 = 신경망 호출 수 (기본: DDIM 은 T, DPM-Solver++ 는
-            ``solvers.DEFAULT_STEPS``). DDPM 은 언제나 T 단계다.
+        sampler: ``"ddpm"`` (알고리즘 2, T 스텝 조상 샘플링), ``"ddim"`` 또는 ``"dpm-solver++"`` (DPM-Solver++(2M)).
+        steps: DDIM·DPM-Solver++ 의 샘플링 스텝 수 = 신경망 호출 수 (기본: DDIM 은 T, DPM-Solver++ 는
+            ``solvers.DEFAULT_STEPS``). DDPM 은 언제나 T 스텝이다.
         eta: DDIM 의 η (식 ch9-eq-sigma). 0 이면 결정적, 1 이면 DDPM 과 같은 분산.
-        spacing: DPM-Solver++ 의 시각 간격 ``"time"``, ``"logsnr"``, ``"karras"`` (기본: ``solvers.DEFAULT_SPACING``).
-        clip_x0: 매 단계 예측한 x̂_0 을 [−1, 1] 로 자를지.
-        variance: DDPM 한 단계의 분산 σ_t² — ``"posterior"`` 는 β̃_t (식 ch8-eq-beta-tilde), ``"beta"`` 는 β_t
-            (검사는 그 한 단계 ``GaussianDiffusion.p_sample`` 이 한다).
+        spacing: DPM-Solver++ 의 타임스텝 간격 ``"time"``, ``"logsnr"``, ``"karras"`` (기본: ``solvers.DEFAULT_SPACING``).
+        clip_x0: 스텝마다 예측한 x̂_0 을 [−1, 1] 로 자를지.
+        variance: DDPM 한 스텝의 분산 σ_t² — ``"posterior"`` 는 β̃_t (식 ch8-eq-beta-tilde), ``"beta"`` 는 β_t
+            (검사는 그 한 스텝 ``GaussianDiffusion.p_sample`` 이 한다).
     """
 
     sampler: str = "ddpm"
@@ -153,12 +153,12 @@ class SamplerOptions:
         )
 
     def timesteps(self, diffusion: DiffusionSteps) -> list[int]:
-        """신경망을 부를 시각들 (큰 것부터). 단계 수가 T 와 맞지 않으면 무엇을 고칠지 말하는 오류를 낸다."""
+        """신경망을 부를 타임스텝들 (큰 것부터). 스텝 수가 T 와 맞지 않으면 무엇을 고칠지 말하는 오류를 낸다."""
         T = diffusion.num_timesteps
         if self.sampler == "ddpm":
             require(
                 self.steps in (None, T),
-                f"DDPM 샘플러는 언제나 T={T} 단계다. 단계를 줄이려면 DDIM(--sampler ddim)을 써라 / "
+                f"DDPM 샘플러는 언제나 T={T} 스텝이다. 스텝을 줄이려면 DDIM(--sampler ddim)을 써라 / "
                 f"the DDPM sampler always runs T steps (T={T}): use the DDIM sampler (--sampler ddim) for fewer steps",
             )
             return list(range(T - 1, -1, -1))
@@ -168,7 +168,7 @@ class SamplerOptions:
 
 
 class Trajectory(NamedTuple):
-    """``sample_trajectory`` 의 결과: 최종 이미지와, x_T 부터 최종 이미지까지 ``stride`` 단계마다 모은 프레임."""
+    """``sample_trajectory`` 의 결과: 최종 이미지와, x_T 부터 최종 이미지까지 ``stride`` 스텝마다 모은 프레임."""
 
     images: torch.Tensor  # (B, C, H, W), 장치 위
     frames: torch.Tensor  # (S+1, B, C, H, W), CPU
@@ -185,7 +185,7 @@ def _run(
     progress: bool,
     on_step: Callable[[int, int, torch.Tensor], None] | None,
 ) -> torch.Tensor:
-    """반복 본체. ``on_step(i, 단계 수, x)`` 가 있으면 단계마다 부른다 (궤적 모으기)."""
+    """반복 본체. ``on_step(i, 스텝 수, x)`` 가 있으면 스텝마다 부른다 (궤적 모으기)."""
     o = options
     ts = o.timesteps(diffusion)  # 검사를 노이즈를 뽑기 전에 한다
     device = torch.device(device) if device is not None else diffusion.betas.device
@@ -197,14 +197,14 @@ def _run(
         from tqdm import tqdm
 
         iterator = tqdm(ts, desc=f"{o.sampler} sampling", leave=False)
-    history: tuple[int, torch.Tensor] | None = None  # DPM-Solver++(2M) 이 기억하는 앞 단계의 (시각, x̂_0)
+    history: tuple[int, torch.Tensor] | None = None  # DPM-Solver++(2M) 이 기억하는 앞 스텝의 (타임스텝, x̂_0)
     for i, t in enumerate(iterator):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1  # −1: ᾱ = 1 인 끝 (깨끗한 이미지)
         if o.sampler == "ddpm":  # 알고리즘 2 의 한 줄 (식 ch8-eq-step)
             x, _ = diffusion.p_sample(model, x, t, o.clip_x0, generator, o.variance)
         elif o.sampler == "ddim":  # 식 ch9-eq-ddim-step
             x, _ = diffusion.ddim_step(model, x, t, t_prev, o.eta, o.clip_x0, generator)
-        else:  # 식 ch9-eq-dpm1 (첫 단계), ch9-eq-dpm2
+        else:  # 식 ch9-eq-dpm1 (첫 스텝), ch9-eq-dpm2
             x, x0 = diffusion.dpm_solver_step(model, x, t, t_prev, history, o.clip_x0)
             history = (t, x0)
         if on_step is not None:
@@ -226,7 +226,7 @@ def sample(
 ) -> torch.Tensor:
     """x_T ~ N(0, I) (``x_T`` 를 주면 그것) 에서 시작해 ``options`` 의 샘플러로 이미지 ``shape`` 를 만든다.
 
-    ``options.clip_x0`` 이면 결과를 [−1, 1] 로 자른다. ``generator`` 는 x_T 와 단계마다의 노이즈 z 를 뽑는다.
+    ``options.clip_x0`` 이면 결과를 [−1, 1] 로 자른다. ``generator`` 는 x_T 와 스텝마다의 노이즈 z 를 뽑는다.
     """
     return _run(diffusion, model, shape, options, x_T, generator, device, progress, None)
 
@@ -244,7 +244,7 @@ def sample_trajectory(
     device: torch.device | str | None = None,
     progress: bool = False,
 ) -> Trajectory:
-    """``sample`` 과 같은 이미지를 만들면서 x_T 부터 ``stride`` 단계마다 x_t 를 CPU 에 모은다.
+    """``sample`` 과 같은 이미지를 만들면서 x_T 부터 ``stride`` 스텝마다 x_t 를 CPU 에 모은다.
 
     프레임은 ``(S+1, B, C, H, W)`` 로 첫 프레임이 x_T, 마지막 프레임이 (잘린) 최종 이미지다.
     """
@@ -295,7 +295,7 @@ def sample_with_oom_retry(
     초기 노이즈는 배치 크기와 상관없이 한꺼번에 뽑으므로, 배치를 줄여 다시 해도 결정적 샘플러(DDIM η=0)의 결과는
     같다. 다만 CPU 커널(oneDNN)은 배치 크기에 따라 달라지므로 float32 의 마지막 비트까지 같지는 않다.
     실패한 시도가 쓴 난수는 되돌리므로, 확률적 샘플러도 마지막으로 성공한 배치 나눔이 같으면 결과가 같다.
-    궤적은 첫 배치의 처음 64장까지만 모으고, 단계 수의 1/100 마다 한 프레임을 남긴다.
+    궤적은 첫 배치의 처음 64장까지만 모으고, 샘플링 스텝 수의 1/100 마다 한 프레임을 남긴다.
     """
     require(
         num >= 1 and batch_size >= 1 and min_batch >= 1,

@@ -1,16 +1,16 @@
-"""DPM-Solver++(2M): 확산 ODE 의 2차 다단계(multistep) 풀이법과 그 시각 간격(spacing).
+"""DPM-Solver++(2M): 확산 ODE 의 2차 다단계(multistep) 풀이법과 그 타임스텝 간격(spacing).
 
 Lu 등(2022)의 DPM-Solver++ 는 DDIM(η = 0)이 따라가는 확률 흐름 ODE 를 신호 대 잡음비의 로그로 변수를 바꿔
 푼다. 기호는 그 논문을 따르되 DDPM 의 ᾱ_t 로 쓴다.
 
 - α_t = √ᾱ_t,  σ_t = √(1 − ᾱ_t)    (x_t = α_t x_0 + σ_t ε)
 - λ_t = log(α_t / σ_t)             (로그 SNR 의 절반, t 가 커지면 줄어든다; 식 ch9-eq-lambda)
-- 한 단계 t_{i−1} → t_i 의 간격  h_i = λ_{t_i} − λ_{t_{i−1}} > 0
+- 한 스텝 t_{i−1} → t_i 의 간격  h_i = λ_{t_i} − λ_{t_{i−1}} > 0
 - 1차 갱신 (= DDIM, η = 0; 식 ch9-eq-dpm1):  x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i} (e^{−h_i} − 1) x̂_0(t_{i−1})
 - 2차 갱신 (식 ch9-eq-dpm2): x̂_0 자리에 D_i = (1 + 1/(2r_i)) x̂_0(t_{i−1}) − 1/(2r_i) x̂_0(t_{i−2}),  r_i = h_{i−1} / h_i
 
-이 모듈은 위 식과 시각 고르기만 담는다. 신경망을 부르고 x̂_0 을 만드는 일은
-``GaussianDiffusion.dpm_solver_step`` 이, 단계를 잇는 반복은 ``sampling.py`` 가 한다.
+이 모듈은 위 식과 타임스텝 고르기만 담는다. 신경망을 부르고 x̂_0 을 만드는 일은
+``GaussianDiffusion.dpm_solver_step`` 이, 스텝을 잇는 반복은 ``sampling.py`` 가 한다.
 """
 
 from __future__ import annotations
@@ -33,20 +33,20 @@ __all__ = [
 
 SPACINGS = ("time", "logsnr", "karras")
 
-# 기본 시각 간격: λ 에서 고르게 ("logsnr").
-# - 지수 적분기의 한 단계 오차는 h_i = λ_{t_i} − λ_{t_{i−1}} 로 정해지므로, h 를 모두 같게 두면 단계마다 오차가 고르다.
+# 기본 타임스텝 간격: λ 에서 고르게 ("logsnr").
+# - 지수 적분기의 한 스텝 오차는 h_i = λ_{t_i} − λ_{t_{i−1}} 로 정해지므로, h 를 모두 같게 두면 스텝마다 오차가 고르다.
 #   Lu 등은 작은 해상도(CIFAR-10 32×32 등)에서 λ 균등 간격을 권했다. Fashion-MNIST(28×28)도 작은 이미지다.
 # - 선형 β 스케줄(T = 1000)에서 λ 는 t = T−1 의 −5.1 에서 t = 0 의 4.6 까지 내려온다. t 에서 고르게 10 개를 고르면
-#   마지막 한 단계(t = 111 → 0)가 λ 1.1 → 4.6, 곧 전체 범위의 3분의 1 넘게를 한 번에 건너뛴다. 세부가 정해지는
-#   노이즈가 작은 구간이다. λ 에서 고르게 고르면 모든 단계의 h 가 같다.
+#   마지막 한 스텝(t = 111 → 0)이 λ 1.1 → 4.6, 곧 전체 범위의 3분의 1 넘게를 한 번에 건너뛴다. 세부가 정해지는
+#   노이즈가 작은 구간이다. λ 에서 고르게 고르면 모든 스텝의 h 가 같다.
 # 측정(benchmarks/quality_vs_nfe.py)이 다른 간격을 가리키면 이 상수 하나만 바꾼다.
 DEFAULT_SPACING = "logsnr"
 
-# DPM-Solver++ 의 기본 신경망 호출 수(= 단계 수). 규칙: DDPM 1000 단계의 특징 FID 의 1.1배 안에 드는 가장 싼 설정.
+# DPM-Solver++ 의 기본 신경망 호출 수(= 샘플링 스텝 수). 규칙: DDPM 1000 스텝의 특징 FID 의 1.1배 안에 드는 가장 싼 설정.
 # benchmarks/results/quality_vs_nfe.json 이 채워지면 그 규칙으로 이 값을 고친다 (지금은 측정 전의 잠정값 20).
 DEFAULT_STEPS = 20
 
-KARRAS_RHO = 7.0  # Karras 등(2022)의 σ 간격 지수 ρ. 클수록 작은 노이즈 쪽에 단계가 몰린다
+KARRAS_RHO = 7.0  # Karras 등(2022)의 σ 간격 지수 ρ. 클수록 작은 노이즈 쪽에 스텝이 몰린다
 
 
 def half_log_snr(alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -55,7 +55,7 @@ def half_log_snr(alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 def _interp_time(lam: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """λ 값들 ``targets`` 에 해당하는 시각을 λ_t 표에서 선형 보간으로 찾아 가장 가까운 정수로 반올림한다.
+    """λ 값들 ``targets`` 에 해당하는 타임스텝을 λ_t 표에서 선형 보간으로 찾아 가장 가까운 정수로 반올림한다.
 
     λ_t 는 t 에 대해 줄어들므로 뒤집어 ``np.interp`` 에 넘긴다 (diffusers 의 ``_sigma_to_t`` 와 같은 보간).
     """
@@ -64,23 +64,23 @@ def _interp_time(lam: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def solver_timesteps(lam: torch.Tensor, steps: int, spacing: str = DEFAULT_SPACING) -> list[int]:
-    """신경망을 부를 시각 ``steps`` 개를 큰 것부터 돌려준다 (코드의 시각 0..T−1, 언제나 T−1 과 0 을 포함).
+    """신경망을 부를 타임스텝 ``steps`` 개를 큰 것부터 돌려준다 (코드의 타임스텝 0..T−1, 언제나 T−1 과 0 을 포함).
 
-    풀이법은 마지막 시각(0) 다음에 σ = 0 (ᾱ = 1, 깨끗한 이미지)으로 한 번 더 간다.
+    풀이법은 마지막 타임스텝(0) 다음에 σ = 0 (ᾱ = 1, 깨끗한 이미지)으로 한 번 더 간다.
 
     Args:
         lam: 길이 T 의 λ_t 표 (``half_log_snr``).
-        steps: 시각의 수 = 신경망 호출 수.
+        steps: 타임스텝의 수 = 신경망 호출 수.
         spacing: ``"time"`` — t 에서 고르게 (``ddim_timesteps`` 와 같다).
             ``"logsnr"`` — λ 에서 고르게 (Lu 등 2022, diffusers 의 ``use_lu_lambdas``).
             ``"karras"`` — σ_t/α_t 를 ρ = 7 거듭제곱 간격으로 (Karras 등 2022, diffusers 의 ``use_karras_sigmas``).
 
-    ``"logsnr"`` 와 ``"karras"`` 는 정수 시각으로 반올림하므로 t = 0 근처에서 두 시각이 겹칠 수 있다.
+    ``"logsnr"`` 와 ``"karras"`` 는 정수 타임스텝으로 반올림하므로 t = 0 근처에서 두 타임스텝이 겹칠 수 있다.
     겹치면 하나만 남긴다 (그만큼 호출 수가 준다).
     """
     T = int(lam.shape[0])
     if spacing not in SPACINGS:
-        raise ValueError(f"알 수 없는 시각 간격 '{spacing}' / unknown spacing: choose one of {SPACINGS}")
+        raise ValueError(f"알 수 없는 타임스텝 간격 '{spacing}' / unknown spacing: choose one of {SPACINGS}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {steps!r}")
     if steps > T:
@@ -128,7 +128,7 @@ def dpm_solver_second_order(
     h: float,
     h_before: float,
 ) -> torch.Tensor:
-    """2차 다단계 DPM-Solver++ (2M) 한 단계.
+    """2차 다단계 DPM-Solver++ (2M) 한 스텝.
 
     r_i = h_{i−1}/h_i,  D_i = (1 + 1/(2r_i)) x̂_0(t_{i−1}) − 1/(2r_i) x̂_0(t_{i−2}),
     x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i}(e^{−h_i} − 1) D_i.

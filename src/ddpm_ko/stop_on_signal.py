@@ -1,4 +1,4 @@
-"""SIGINT·SIGTERM 을 받으면 학습 단계를 마치고 저장한 뒤 멈추게 하는 신호 처리기."""
+"""SIGINT·SIGTERM 을 받으면 그 학습 스텝을 마치고 저장한 뒤 멈추게 하는 신호 처리기."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ __all__ = ["StopOnSignal"]
 
 
 class StopOnSignal:
-    """학습 고리 동안 SIGINT·SIGTERM 을 받으면 표시만 해 두어, 그 단계를 마치고 저장한 뒤 멈추게 한다.
+    """학습 고리 동안 SIGINT·SIGTERM 을 받으면 표시만 해 두어, 그 스텝을 마치고 저장한 뒤 멈추게 한다.
 
     처리기는 표시만 하고 원래 처리기를 되돌려 놓으므로, 두 번째 신호는 예전처럼 곧바로 멈춘다 (Ctrl-C 면
-    ``KeyboardInterrupt``). 분산 학습에서는 모든 프로세스가 같은 단계에서 멈춰야 하므로 쓰지 않는다.
+    ``KeyboardInterrupt``). 분산 학습에서는 모든 프로세스가 같은 스텝에서 멈춰야 하므로 쓰지 않는다.
     """
 
     def __init__(self, enabled: bool) -> None:

@@ -1,12 +1,12 @@
 """학습 루프: AdamW, 학습률 워밍업, EMA, 그래디언트 클리핑, 체크포인트와 이어 학습, 분산 학습.
 
-한 단계는 DDPM 알고리즘 1 그대로다: 데이터에서 x_0, 무작위 t, ε ~ N(0, I) 를 뽑아
+한 학습 스텝은 DDPM 알고리즘 1 그대로다: 데이터에서 x_0, 무작위 t, ε ~ N(0, I) 를 뽑아
 x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε 을 **한 번에** 만들고 (식 ch2-eq-closed-reparam), ‖ε − ε_θ(x_t, t)‖² 를 줄인다 (식 ch7-eq-lsimple).
 역방향 사슬(t = T → 0)은 학습 중에 한 번도 돌리지 않는다.
 
 이어 학습이 원래 학습과 같은 손실 곡선을 그리도록, 체크포인트에 옵티마이저·EMA·난수
 생성기 상태와 데이터 순서(에폭, 에폭 안의 배치 번호), 아직 기록하지 않은 손실까지 모두 저장한다.
-손실이나 갱신한 가중치가 NaN/Inf 가 되면 몇 번째 단계인지 알리고 멈추며, 마지막 정상 체크포인트는
+손실이나 갱신한 가중치가 NaN/Inf 가 되면 몇 번째 스텝인지 알리고 멈추며, 마지막 정상 체크포인트는
 덮어쓰지 않는다. ``torchrun --nproc_per_node N`` 아래에서는 DistributedDataParallel 로 돌고,
 기록과 파일 쓰기는 rank 0 만 한다.
 
@@ -14,9 +14,9 @@ x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε 을 **한 번에** 만들고 (식 ch2-eq-
 되돌리는 학습 상태는 ``training_state``, 여러 프로세스 통신은 ``distributed``, NaN/Inf 검사는 ``divergence``,
 정밀도는 ``precision``, 신호 처리는 ``stop_on_signal``, EMA 는 ``ema``.
 
-체크포인트의 ``end`` 항목은 그 파일이 학습의 어느 시점인지 밝힌다: ``{"step": 학습한 단계, "reason": …,
-"target_steps": 목표 단계}``. ``reason`` 은 ``max_steps``·``epochs`` (목표에 이르러 끝남), ``signal`` (SIGINT·SIGTERM 을
-받아 그 단계를 마치고 멈춤, 한 프로세스 학습만), ``in_progress`` (학습 도중의 주기적 저장: 그 뒤 프로세스가
+체크포인트의 ``end`` 항목은 그 파일이 학습의 어느 시점인지 밝힌다: ``{"step": 학습한 스텝, "reason": …,
+"target_steps": 목표 스텝}``. ``reason`` 은 ``max_steps``·``epochs`` (목표에 이르러 끝남), ``signal`` (SIGINT·SIGTERM 을
+받아 그 스텝을 마치고 멈춤, 한 프로세스 학습만), ``in_progress`` (학습 도중의 주기적 저장: 그 뒤 프로세스가
 강제로 죽었다면 이 값이 남는다). ``train.max_steps`` 는 요청한 목표 그대로 두므로 ``--resume`` 은 그 목표까지 잇는다.
 """
 
@@ -60,7 +60,7 @@ __all__ = ["TrainConfig", "train", "Trainer", "resume_config", "lr_at", "record_
 
 
 def lr_at(step: int, lr: float, warmup_steps: int) -> float:
-    """``step`` 단계(0 부터)의 학습률: ``warmup_steps`` 동안 선형으로 올린 뒤 일정하다."""
+    """``step`` 스텝(0 부터)의 학습률: ``warmup_steps`` 동안 선형으로 올린 뒤 일정하다."""
     if warmup_steps and step < warmup_steps:
         return lr * (step + 1) / warmup_steps  # 식 (ch7-eq-warmup): η·min(1, (n + 1)/n_warmup)
     return lr
@@ -74,7 +74,7 @@ class TrainConfig:
     장을 처리하고, 그래디언트를 평균해 한 프로세스에서 전역 배치로 학습한 것과 같게 한다.
 
     ``micro_batch`` 를 주면 (프로세스마다의) 배치를 그 크기 이하의 조각으로 나눠 순전파·역전파하고 그래디언트를
-    모은 뒤 한 번만 갱신한다 (그래디언트 누적). 수학적으로 같은 단계이고 (GroupNorm 은 배치 통계를 쓰지 않는다)
+    모은 뒤 한 번만 갱신한다 (그래디언트 누적). 수학적으로 같은 스텝이고 (GroupNorm 은 배치 통계를 쓰지 않는다)
     최대 메모리가 조각 크기에 비례해 준다. 그 대신 조각마다 드는 고정 비용만큼 조금 느려진다.
     """
 
@@ -247,7 +247,7 @@ def record_loss(history: list[list[float]], window: list[float], partial: bool, 
     """손실 창 ``window`` 의 평균을 ``[step, 평균]`` 으로 ``history`` 에 더하고 그 평균을 돌려준다.
 
     ``partial`` 은 ``history`` 의 마지막 항목이 창을 다 채우지 못한 '중간 기록'인가이다 (``log_every`` 의 배수가
-    아닌 마지막 단계). 그 기록은 창을 비우지 않고 남기므로, 이어 학습하면 여기서 그 기록을 지우고 같은 창으로
+    아닌 마지막 스텝). 그 기록은 창을 비우지 않고 남기므로, 이어 학습하면 여기서 그 기록을 지우고 같은 창으로
     계속해 한 번에 학습한 기록과 같아진다.
     """
     mean = sum(window) / len(window)
@@ -303,7 +303,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
         )
-        # 노이즈와 시각 t 를 뽑는 전용 생성기 (CPU). 모든 프로세스가 같은 전역 노이즈를 만든다.
+        # 노이즈와 타임스텝 t 를 뽑는 전용 생성기 (CPU). 모든 프로세스가 같은 전역 노이즈를 만든다.
         self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
         self.batches = training_batches(images, cfg, self.unet_config)
@@ -313,10 +313,10 @@ class Trainer:
         self.loss_window: list[float] = []
         self.history_partial = False  # history 의 마지막 항목이 창을 다 채우지 못한 중간 기록인가
         self.wall_time = 0.0
-        # 학습이 끝난 까닭과 목표 단계 (run 이 정한다; 그 전의 체크포인트는 "in_progress")
+        # 학습이 끝난 까닭과 목표 스텝 (run 이 정한다; 그 전의 체크포인트는 "in_progress")
         self.end: dict[str, Any] | None = None
         self.target_steps: int | None = None
-        # 마지막으로 저장한(또는 이어 받은) 정상 체크포인트와 그 단계
+        # 마지막으로 저장한(또는 이어 받은) 정상 체크포인트와 그 스텝
         self.last_good: tuple[Path, int] | None = None
         self._last_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.env = environment_info(self.device)
@@ -408,7 +408,7 @@ class Trainer:
             return self.diffusion.training_loss(model, x0, t, noise)
 
     def train_step(self, x0: torch.Tensor) -> float:
-        """전역 배치 ``x0`` 한 개로 한 단계 학습하고 (전역) 손실을 돌려준다."""
+        """전역 배치 ``x0`` 한 개로 한 스텝 학습하고 (전역) 손실을 돌려준다."""
         cfg = self.cfg
         t = self.diffusion.sample_timesteps(x0.shape[0], "cpu", self.noise_gen)
         noise = torch.randn(x0.shape, generator=self.noise_gen)
@@ -443,7 +443,7 @@ class Trainer:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             if (
                 self.scaler is None
-            ):  # fp16 스케일러는 Inf 그래디언트를 만나면 그 단계를 건너뛰고 배율을 줄인다 (발산이 아니다)
+            ):  # fp16 스케일러는 Inf 그래디언트를 만나면 그 스텝을 건너뛰고 배율을 줄인다 (발산이 아니다)
                 check_grad_norm(norm, self.step + 1, self.last_good)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -459,14 +459,14 @@ class Trainer:
         return value
 
     def _end(self, reason: str | None = None, **extra: Any) -> dict[str, Any]:
-        """``end`` 항목: 이 시점까지 학습한 단계와 끝난 까닭 (기본은 목표에 이름: ``max_steps`` 나 ``epochs``)."""
+        """``end`` 항목: 이 시점까지 학습한 스텝과 끝난 까닭 (기본은 목표에 이름: ``max_steps`` 나 ``epochs``)."""
         reason = reason or ("max_steps" if self.cfg.max_steps is not None else "epochs")
         return {"step": self.step, "reason": reason, **extra, "target_steps": self.target_steps}
 
     def run(self) -> dict[str, Any]:
         """``total_steps()`` 까지 학습한다. 결과 사전 (마지막 체크포인트 경로, 손실 기록, ``end`` …) 을 돌려준다.
 
-        한 프로세스 학습에서 SIGINT·SIGTERM 을 받으면 그 단계를 마치고 체크포인트를 쓴 뒤 멈춘다.
+        한 프로세스 학습에서 SIGINT·SIGTERM 을 받으면 그 스텝을 마치고 체크포인트를 쓴 뒤 멈춘다.
         그때 ``end["reason"]`` 은 ``"signal"`` 이다 (모듈 설명을 보라).
         """
         cfg = self.cfg
@@ -526,7 +526,7 @@ class Trainer:
             self.end = self._end("signal", signal=name)
             last_saved = self.checkpoint() or last_saved
             self._info(
-                f"{name} 를 받아 {self.step} 단계에서 멈췄다 / stopped by {name} at step {self.step} of {total}; "
+                f"{name} 를 받아 {self.step} 스텝에서 멈췄다 / stopped by {name} at step {self.step} of {total}; "
                 f"checkpoint {last_saved}"
             )
         elif self.end is None:  # 이미 목표에 이른 체크포인트를 이어 받았다

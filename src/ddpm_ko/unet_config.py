@@ -176,7 +176,7 @@ class UnetConfig:
         return self.attention(self.stage_attention if index >= self.attention_from_stage else "none", dim)
 
     def check_input(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-        """신경망 입력 ``x`` (B, C, H, W) 와 시각 ``t`` 를 검사하고 ``t`` 를 ``(B,)`` 로 맞춰 돌려준다 ((B, 1) 과 스칼라도 받는다)."""
+        """신경망 입력 ``x`` (B, C, H, W) 와 타임스텝 ``t`` 를 검사하고 ``t`` 를 ``(B,)`` 로 맞춰 돌려준다 ((B, 1) 과 스칼라도 받는다)."""
         require(
             x.ndim == 4 and x.shape[1] == self.channels,
             f"입력은 (B, {self.channels}, H, W) 모양이어야 한다 / expected input (B, {self.channels}, H, W), got {tuple(x.shape)}",

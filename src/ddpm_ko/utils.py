@@ -69,10 +69,10 @@ _TUNED = False
 def tune_cpu(num_threads: int | None = None) -> None:
     """CPU 학습 속도를 높이는 설정을 한 번 적용한다.
 
-    - glibc ``malloc`` 이 큰 버퍼를 매 단계 ``mmap``/``munmap`` 하지 않도록 문턱값을 올린다.
+    - glibc ``malloc`` 이 큰 버퍼를 스텝마다 ``mmap``/``munmap`` 하지 않도록 문턱값을 올린다.
       효과는 모델과 배치에 따라 다르다. 이 책의 2코어 기계에서 기본 신경망을 배치 128 로 학습하면 약 1.04배
       빨라질 뿐이지만 (``benchmarks/results/train_throughput.json`` 의 ours-default 대 no-malloc-tuning),
-      단계마다 큰 버퍼를 새로 잡는 신경망일수록 효과가 커진다. 느려지는 경우는 보지 못해 CPU 에서는 늘 켠다.
+      스텝마다 큰 버퍼를 새로 잡는 신경망일수록 효과가 커진다. 느려지는 경우는 보지 못해 CPU 에서는 늘 켠다.
       glibc 가 아니면 아무것도 하지 않는다.
     - ``num_threads`` 가 주어지면 PyTorch 연산 스레드 수를 정한다.
     """
