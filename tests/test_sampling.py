@@ -214,3 +214,25 @@ def test_bad_t_still_gets_the_clear_error_at_every_entry(call):
     d = GaussianDiffusion.from_schedule("linear", 50)
     with pytest.raises(ValueError, match=r"t out of range \[0, T-1\]"):
         call(d, torch.zeros(2, 1, 2, 2))
+
+
+def test_defaults_follow_the_measured_rule():
+    """기본 샘플러·스텝 수·간격은 측정이 정한다 (이슈 14): ``benchmarks/results/quality_vs_nfe.json`` 의 점들 가운데
+    특징 FID 가 DDPM 1000 스텝의 1.1배 안에 드는 것 중 신경망 호출이 가장 적은 설정. 규칙을 여기서 다시 계산하고,
+    벤치마크가 적은 ``recommended`` 와 패키지의 상수가 그것과 같은지 본다."""
+    import json
+    from pathlib import Path
+
+    from ddpm_ko import solvers
+
+    bench = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/quality_vs_nfe.json").read_text())
+    rows = bench["results"]
+    ddpm = [r for r in rows if r["sampler"] == "ddpm"]
+    assert len(ddpm) == 1 and ddpm[0]["num"] >= 1000, "DDPM 1000 스텝의 점(N ≥ 1000)이 측정에 없다"
+    assert all(r["num"] == ddpm[0]["num"] for r in rows), "모든 점이 같은 N 이어야 견줄 수 있다"
+    ok = [r for r in rows if r["fid"] <= 1.1 * ddpm[0]["fid"]]
+    best = min(ok, key=lambda r: (r["nfe"], r["fid"]))
+    assert bench["recommended"]["label"] == best["label"]
+    assert sampling.DEFAULT_SAMPLER == best["sampler"]
+    if best["sampler"] == "dpm-solver++":
+        assert (solvers.DEFAULT_STEPS, solvers.DEFAULT_SPACING) == (best["steps"], best["spacing"])

@@ -132,6 +132,19 @@ def _js(page, body: str, arg=None):
     )
 
 
+def test_page_defaults_follow_the_package(live) -> None:
+    """쪽을 처음 열었을 때의 샘플러와 스텝 수는 패키지의 기본값(측정으로 정한 가장 싼 설정)과 같다 (이슈 14)."""
+    from ddpm_ko import sampling, solvers
+
+    page, _ = live
+    option = {"ddim": "ddim", "dpm-solver++": f"dpm-{solvers.DEFAULT_SPACING}"}.get(sampling.DEFAULT_SAMPLER)
+    assert option is not None, f"쪽에 패키지의 기본 샘플러 {sampling.DEFAULT_SAMPLER!r} 가 없다"
+    assert page.input_value("#live-sampler") == option
+    if sampling.DEFAULT_SAMPLER == "dpm-solver++":
+        assert page.input_value("#live-steps") == str(solvers.DEFAULT_STEPS)
+        assert not page.is_enabled("#live-eta") and page.input_value("#live-eta") == "0"  # 결정적: η 칸이 잠긴다
+
+
 @pytest.mark.parametrize("T", [1000, 500, 100, 10])
 def test_schedule_matches_package(live, T) -> None:
     """β_t 와 샘플러가 쓰는 버퍼가 GaussianDiffusion 과 같다 (T ≠ 1000 의 1000/T 배까지)."""
@@ -370,6 +383,7 @@ def test_phone_layout(live) -> None:
 def test_stop_button(live) -> None:
     """멈춤을 누르면 그 자리에서 멈추고, 다시 시작할 수 있다."""
     page, _ = live
+    page.select_option("#live-sampler", "ddim")
     page.fill("#live-steps", "1000")
     page.select_option("#live-num", "1")
     page.click("#live-run")

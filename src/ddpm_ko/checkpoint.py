@@ -195,19 +195,33 @@ def write_safetensors(
 
 
 def read_safetensors(
-    path: str | os.PathLike, prefixes: tuple[str, ...] | None = None
+    path: str | os.PathLike,
+    prefixes: tuple[str, ...] | None = None,
+    *,
+    what: tuple[str, str] = ("체크포인트", "checkpoint"),
+    how: str = "`ddpm-ko train` 으로 만들거나 경로를 확인하라 (train one with `ddpm-ko train` or check the path)",
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """safetensors 파일에서 ``(텐서, 헤더 메타데이터)`` 를 읽는다. 피클을 쓰지 않는다.
 
-    ``prefixes`` 를 주면 그 접두사로 시작하는 텐서만 읽는다. 파일이 손상되었으면 safetensors 나 OS 의 오류가 그대로
-    나오므로, 부르는 쪽이 무엇을 읽다가 실패했는지 말하는 메시지로 바꾼다.
+    ``prefixes`` 를 주면 그 접두사로 시작하는 텐서만 읽는다. 파일이 없거나 손상되었으면 무엇(``what``: 한국어, 영어)을
+    읽다가 실패했는지와 할 일(``how``)을 말하는 ``CheckpointError`` 를 낸다.
     """
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-        keys = [k for k in f.keys() if prefixes is None or k.startswith(prefixes)]
-        return {k: f.get_tensor(k) for k in keys}, header
+    ko, en = what
+    if not Path(path).is_file():
+        raise CheckpointError(f"{ko} 파일이 없다 / {en} not found: {path} — {how}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            keys = [k for k in f.keys() if prefixes is None or k.startswith(prefixes)]
+            return {k: f.get_tensor(k) for k in keys}, header
+    except Exception as e:  # SafetensorError, OSError, UnicodeError …
+        detail = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise CheckpointError(
+            f"{ko} 파일이 손상되었거나 safetensors 파일이 아니다 / corrupt or not a safetensors file: {path} "
+            f"({detail}) — 다시 받거나 이전 파일을 써라 (re-download it or use an earlier one)"
+        ) from e
 
 
 def read_checkpoint(
@@ -220,18 +234,7 @@ def read_checkpoint(
     시작하는 텐서만 읽는다.
     """
     st_path, _ = _paths(path)
-    if not st_path.is_file():
-        raise CheckpointError(
-            f"체크포인트 파일이 없다 / checkpoint not found: {st_path} — "
-            "`ddpm-ko train` 으로 만들거나 경로를 확인하라 (train one with `ddpm-ko train` or check the path)"
-        )
-    try:
-        tensors, header = read_safetensors(st_path, prefixes)
-    except Exception as e:  # SafetensorError, OSError, UnicodeError …
-        raise CheckpointError(
-            f"체크포인트가 손상되었거나 safetensors 파일이 아니다 / corrupt or not a safetensors file: {st_path} "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}) — 다시 받거나 이전 체크포인트를 써라"
-        ) from e
+    tensors, header = read_safetensors(st_path, prefixes)
     if META_KEY not in header:
         raise CheckpointError(
             f"ddpm_ko 체크포인트가 아니다 (메타데이터 없음) / not a ddpm_ko checkpoint (no metadata): {st_path}"

@@ -176,18 +176,11 @@ def read_classifier(
 ) -> tuple[FashionClassifier, dict[str, Any]]:
     """safetensors 파일에서 ``(분류기 (eval 모드), 메타데이터)`` 를 만든다. 피클을 쓰지 않는다."""
     st_path, _ = _paths(path)
-    if not st_path.is_file():
-        raise CheckpointError(
-            f"분류기 파일이 없다 / classifier file not found: {st_path} — "
-            "`ddpm-ko train-classifier` 로 만들거나 경로를 확인하라 (train one or check the path)"
-        )
-    try:
-        state, header = read_safetensors(st_path)
-    except Exception as e:  # SafetensorError, OSError …
-        raise CheckpointError(
-            f"분류기 파일이 손상되었거나 safetensors 가 아니다 / corrupt or not a safetensors file: "
-            f"{st_path} ({type(e).__name__})"
-        ) from e
+    state, header = read_safetensors(
+        st_path,
+        what=("분류기", "classifier file"),
+        how="`ddpm-ko train-classifier` 로 만들거나 경로를 확인하라 (train one or check the path)",
+    )
     try:
         meta = json.loads(header[_META_KEY])
         if meta.get("format") != CLASSIFIER_FORMAT:

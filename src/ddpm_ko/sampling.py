@@ -7,8 +7,9 @@
 - ``sample`` / ``sample_trajectory`` — 반복 자체. 최종 이미지만, 또는 (최종 이미지, 궤적) 을 돌려준다.
 - ``sample_with_oom_retry`` — 많은 장을 배치로 나눠 만들고, 장치 메모리가 모자라면 배치를 줄인다.
 
-반복이 확산 모델에서 쓰는 것은 ``DiffusionSteps`` 에 적은 몇 가지뿐이다 (``GaussianDiffusion`` 이 갖춘다). 이 모듈은
-``diffusion.py`` 를 import 하지 않는다: ``GaussianDiffusion.sample`` 이 이 모듈의 ``sample`` 로 넘기기 때문이다.
+반복이 확산 모델에서 쓰는 것은 출발점(``sample_prior``), 타임스텝, 그리고 한 스텝의 식 세 가지뿐이다. 이 모듈은
+실행할 때 ``diffusion.py`` 를 import 하지 않는다: ``GaussianDiffusion.sample`` 이 이 모듈의 ``sample`` 로 넘기기
+때문이다 (타입 힌트의 ``GaussianDiffusion`` 은 타입 검사에서만 읽는다).
 체크포인트에서 이미지를 만드는 ``sample_images`` 는 ``generate.py`` 에 있다.
 """
 
@@ -16,19 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 
 from .configs import require
 
+if TYPE_CHECKING:  # 타입 검사에서만 읽는다. 실행할 때는 diffusion.py 가 이 모듈을 import 한다
+    from .diffusion import GaussianDiffusion
+
 __all__ = [
     "SAMPLERS",
     "DEFAULT_SAMPLER",
     "SamplerOptions",
     "Trajectory",
-    "DiffusionSteps",
     "ddim_timesteps",
     "sample",
     "sample_trajectory",
@@ -46,52 +49,6 @@ DEFAULT_SAMPLER = "ddpm"
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Variance = Literal["posterior", "beta"]
-
-
-class DiffusionSteps(Protocol):
-    """샘플링 반복이 확산 모델(``GaussianDiffusion``)에서 쓰는 것: 출발점, 타임스텝, 그리고 한 스텝의 식 세 가지."""
-
-    betas: torch.Tensor
-
-    @property
-    def num_timesteps(self) -> int: ...
-
-    def sample_prior(
-        self, shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str | None = None
-    ) -> torch.Tensor: ...
-
-    def solver_timesteps(self, steps: int | None = None, spacing: str | None = None) -> list[int]: ...
-
-    def p_sample(
-        self,
-        model: Model,
-        xt: torch.Tensor,
-        t: int,
-        clip_x0: bool = True,
-        generator: torch.Generator | None = None,
-        variance: Variance = "posterior",
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-    def ddim_step(
-        self,
-        model: Model,
-        xt: torch.Tensor,
-        t: int,
-        t_prev: int,
-        eta: float = 0.0,
-        clip_x0: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-    def dpm_solver_step(
-        self,
-        model: Model,
-        xt: torch.Tensor,
-        t: int,
-        t_prev: int,
-        history: tuple[int, torch.Tensor] | None = None,
-        clip_x0: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def ddim_timesteps(num_timesteps: int, steps: int) -> list[int]:
@@ -152,7 +109,7 @@ class SamplerOptions:
             f"eta must be 0, got {self.eta}",
         )
 
-    def timesteps(self, diffusion: DiffusionSteps) -> list[int]:
+    def timesteps(self, diffusion: GaussianDiffusion) -> list[int]:
         """신경망을 부를 타임스텝들 (큰 것부터). 스텝 수가 T 와 맞지 않으면 무엇을 고칠지 말하는 오류를 낸다."""
         T = diffusion.num_timesteps
         if self.sampler == "ddpm":
@@ -175,7 +132,7 @@ class Trajectory(NamedTuple):
 
 
 def _run(
-    diffusion: DiffusionSteps,
+    diffusion: GaussianDiffusion,
     model: Model,
     shape: tuple[int, ...],
     options: SamplerOptions,
@@ -214,7 +171,7 @@ def _run(
 
 @torch.no_grad()
 def sample(
-    diffusion: DiffusionSteps,
+    diffusion: GaussianDiffusion,
     model: Model,
     shape: tuple[int, ...],
     options: SamplerOptions = SamplerOptions(),
@@ -233,7 +190,7 @@ def sample(
 
 @torch.no_grad()
 def sample_trajectory(
-    diffusion: DiffusionSteps,
+    diffusion: GaussianDiffusion,
     model: Model,
     shape: tuple[int, ...],
     options: SamplerOptions = SamplerOptions(),
@@ -277,7 +234,7 @@ def is_out_of_memory(e: BaseException) -> bool:
 
 
 def sample_with_oom_retry(
-    diffusion: DiffusionSteps,
+    diffusion: GaussianDiffusion,
     model: torch.nn.Module,
     num: int,
     shape: tuple[int, int, int],

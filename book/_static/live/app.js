@@ -220,12 +220,14 @@ async function onRun() {
 }
 
 ui.run.addEventListener("click", onRun);
-// DPM-Solver++(2M) 은 결정적이므로 η 칸을 잠근다
-ui.sampler.addEventListener("change", () => {
+// DPM-Solver++(2M) 은 결정적이므로 η 칸을 잠근다 (처음 고른 샘플러에도 바로 적용한다)
+function syncEta() {
   const deterministic = SAMPLERS[ui.sampler.value]?.kind !== "ddim";
   if (deterministic) ui.eta.value = "0";
   ui.eta.disabled = deterministic;
-});
+}
+ui.sampler.addEventListener("change", syncEta);
+syncEta();
 ui.stop.addEventListener("click", () => {
   state.stopRequested = true;
 });
