@@ -11,6 +11,7 @@ import gzip
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PYTHONHASHSEED", "0")
@@ -20,6 +21,8 @@ import pytest
 import torch
 
 import ddpm_ko
+from ddpm_ko.train import TrainConfig
+from ddpm_ko.unet import UnetConfig
 
 # 검사는 이 checkout 의 src/ddpm_ko 를 검사해야 한다. `make setup` 의 `pip install -e .` 가 그렇게 해 두므로 sys.path 는
 # 고치지 않는다. 다른 checkout 을 가리키는 설치(예: 공유 venv)라면 조용히 엉뚱한 코드를 검사하지 않고 멈춘다.
@@ -184,3 +187,33 @@ def write_fake_train_split(directory: Path, seed: int = 0) -> Path:
 def fake_train_dir(tmp_path_factory) -> Path:
     """가짜 train 분할 디렉터리 하나를 검사 세션 전체가 함께 쓴다 (읽기만 한다: 이미지 47 MB 를 한 번만 쓴다)."""
     return write_fake_train_split(tmp_path_factory.mktemp("fake-fmnist-train"))
+
+
+# ---------------------------------------------------------------------------------------- 아주 작은 학습
+#: 8×8 이미지의 아주 작은 U-Net: 한 학습 스텝이 수 ms 라 Trainer 를 몇 스텝 돌려도 싸다
+TINY_TRAIN_UNET = UnetConfig(
+    image_size=8, channels=1, dim=8, dim_mults=(1, 2), stage_attention="none", mid_attention="none"
+)
+
+
+def tiny_train_config(out_dir: str | os.PathLike, **overrides: Any) -> TrainConfig:
+    """아주 작은 학습 설정 (배치 8, T = 50, CPU 한 스레드, 진행 막대 없음). 검사마다 다른 값은 ``overrides`` 로 준다."""
+    base: dict[str, Any] = dict(
+        out_dir=str(out_dir),
+        batch_size=8,
+        timesteps=50,
+        warmup_steps=3,
+        ema_decay=0.9,
+        log_every=1,
+        checkpoint_every=100,
+        progress=False,
+        num_threads=1,
+        device="cpu",
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+#: 명령줄로 아주 작은 학습을 돌리는 옵션 (데이터·출력 경로와 스텝 수는 검사가 더한다)
+TINY_TRAIN_FLAGS = (
+    "--batch-size 8 --dim 8 --dim-mults 1-2 --attention none --timesteps 50 --threads 1 --device cpu".split()
+)

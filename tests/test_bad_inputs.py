@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_idx
+from conftest import TINY_TRAIN_FLAGS, write_idx
 from ddpm_ko.checkpoint import export_ema, load_model_from_checkpoint, read_checkpoint, save_checkpoint
 from ddpm_ko.data import DataNotFoundError, ImageBatches, fashion_mnist_arrays, read_idx
 from ddpm_ko.diffusion import GaussianDiffusion
@@ -102,37 +102,8 @@ def paths(tmp_path_factory, fake_train_dir) -> SimpleNamespace:
     # --- 체크포인트들: 작은 학습 체크포인트 (T = 50) 하나와 그것을 망가뜨린 것들
     n = torch.get_num_threads()
     try:
-        assert (
-            main(
-                [
-                    "train",
-                    "--data-dir",
-                    str(p.good_data),
-                    "--subset",
-                    "16",
-                    "--batch-size",
-                    "8",
-                    "--dim",
-                    "8",
-                    "--dim-mults",
-                    "1-2",
-                    "--attention",
-                    "none",
-                    "--timesteps",
-                    "50",
-                    "--max-steps",
-                    "1",
-                    "--threads",
-                    "1",
-                    "--device",
-                    "cpu",
-                    "--no-progress",
-                    "--out-dir",
-                    str(root / "run"),
-                ]
-            )
-            == 0
-        )
+        args = ["train", "--data-dir", str(p.good_data), "--subset", "16", *TINY_TRAIN_FLAGS, "--max-steps", "1"]
+        assert main([*args, "--no-progress", "--out-dir", str(root / "run")]) == 0
     finally:
         torch.set_num_threads(n)
     p.ckpt = root / "run" / "checkpoint.safetensors"
@@ -225,29 +196,7 @@ def assert_one_line_error(code, out: str, err: str, fragment: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- CLI 표
-TINY = [
-    "--subset",
-    "16",
-    "--batch-size",
-    "8",
-    "--dim",
-    "8",
-    "--dim-mults",
-    "1-2",
-    "--attention",
-    "none",
-    "--timesteps",
-    "50",
-    "--max-steps",
-    "1",
-    "--threads",
-    "1",
-    "--device",
-    "cpu",
-    "--no-progress",
-    "--out-dir",
-    "{root}/never",
-]
+TINY = ["--subset", "16", *TINY_TRAIN_FLAGS, "--max-steps", "1", "--no-progress", "--out-dir", "{root}/never"]
 GOOD = ["--data-dir", "{good_data}"]
 SAMPLE = ["sample", "--checkpoint", "{ckpt}", "--num", "2", "--out", "{out}", "--device", "cpu", "--no-progress"]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA 가 없는 기계에서만 의미가 있다")

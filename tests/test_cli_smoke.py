@@ -94,22 +94,9 @@ def test_sample_writes_npy_and_animated_gif(trained, tmp_path):
     from PIL import Image
 
     npy, gif = tmp_path / "x.npy", tmp_path / "x.gif"
-    proc = run_cli(
-        "sample",
-        "--checkpoint",
-        str(trained / "checkpoint.safetensors"),
-        "--num",
-        "4",
-        "--sampler",
-        "ddim",
-        "--steps",
-        "5",
-        "--out",
-        str(npy),
-        "--gif",
-        str(gif),
-        "--no-progress",
-    )
+    ckpt = str(trained / "checkpoint.safetensors")
+    outputs = ["--out", str(npy), "--gif", str(gif)]
+    proc = run_cli("sample", "--checkpoint", ckpt, *"--num 4 --sampler ddim --steps 5 --no-progress".split(), *outputs)
     assert proc.returncode == 0, proc.stderr[-4000:]
     arr = np.load(npy)
     assert arr.dtype == np.uint8
@@ -123,20 +110,9 @@ def test_sample_writes_npy_and_animated_gif(trained, tmp_path):
 
 @pytest.mark.slow
 def test_sample_rejects_too_many_ddim_steps(trained, tmp_path):
-    proc = run_cli(
-        "sample",
-        "--checkpoint",
-        str(trained / "checkpoint.safetensors"),
-        "--num",
-        "4",
-        "--sampler",
-        "ddim",
-        "--steps",
-        "5000",
-        "--out",
-        str(tmp_path / "x.npy"),
-        "--no-progress",
-    )
+    ckpt = str(trained / "checkpoint.safetensors")
+    flags = "--num 4 --sampler ddim --steps 5000 --no-progress".split()
+    proc = run_cli("sample", "--checkpoint", ckpt, *flags, "--out", str(tmp_path / "x.npy"))
     assert_one_line_error(proc, "5000")
     assert not (tmp_path / "x.npy").exists()
 

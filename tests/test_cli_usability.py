@@ -31,13 +31,13 @@ import ddpm_ko.classifier as classifier_mod
 import ddpm_ko.data as data
 import ddpm_ko.evaluation as evaluation
 import ddpm_ko.pretrained as pretrained
+from conftest import TINY_TRAIN_FLAGS, TINY_TRAIN_UNET, tiny_train_config
 from ddpm_ko.checkpoint import read_checkpoint
 from ddpm_ko.classifier import ClassifierConfig, FashionClassifier
 from ddpm_ko.cli import build_parser, main
 from ddpm_ko.data import DataNotFoundError
 from ddpm_ko.sampling import SAMPLERS
 from ddpm_ko.train import TrainConfig, Trainer, resume_config
-from ddpm_ko.unet import UnetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -399,25 +399,12 @@ def test_sample_defaults_to_the_pretrained_model(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- 6. 멈춘 까닭
-TINY_UNET = UnetConfig(image_size=8, channels=1, dim=8, dim_mults=(1, 2), stage_attention="none", mid_attention="none")
+TINY_UNET = TINY_TRAIN_UNET
 IMAGES = np.random.default_rng(0).integers(0, 256, (64, 8, 8), dtype=np.uint8)
 
 
 def tiny_config(out_dir: Path, **overrides) -> TrainConfig:
-    base = dict(
-        out_dir=str(out_dir),
-        batch_size=8,
-        timesteps=50,
-        warmup_steps=3,
-        ema_decay=0.9,
-        log_every=1,
-        checkpoint_every=4,
-        progress=False,
-        num_threads=1,
-        device="cpu",
-    )
-    base.update(overrides)
-    return TrainConfig(**base)
+    return tiny_train_config(out_dir, **{"checkpoint_every": 4, **overrides})
 
 
 def saved_end(ckpt: Path) -> dict:
@@ -485,33 +472,8 @@ def test_cli_sigterm_saves_and_exits_with_the_signal_code(tmp_path, real_data_di
         OMP_NUM_THREADS="1",
         PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
     )
-    args = [
-        "--data-dir",
-        str(real_data_dir),
-        "--subset",
-        "64",
-        "--batch-size",
-        "8",
-        "--dim",
-        "8",
-        "--dim-mults",
-        "1-2",
-        "--attention",
-        "none",
-        "--timesteps",
-        "50",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--max-steps",
-        "100000",
-        "--checkpoint-every",
-        "1",
-        "--out-dir",
-        str(out),
-    ]
+    args = ["--data-dir", str(real_data_dir), "--subset", "64", *TINY_TRAIN_FLAGS, "--no-progress"]
+    args += ["--max-steps", "100000", "--checkpoint-every", "1", "--out-dir", str(out)]
     log = tmp_path / "log.txt"
     with open(log, "w") as fh:
         proc = subprocess.Popen(

@@ -75,25 +75,8 @@ AUDIT_SITECUSTOMIZE = textwrap.dedent("""
 """)
 
 STEPS, GLOBAL_BATCH = 5, 8
-TINY = [
-    "--subset",
-    "64",
-    "--batch-size",
-    str(GLOBAL_BATCH),
-    "--dim",
-    "8",
-    "--dim-mults",
-    "1-2",
-    "--attention",
-    "none",
-    "--timesteps",
-    "50",
-    "--warmup-steps",
-    "0",
-    "--log-every",
-    "1",
-    "--no-progress",
-]
+TINY = f"--subset 64 --batch-size {GLOBAL_BATCH} --dim 8 --dim-mults 1-2 --attention none --timesteps 50".split()
+TINY += "--warmup-steps 0 --log-every 1 --no-progress".split()
 
 
 def _fingerprint(tensors: dict[str, torch.Tensor]) -> str:

@@ -74,6 +74,19 @@ def test_cli_option() -> None:
         build_parser().parse_args(["train", "--precision", "fp64"])
 
 
+def _fp16_config(out_dir, max_steps: int) -> TrainConfig:
+    return TrainConfig(
+        out_dir=str(out_dir),
+        max_steps=max_steps,
+        batch_size=4,
+        timesteps=10,
+        sample_steps=5,
+        progress=False,
+        device="cpu",
+        checkpoint_every=2,
+    )
+
+
 def test_fp16_path_with_grad_scaler_runs_and_resumes(tmp_path, tiny_config, monkeypatch) -> None:
     """fp16 + 그래디언트 스케일러의 학습 단계와 체크포인트를 CPU 에서 돌려 본다 (CUDA 의 fp16 과 같은 코드 경로).
 
@@ -85,16 +98,7 @@ def test_fp16_path_with_grad_scaler_runs_and_resumes(tmp_path, tiny_config, monk
         pytest.skip("torch.amp.GradScaler 가 없다")
     monkeypatch.setattr(train_mod, "resolve_precision", lambda requested, device_type: "fp16")
     images = (torch.arange(8 * 28 * 28) % 255).reshape(8, 28, 28).to(torch.uint8).numpy()
-    cfg = TrainConfig(
-        out_dir=str(tmp_path),
-        max_steps=2,
-        batch_size=4,
-        timesteps=10,
-        sample_steps=5,
-        progress=False,
-        device="cpu",
-        checkpoint_every=2,
-    )
+    cfg = _fp16_config(tmp_path, max_steps=2)
     trainer = Trainer(tiny_config, cfg, images=images, log=lambda m: None)
     assert trainer.precision == "fp16" and trainer.scaler is not None
     trainer.scaler = torch.amp.GradScaler(
@@ -105,15 +109,6 @@ def test_fp16_path_with_grad_scaler_runs_and_resumes(tmp_path, tiny_config, monk
     meta = json.loads((tmp_path / "checkpoint.json").read_text(encoding="utf-8"))
     assert meta["precision"] == "fp16" and meta["grad_scaler"]["scale"] > 0
     # 이어 학습하면 스케일러의 배율도 이어받는다
-    cfg2 = TrainConfig(
-        out_dir=str(tmp_path),
-        max_steps=3,
-        batch_size=4,
-        timesteps=10,
-        sample_steps=5,
-        progress=False,
-        device="cpu",
-        checkpoint_every=2,
-    )
+    cfg2 = _fp16_config(tmp_path, max_steps=3)
     resumed = Trainer(tiny_config, cfg2, resume=tmp_path / "checkpoint.safetensors", images=images, log=lambda m: None)
     assert resumed.scaler.get_scale() == meta["grad_scaler"]["scale"] <= 1024.0

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CROSS_BATCH_ATOL
+from conftest import CROSS_BATCH_ATOL, TINY_TRAIN_FLAGS, TINY_TRAIN_UNET, tiny_train_config
 from ddpm_ko.checkpoint import (
     atomic_write_bytes,
     clean_stale_temp_files,
@@ -37,13 +37,13 @@ from ddpm_ko.diffusion import GaussianDiffusion
 from ddpm_ko.errors import TrainingDivergedError
 from ddpm_ko.sampling import is_out_of_memory, sample_with_oom_retry
 from ddpm_ko.train import TrainConfig, Trainer, train
-from ddpm_ko.unet import Unet, UnetConfig
+from ddpm_ko.unet import Unet
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="SIGKILL 은 POSIX 에만 있다")
 
 # 8×8 이미지에 맞춘 아주 작은 U-Net: 한 단계가 수 밀리초다.
-TINY_UNET = UnetConfig(image_size=8, channels=1, dim=8, dim_mults=(1, 2), stage_attention="none", mid_attention="none")
+TINY_UNET = TINY_TRAIN_UNET
 IMAGES = np.random.default_rng(0).integers(0, 256, (64, 8, 8), dtype=np.uint8)
 
 
@@ -52,20 +52,7 @@ def quiet(_msg: str) -> None:
 
 
 def tiny_config(out_dir: Path, **overrides) -> TrainConfig:
-    base = dict(
-        out_dir=str(out_dir),
-        batch_size=8,
-        timesteps=50,
-        warmup_steps=3,
-        ema_decay=0.9,
-        log_every=5,
-        checkpoint_every=100,
-        progress=False,
-        num_threads=1,
-        device="cpu",
-    )
-    base.update(overrides)
-    return TrainConfig(**base)
+    return tiny_train_config(out_dir, **{"log_every": 5, **overrides})
 
 
 def assert_same_checkpoint(a: Path, b: Path, prefixes=("model.", "ema.", "optim.", "rng.")) -> None:
@@ -252,33 +239,8 @@ def data_dir(fake_train_dir) -> Path:
 
 
 def cli_tiny_args(data_dir: Path) -> list[str]:
-    return [
-        "--data-dir",
-        str(data_dir),
-        "--subset",
-        "64",
-        "--batch-size",
-        "8",
-        "--dim",
-        "8",
-        "--dim-mults",
-        "1-2",
-        "--attention",
-        "none",
-        "--timesteps",
-        "50",
-        "--warmup-steps",
-        "2",
-        "--ema-decay",
-        "0.9",
-        "--log-every",
-        "5",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        "--no-progress",
-    ]
+    tail = ["--warmup-steps", "2", "--ema-decay", "0.9", "--log-every", "5", "--no-progress"]
+    return ["--data-dir", str(data_dir), "--subset", "64", *TINY_TRAIN_FLAGS, *tail]
 
 
 TARGET = 20  # 강제 종료 검사의 목표 단계 수

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import ddpm_ko
-from conftest import CROSS_BATCH_ATOL, LOSS_HISTORY_ATOL
+from conftest import CROSS_BATCH_ATOL, LOSS_HISTORY_ATOL, tiny_train_config
 from ddpm_ko.checkpoint import export_ema, read_checkpoint
 from ddpm_ko.generate import sample_images
-from ddpm_ko.train import TrainConfig, train
+from ddpm_ko.train import train
 from ddpm_ko.unet import UnetConfig
 
 TINY_UNET = UnetConfig(image_size=8, channels=1, dim=8, dim_mults=(1, 2), stage_attention="none", mid_attention="full")
@@ -25,20 +25,14 @@ IMAGES = np.random.default_rng(5).integers(0, 256, (64, 8, 8), dtype=np.uint8)
 
 
 def _train(out: Path, seed: int = 0, steps: int = 8, micro_batch: int | None = None) -> dict:
-    cfg = TrainConfig(
-        out_dir=str(out),
-        batch_size=8,
+    cfg = tiny_train_config(
+        out,
         timesteps=30,
         sample_steps=10,
         warmup_steps=2,
-        ema_decay=0.9,
-        log_every=1,
         max_steps=steps,
         checkpoint_every=steps,
         seed=seed,
-        device="cpu",
-        num_threads=1,
-        progress=False,
         micro_batch=micro_batch,
     )
     return train(TINY_UNET, cfg, images=IMAGES, log=lambda m: None)
@@ -86,17 +80,7 @@ def test_micro_batches_really_split_the_forward_pass(tmp_path):
     """위 검사가 '나누지 않아서' 통과한 것이 아님을 본다: 배치 8, 조각 3 이면 한 단계에 순전파가 3+3+2 장으로 세 번."""
     from ddpm_ko.train import Trainer
 
-    cfg = TrainConfig(
-        out_dir=str(tmp_path),
-        batch_size=8,
-        micro_batch=3,
-        timesteps=30,
-        sample_steps=10,
-        max_steps=1,
-        device="cpu",
-        num_threads=1,
-        progress=False,
-    )
+    cfg = tiny_train_config(tmp_path, micro_batch=3, timesteps=30, sample_steps=10, max_steps=1)
     trainer = Trainer(TINY_UNET, cfg, images=IMAGES, log=lambda m: None)
     sizes: list[int] = []
     trainer.model.register_forward_hook(lambda mod, args, out: sizes.append(args[0].shape[0]))

@@ -15,32 +15,21 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import TINY_TRAIN_UNET, tiny_train_config
 from ddpm_ko import distributed
 from ddpm_ko.divergence import check_grad_norm, check_loss, check_weights
 from ddpm_ko.errors import CheckpointError, TrainingDivergedError
 from ddpm_ko.train import TrainConfig, Trainer, lr_at, record_loss, resume_config
 from ddpm_ko.training_state import checkpoint_contents
-from ddpm_ko.unet import UnetConfig
 
 # 8×8 이미지의 아주 작은 U-Net: 한 단계가 수 ms 라 Trainer 를 만들어 몇 단계 돌려도 싸다
-TINY_UNET = UnetConfig(image_size=8, channels=1, dim=8, dim_mults=(1, 2), stage_attention="none", mid_attention="none")
+TINY_UNET = TINY_TRAIN_UNET
 IMAGES = np.random.default_rng(0).integers(0, 256, (32, 8, 8), dtype=np.uint8)
 
 
 def tiny_trainer(out_dir: Path, **overrides) -> Trainer:
-    base = dict(
-        out_dir=str(out_dir),
-        batch_size=8,
-        timesteps=50,
-        warmup_steps=3,
-        log_every=2,
-        checkpoint_every=100,
-        progress=False,
-        num_threads=1,
-        device="cpu",
-    )
-    base.update(overrides)
-    return Trainer(TINY_UNET, TrainConfig(**base), images=IMAGES, log=lambda m: None)
+    cfg = tiny_train_config(out_dir, **{"log_every": 2, "ema_decay": TrainConfig.ema_decay, **overrides})
+    return Trainer(TINY_UNET, cfg, images=IMAGES, log=lambda m: None)
 
 
 # ------------------------------------------------------------------------------------------ 학습률
