@@ -257,6 +257,32 @@ def record_loss(history: list[list[float]], window: list[float], partial: bool, 
     return mean
 
 
+def _prepare_out_dir(trainer: Trainer, total: int) -> None:
+    """출력 디렉터리를 만들고, 죽은 프로세스가 남긴 임시 파일을 치우고, 무엇을 학습하는지 한 줄로 알린다."""
+    cfg = trainer.cfg
+    trainer.out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in clean_stale_temp_files(trainer.checkpoint_path):
+        trainer._info(f"죽은 프로세스가 남긴 임시 파일을 지웠다 / removed stale temp file {stale}")
+    trainer._info(
+        f"[ddpm-ko] device={trainer.device} precision={trainer.precision} processes={trainer.world} "
+        f"params={trainer.model.num_parameters() / 1e6:.2f}M global_batch={cfg.batch_size} "
+        f"(per process {cfg.batch_size // trainer.world}) lr={cfg.lr} steps {trainer.step}->{total} out={trainer.out_dir}"
+    )
+
+
+def save_sample_grid(trainer: Trainer) -> Path:
+    """학습 중 살펴보기: EMA 모델로 DDIM 격자를 그려 ``out_dir/samples/step_XXXXXXX.png`` 에 저장한다."""
+    from .viz import save_grid
+
+    cfg, c = trainer.cfg, trainer.unet_config
+    shape = (cfg.sample_count, c.channels, c.image_size, c.image_size)
+    g = torch.Generator().manual_seed(cfg.seed + 12345)
+    x = trainer.diffusion.sample(
+        trainer.ema.model, shape, "ddim", steps=cfg.sample_steps, generator=g, device=trainer.device
+    )
+    return save_grid(x, trainer.out_dir / "samples" / f"step_{trainer.step:07d}.png", scale=2)
+
+
 class Trainer:
     """한 번의 학습 실행. ``Trainer(...).run()`` 또는 함수 ``train(...)`` 으로 쓴다."""
 
@@ -366,14 +392,8 @@ class Trainer:
         모든 프로세스가 함께 불러야 한다. 파일은 rank 0 만 쓴다.
         """
         last = self._last_batch
-        check_weights(
-            self.model,
-            (lambda: self._loss(self.model, *last)) if last is not None else None,
-            self.step,
-            self.last_good,
-            self.world,
-            self.device,
-        )
+        loss_on_last_batch = (lambda: self._loss(self.model, *last)) if last is not None else None
+        check_weights(self.model, loss_on_last_batch, self.step, self.last_good, self.world, self.device)
         ranks = distributed.rank_fingerprints(self.model, self.world)
         if not ranks.get("ranks_in_sync", True):
             self._info(
@@ -382,24 +402,6 @@ class Trainer:
         saved = self.save(extra_meta={"distributed": ranks})
         self.last_good = (self.checkpoint_path, self.step)  # rank 0 이 아닌 프로세스의 오류 메시지도 맞게
         return saved
-
-    def save_samples(self) -> Path | None:
-        """EMA 모델로 DDIM 격자를 그려 ``out_dir/samples/step_XXXXXXX.png`` 에 저장한다."""
-        if not self.is_main:
-            return None
-        from .viz import save_grid
-
-        cfg, c = self.cfg, self.unet_config
-        g = torch.Generator().manual_seed(cfg.seed + 12345)
-        x = self.diffusion.sample(
-            self.ema.model,
-            (cfg.sample_count, c.channels, c.image_size, c.image_size),
-            sampler="ddim",
-            steps=cfg.sample_steps,
-            generator=g,
-            device=self.device,
-        )
-        return save_grid(x, self.out_dir / "samples" / f"step_{self.step:07d}.png", scale=2)
 
     # ------------------------------------------------------------------ 학습
     def _loss(self, model: nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -441,9 +443,8 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)  # 클리핑은 원래 크기의 그래디언트에
         if cfg.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            if (
-                self.scaler is None
-            ):  # fp16 스케일러는 Inf 그래디언트를 만나면 그 스텝을 건너뛰고 배율을 줄인다 (발산이 아니다)
+            # fp16 스케일러는 Inf 그래디언트를 만나면 그 스텝을 건너뛰고 배율을 줄인다 (발산이 아니다)
+            if self.scaler is None:
                 check_grad_norm(norm, self.step + 1, self.last_good)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -473,15 +474,7 @@ class Trainer:
         total = self.total_steps()
         self.target_steps, self.end = total, None
         if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            for stale in clean_stale_temp_files(self.checkpoint_path):
-                self._info(f"죽은 프로세스가 남긴 임시 파일을 지웠다 / removed stale temp file {stale}")
-            n_params = self.model.num_parameters()
-            self._info(
-                f"[ddpm-ko] device={self.device} precision={self.precision} processes={self.world} params={n_params / 1e6:.2f}M "
-                f"global_batch={cfg.batch_size} (per process {cfg.batch_size // self.world}) lr={cfg.lr} "
-                f"steps {self.step}->{total} out={self.out_dir}"
-            )
+            _prepare_out_dir(self, total)
         pbar = _progress_bar(total, self.step) if cfg.progress and self.is_main else None
         window = self.loss_window
         last_saved = None
@@ -507,8 +500,8 @@ class Trainer:
                         pbar.set_postfix(loss=f"{mean:.4f}")
                     else:
                         self._info(f"step {self.step}/{total} loss {mean:.4f} ({self.wall_time:.0f}s)")
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
-                    self.save_samples()
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.is_main:
+                    save_sample_grid(self)
                 if self.step == total:
                     self.end = self._end()
                 if self.step % cfg.checkpoint_every == 0 or self.step == total:
