@@ -89,9 +89,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     for r in rows:
         r["fid_vs_ddpm"] = round(r["fid"] / ref["fid"], 3) if ref["fid"] > 0 else None
-        r["speedup_vs_ddpm"] = (
-            round(ref["sample_seconds"] / r["sample_seconds"], 1) if r["sample_seconds"] > 0 else None
-        )
+        # 시간이 없는 점(예: 여러 번 이어 재어 벽시계 시간을 믿을 수 없는 점)은 속도 비교에서 뺀다
+        times = (ref.get("sample_seconds"), r.get("sample_seconds"))
+        r["speedup_vs_ddpm"] = round(times[0] / times[1], 1) if None not in times and times[1] > 0 else None
     ok = [r for r in rows if r["fid"] <= RULE_FACTOR * ref["fid"]]
     best = min(ok, key=lambda r: (r["nfe"], r["fid"]))
     return {

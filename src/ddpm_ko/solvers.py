@@ -43,8 +43,8 @@ SPACINGS = ("time", "logsnr", "karras")
 DEFAULT_SPACING = "logsnr"
 
 # DPM-Solver++ 의 기본 신경망 호출 수(= 샘플링 스텝 수). 규칙: DDPM 1000 스텝의 특징 FID 의 1.1배 안에 드는 가장 싼 설정.
-# benchmarks/results/quality_vs_nfe.json 이 채워지면 그 규칙으로 이 값을 고친다 (지금은 측정 전의 잠정값 20).
-DEFAULT_STEPS = 20
+# benchmarks/results/quality_vs_nfe.json (N = 1000) 의 답이 10 이다. 측정이 바뀌면 그 규칙으로 이 값을 고친다.
+DEFAULT_STEPS = 10
 
 KARRAS_RHO = 7.0  # Karras 등(2022)의 σ 간격 지수 ρ. 클수록 작은 노이즈 쪽에 스텝이 몰린다
 
