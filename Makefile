@@ -9,7 +9,7 @@ export PYTHONHASHSEED ?= 0
 # (이 기계, 기본 신경망, 스레드 2: 이미지 4장 한 번 94 ms 대 43 ms, 16장 152 ms 대 95 ms).
 PARALLEL_OMP := OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: book test unit lint setup browser reader clean bench-peers
+.PHONY: book test unit unit-then-book lint setup browser reader clean bench-peers
 
 $(STAMP): requirements.txt constraints-cpu.txt pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -28,15 +28,18 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 book: $(STAMP) $(WEB_STAMP)
 	env -u MPLBACKEND $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-## 린트 → 단위 검사 ∥ 독자처럼 모든 장 실행(nbval, 빠른 모드) → 책 빌드(독자 설정) → 브라우저 검사
+## 린트 → (단위 검사 → 책 빌드(독자 설정)) ∥ 독자처럼 모든 장 실행(nbval, 빠른 모드) → 브라우저 검사
 ## 단위 검사와 "독자처럼 모든 장 실행"은 서로 다른 파일을 쓰므로 나란히 돌린다 (단위 검사는 스레드 하나, 독자 실행의
 ## 준비는 주로 pip 설치라서 2코어에서 둘을 합친 시간이 차례로 돌린 시간보다 몇 분 짧다). 노트북의 nbval 검사는
 ## 독자 실행이 한다 (빈 임시 디렉터리, 독자용 커널). 저장소 안의 경로는 책 빌드가 모든 장을 실행하며 검사한다.
 test: $(STAMP)
 	$(MAKE) lint
-	$(MAKE) -j2 --output-sync=target unit reader
-	$(MAKE) book
+	$(MAKE) -j2 --output-sync=target reader unit-then-book
 	$(PY) -m pytest -q tests_site
+
+## 단위 검사가 끝나면 (독자 실행이 아직 도는 동안) 책 빌드를 시작한다: 독자 실행의 마지막 몇 분 동안 남는 코어를 쓴다
+unit-then-book: unit
+	$(MAKE) book
 
 ## 단위 검사만 (몇 분): 패키지를 고친 뒤 먼저 돌린다
 unit: $(STAMP)
