@@ -2,8 +2,9 @@
 
     ddpm-ko train  [--data-dir D] [--epochs N | --max-steps N] [--out-dir D] [--checkpoint-every N]
                    [--resume PATH] [--seed K] ...
-    ddpm-ko sample [--checkpoint PATH|pretrained] --num N [--sampler ddpm|ddim|dpm-solver++] [--steps S] [--eta E]
-                   [--seed K] [--out FILE.npy] [--gif FILE.gif]
+    ddpm-ko train  --conditional [--init-from PATH|pretrained] [--p-uncond P] ...   (클래스 조건부, 11장)
+    ddpm-ko sample [--checkpoint PATH|pretrained|pretrained-conditional] --num N [--sampler ddpm|ddim|dpm-solver++]
+                   [--steps S] [--eta E] [--label K|NAME|all] [--guidance W] [--seed K] [--out FILE.npy] [--gif FILE.gif]
     ddpm-ko export --checkpoint PATH --out FILE.safetensors
     ddpm-ko train-classifier [--out FILE.safetensors]      (평가용 특징 신경망, ddpm_ko.classifier)
     ddpm-ko evaluate --samples FILE.npy [--num N]          (특징 FID·KID·클래스 분포와 실제-실제 하한, ddpm_ko.evaluation)
@@ -48,7 +49,7 @@ def shipped_files() -> list[Path]:
     from .pretrained import classifier_path, pretrained_path
 
     found: list[Path] = []
-    for locate in (pretrained_path, classifier_path):
+    for locate in (pretrained_path, lambda: pretrained_path("conditional"), classifier_path):
         try:
             weights = locate()
         except DdpmKoError:
@@ -227,12 +228,27 @@ def build_parser() -> argparse.ArgumentParser:
         "CPU 는 fp32)",
     )
     t.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
+    t.add_argument(
+        "--conditional",
+        action="store_true",
+        help="클래스 조건부 모델을 학습한다, 11장 (train a class-conditional model with label dropout)",
+    )
+    t.add_argument(
+        "--p-uncond",
+        type=float,
+        help="조건부 학습에서 레이블을 ∅ 으로 바꿀 확률 (label-dropout probability; 기본 0.1)",
+    )
+    t.add_argument(
+        "--init-from",
+        help="이 체크포인트(또는 'pretrained')의 가중치에서 시작한다 (initialise weights from a checkpoint)",
+    )
 
     s = sub.add_parser("sample", help="체크포인트로 이미지 생성 / sample images from a checkpoint")
     s.add_argument(
         "--checkpoint",
         default="pretrained",
-        help="체크포인트 .safetensors (checkpoint); 기본 'pretrained' 는 책의 사전 학습 모델",
+        help="체크포인트 .safetensors (checkpoint); 기본 'pretrained' 는 책의 사전 학습 모델, "
+        "'pretrained-conditional' 은 그 클래스 조건부 모델",
     )
     s.add_argument("--num", type=positive_int, required=True, help="생성할 이미지 수 (number of images)")
     s.add_argument(
@@ -248,6 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
         "ddpm_ko.solvers.DEFAULT_STEPS; DDPM 은 언제나 T",
     )
     s.add_argument("--eta", type=float, default=0.0, help="DDIM 의 η, 0..1 (DDIM eta; 기본 0)")
+    s.add_argument(
+        "--label",
+        help="조건부 모델로 그릴 클래스: 번호 0-9, 이름(dress, 드레스 …), 또는 all (클래스를 돌아가며) "
+        "(class to draw: number, English/Korean name, or all)",
+    )
+    s.add_argument(
+        "--guidance",
+        type=float,
+        help="분류기 없는 가이던스 w >= 0 (classifier-free guidance w; diffusers guidance_scale = 1 + w; "
+        "기본 ddpm_ko.guidance.DEFAULT_GUIDANCE)",
+    )
     s.add_argument("--seed", type=int, default=0, help="난수 시드 (random seed; 기본 0)")
     s.add_argument(
         "--batch-size", type=positive_int, default=256, help="한 번에 생성할 이미지 수 (batch size; 기본 256)"
@@ -351,9 +378,13 @@ def _cmd_train(a: argparse.Namespace) -> int:
         "device": a.device,
         "num_threads": a.threads,
         "precision": a.precision,
+        "p_uncond": a.p_uncond,
+        "init_from": a.init_from,
     }
     given = {k: v for k, v in given.items() if v is not None}
     given["progress"] = not a.no_progress
+    if a.conditional:
+        given["conditional"] = True
     if a.resume is not None:
         # 주지 않은 설정은 체크포인트에 저장된 값 그대로: 같은 배치·시드·학습률로 원래 곡선을 잇는다
         cfg = resume_config(a.resume, given)
@@ -389,6 +420,9 @@ def _cmd_sample(a: argparse.Namespace) -> int:
                 raise ValueError(f"--{opt} 파일은 {want} 로 끝나야 한다 / --{opt} must end in {want}: {path}")
     if not (a.out or a.gif or a.grid):
         raise ValueError("--out, --grid, --gif 중 하나는 있어야 한다 / give at least one of --out, --grid, --gif")
+    labels = _labels_from_arg(a.label, a.num)
+    if a.guidance is not None and labels is None:
+        raise ValueError("--guidance 에는 --label 이 필요하다 / --guidance needs --label (a conditional model)")
     images, trajectory, _meta = sample_images(
         a.checkpoint,
         a.num,
@@ -402,6 +436,8 @@ def _cmd_sample(a: argparse.Namespace) -> int:
         batch_size=a.batch_size,
         trajectory=bool(a.gif),
         progress=not a.no_progress,
+        labels=labels,
+        guidance=a.guidance,
     )
     if a.out:
         arr = to_uint8(images)
@@ -416,6 +452,19 @@ def _cmd_sample(a: argparse.Namespace) -> int:
         save_gif(trajectory[:, :16], a.gif, nrow=4)
         print(f"[ddpm-ko] {a.gif}: {trajectory.shape[0]} frames of {min(16, trajectory.shape[1])} images")
     return 0
+
+
+def _labels_from_arg(spec: str | None, num: int):
+    """``--label`` 값 → 이미지마다의 레이블 (num,) 또는 ``None``. ``all`` 이면 0, 1, …, 9, 0, 1, … 로 돌아간다."""
+    if spec is None:
+        return None
+    import torch
+
+    from .conditioning import NUM_CLASSES, parse_label
+
+    if spec.strip().lower() in ("all", "전부", "모두"):
+        return torch.arange(num) % NUM_CLASSES
+    return torch.full((num,), parse_label(spec), dtype=torch.long)
 
 
 def _cmd_export(a: argparse.Namespace) -> int:

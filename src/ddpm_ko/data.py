@@ -349,12 +349,25 @@ class ImageBatches:
     모든 프로세스가 같은 전역 배치를 만들고 자기 몫만 잘라 쓴다.
     """
 
-    def __init__(self, images: np.ndarray | torch.Tensor, batch_size: int, seed: int = 0, flip: bool = True) -> None:
+    def __init__(
+        self,
+        images: np.ndarray | torch.Tensor,
+        batch_size: int,
+        seed: int = 0,
+        flip: bool = True,
+        labels: np.ndarray | torch.Tensor | None = None,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size 는 1 이상 / batch_size must be >= 1, got {batch_size}")
         self.images = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
         if self.images.ndim == 3:
             self.images = self.images[:, None]
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels)).long()
+        if self.labels is not None and self.labels.shape != (len(self.images),):
+            raise ValueError(
+                f"레이블은 이미지마다 하나여야 한다 / need one label per image: {len(self.images)} images, "
+                f"labels of shape {tuple(self.labels.shape)}"
+            )
         self.batch_size = batch_size
         self.seed = seed
         self.flip = flip
@@ -382,3 +395,11 @@ class ImageBatches:
         if self.flip:
             x = random_hflip(x, torch.Generator().manual_seed(self.seed * 7919 + epoch * 100_003 + index))
         return x
+
+    def batch_labels(self, epoch: int, index: int) -> torch.Tensor:
+        """``batch(epoch, index)`` 와 같은 이미지들의 레이블 (B,) (조건부 학습, 11장). 좌우 반전은 클래스를 바꾸지 않는다."""
+        if self.labels is None:
+            raise ValueError("레이블 없이 만든 배치 공급기다 / these batches were built without labels")
+        if not 0 <= index < self.batches_per_epoch:
+            raise IndexError(f"배치 번호 {index} 가 범위 밖이다 / batch index out of range")
+        return self.labels[self._permutation(epoch)[index * self.batch_size : (index + 1) * self.batch_size]]

@@ -340,11 +340,13 @@ class GaussianDiffusion(nn.Module):
         t: Timesteps | None = None,
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """단순화된 목적 함수 L_simple (DDPM 식 14, 식 ch7-eq-lsimple) 과 그 변형들의 배치 평균.
 
         무작위 타임스텝 t 와 노이즈 ε 으로 x_t 를 **한 번에** 만들고(역방향 사슬을 돌리지 않는다),
         신경망 출력과 목표 사이의 l2 / l1 / huber (식 ch7-eq-huber) 손실을 계산한다.
+        조건부 모델이면 ``labels`` (B,) 를 신경망에 함께 준다 (11장; ∅ 으로 바꾸는 일은 학습 루프가 한다).
         """
         b = x0.shape[0]
         if t is None:
@@ -353,7 +355,7 @@ class GaussianDiffusion(nn.Module):
         if noise is None:
             noise = _randn(tuple(x0.shape), generator, x0.device, x0.dtype)
         xt = self._q_sample(x0, t, noise)
-        pred = model(xt, t).float()
+        pred = (model(xt, t) if labels is None else model(xt, t, labels)).float()
         target = self._training_target(x0, noise, t)
         require(
             pred.shape == target.shape,
@@ -508,11 +510,13 @@ class GaussianDiffusion(nn.Module):
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         progress: bool = False,
+        labels: torch.Tensor | None = None,
         **options,
     ) -> torch.Tensor:
         """x_T ~ N(0, I) 에서 시작해 이미지를 생성한다: ``sampling.sample`` 로 넘긴다.
 
-        ``sampler`` 와 ``options`` (steps, eta, spacing, clip_x0, variance) 는 ``sampling.SamplerOptions`` 의 항목이다.
+        ``sampler`` 와 ``options`` (steps, eta, spacing, clip_x0, variance, guidance) 는 ``sampling.SamplerOptions`` 의
+        항목이다. 조건부 모델이면 ``labels`` 로 클래스를 고른다 (11장).
         """
         return sampling.sample(
             self,
@@ -523,6 +527,7 @@ class GaussianDiffusion(nn.Module):
             generator=generator,
             device=device,
             progress=progress,
+            labels=labels,
         )
 
     def sample_trajectory(
@@ -536,6 +541,7 @@ class GaussianDiffusion(nn.Module):
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         progress: bool = False,
+        labels: torch.Tensor | None = None,
         **options,
     ) -> Trajectory:
         """``sample`` 과 같은 이미지와, x_T 부터 ``stride`` 스텝마다 모은 궤적 ``(images, frames)``:
@@ -550,4 +556,5 @@ class GaussianDiffusion(nn.Module):
             generator=generator,
             device=device,
             progress=progress,
+            labels=labels,
         )

@@ -10,7 +10,8 @@ import torch
 from . import solvers
 from .checkpoint import load_model_from_checkpoint
 from .configs import require
-from .pretrained import pretrained_path
+from .guidance import DEFAULT_GUIDANCE
+from .pretrained import resolve_checkpoint_name
 from .sampling import DEFAULT_SAMPLER, SamplerOptions, sample_with_oom_retry
 from .utils import pick_device
 
@@ -30,8 +31,13 @@ def sample_images(
     batch_size: int = 256,
     trajectory: bool = False,
     progress: bool = False,
+    labels: torch.Tensor | None = None,
+    guidance: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
     """체크포인트(``"pretrained"`` 이면 책의 사전 학습 모델)로 ``num`` 장을 만든다.
+
+    조건부 모델(``"pretrained-conditional"`` 등)이면 ``labels`` (num,) 로 클래스를 고른다. 가이던스 w 는
+    ``guidance`` (레이블을 주고 비워 두면 ``guidance.DEFAULT_GUIDANCE``).
 
     ``(images [−1, 1] (N, C, H, W), 궤적 또는 None, 메타데이터)`` 를 돌려준다.
     """
@@ -40,11 +46,22 @@ def sample_images(
     if sampler == "dpm-solver++" and steps is None:
         steps = solvers.DEFAULT_STEPS  # 궤적 간격(stride)을 실제 샘플링 스텝 수로 잡도록 미리 정한다
     # 모델을 불러오기 전에 값싼 검사부터 (잘못된 인자로 큰 체크포인트를 읽지 않게)
-    options = SamplerOptions(sampler, steps, eta, clip_x0=clip_x0)
+    if guidance is None:
+        guidance = DEFAULT_GUIDANCE if labels is not None else 0.0
+    options = SamplerOptions(sampler, steps, eta, clip_x0=clip_x0, guidance=guidance)
+    require(
+        labels is None or tuple(torch.as_tensor(labels).shape) == (num,),
+        f"레이블은 이미지마다 하나, ({num},) / need one label per image, shape ({num},)",
+    )
     dev = pick_device(str(device) if device is not None else None)
-    if str(checkpoint) == "pretrained":
-        checkpoint = pretrained_path()
+    checkpoint = resolve_checkpoint_name(checkpoint)
     model, diffusion, meta = load_model_from_checkpoint(checkpoint, use_ema=use_ema, device=dev)
+    require(
+        labels is None or _num_classes(model) is not None,
+        f"{checkpoint} 는 조건 없는 모델이라 --label 을 쓸 수 없다: --checkpoint pretrained-conditional 처럼 조건부 "
+        f"모델을 주어라 / {checkpoint} is an unconditional model: --label needs a conditional one "
+        "(e.g. --checkpoint pretrained-conditional)",
+    )
     options.timesteps(diffusion)  # 샘플링 스텝 수가 이 체크포인트의 T 를 넘지 않는지
     c = model.config
     g = torch.Generator().manual_seed(seed)
@@ -62,5 +79,12 @@ def sample_images(
         steps=steps,
         eta=eta,
         clip_x0=clip_x0,
+        guidance=guidance,
+        labels=labels,
     )
     return images, traj, meta
+
+
+def _num_classes(model: torch.nn.Module) -> int | None:
+    """모델이 조건부면 클래스 수, 아니면 ``None``."""
+    return getattr(getattr(model, "config", None), "num_classes", None)

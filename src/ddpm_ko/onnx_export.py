@@ -107,10 +107,10 @@ def export_onnx(
     require_onnx()
     import onnx
 
-    if str(checkpoint) == "pretrained":
-        from .pretrained import pretrained_path
+    if str(checkpoint) in ("pretrained", "pretrained-conditional"):
+        from .pretrained import resolve_checkpoint_name
 
-        checkpoint = pretrained_path()
+        checkpoint = resolve_checkpoint_name(checkpoint)
     source = resolve_checkpoint_path(checkpoint)
     model, diffusion, meta = load_model_from_checkpoint(source, use_ema=use_ema, device="cpu")
     model = model.float().eval()

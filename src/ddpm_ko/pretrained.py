@@ -1,4 +1,4 @@
-"""책이 싣는 가중치: 사전 학습 확산 모델(Fashion-MNIST, EMA 가중치)과 평가용 분류기.
+"""책이 싣는 가중치: 사전 학습 확산 모델(Fashion-MNIST, EMA 가중치), 그 클래스 조건부 모델(11장), 평가용 분류기.
 
 두 파일(과 JSON 사본)은 패키지 데이터로 ``ddpm_ko/weights/`` 에 들어 있다. 저장소를 클론했든
 ``pip install`` 했든(Colab, Kaggle) 같은 파일을 ``importlib.resources`` 로 찾으므로 네트워크가 필요 없다.
@@ -25,6 +25,8 @@ from .errors import CheckpointError
 
 __all__ = [
     "PRETRAINED_NAME",
+    "PRETRAINED_CONDITIONAL_NAME",
+    "resolve_checkpoint_name",
     "CLASSIFIER_NAME",
     "SHIPPED_SHA256",
     "WEIGHTS_DIR",
@@ -42,8 +44,10 @@ __all__ = [
 #: 패키지 안에서 가중치를 두는 디렉터리 (``ddpm_ko/weights``)
 WEIGHTS_DIR = "weights"
 PRETRAINED_NAME = "fashion_mnist_ema.safetensors"
+PRETRAINED_CONDITIONAL_NAME = "fashion_mnist_cond_ema.safetensors"
 CLASSIFIER_NAME = "fashion_mnist_classifier.safetensors"
 PRETRAINED_ENV = "DDPM_KO_PRETRAINED"
+PRETRAINED_CONDITIONAL_ENV = "DDPM_KO_PRETRAINED_CONDITIONAL"
 CLASSIFIER_ENV = "DDPM_KO_CLASSIFIER"
 
 #: 패키지가 싣는 가중치 파일의 SHA-256 (이 값을 기록하는 유일한 곳).
@@ -118,18 +122,39 @@ def locate_shipped_file(name: str, env_var: str, how_to_make: str = "") -> Path:
     return path
 
 
-def pretrained_path() -> Path:
-    """사전 학습 체크포인트 경로: ``$DDPM_KO_PRETRAINED`` → 패키지에 든 파일 (SHA-256 검사)."""
+def pretrained_path(kind: str = "unconditional") -> Path:
+    """사전 학습 체크포인트 경로: ``$DDPM_KO_PRETRAINED`` → 패키지에 든 파일 (SHA-256 검사).
+
+    ``kind="conditional"`` 이면 클래스 조건부 모델 (``$DDPM_KO_PRETRAINED_CONDITIONAL`` → 패키지, 11장).
+    """
+    kinds = {
+        "unconditional": (PRETRAINED_NAME, PRETRAINED_ENV, ""),
+        "conditional": (PRETRAINED_CONDITIONAL_NAME, PRETRAINED_CONDITIONAL_ENV, " --conditional"),
+    }
+    if kind not in kinds:
+        raise ValueError(f"kind 는 {list(kinds)} 중 하나 / kind must be one of {list(kinds)}, got {kind!r}")
+    name, env, flag = kinds[kind]
     return locate_shipped_file(
-        PRETRAINED_NAME,
-        PRETRAINED_ENV,
-        "`ddpm-ko train` 후 `ddpm-ko export` 로 만들 수 있다 / make one with train + export",
+        name, env, f"`ddpm-ko train{flag}` 후 `ddpm-ko export` 로 만들 수 있다 / make one with train{flag} + export"
     )
 
 
-def load_pretrained(device: torch.device | str = "cpu"):
-    """사전 학습 모델을 불러 ``(model, diffusion, meta)`` 를 돌려준다 (model 은 EMA 가중치, eval 모드)."""
-    return load_model_from_checkpoint(pretrained_path(), use_ema=True, device=device)
+#: ``--checkpoint`` 등에 경로 대신 쓸 수 있는 이름 → ``pretrained_path`` 의 kind
+CHECKPOINT_NAMES = {"pretrained": "unconditional", "pretrained-conditional": "conditional"}
+
+
+def resolve_checkpoint_name(checkpoint: str | os.PathLike) -> Path:
+    """``"pretrained"``, ``"pretrained-conditional"`` 이면 책이 싣는 파일의 경로, 아니면 주어진 경로 그대로."""
+    kind = CHECKPOINT_NAMES.get(str(checkpoint))
+    return pretrained_path(kind) if kind else Path(checkpoint)
+
+
+def load_pretrained(device: torch.device | str = "cpu", kind: str = "unconditional"):
+    """사전 학습 모델을 불러 ``(model, diffusion, meta)`` 를 돌려준다 (model 은 EMA 가중치, eval 모드).
+
+    ``kind="conditional"`` 이면 클래스 조건부 모델이다: ``model(x, t, labels)`` (11장).
+    """
+    return load_model_from_checkpoint(pretrained_path(kind), use_ema=True, device=device)
 
 
 def classifier_path() -> Path:

@@ -3,9 +3,13 @@
 한 스텝의 식(``p_sample``, ``ddim_step``, ``dpm_solver_step``)은 확산 모델 ``GaussianDiffusion`` 에 있고,
 이 모듈은 그 스텝을 어느 타임스텝에서 어느 타임스텝으로 몇 번 부를지를 정한다.
 
-- ``SamplerOptions`` — 샘플러 이름, 샘플링 스텝 수, η, 타임스텝 간격, 분산, x̂_0 자르기. 검사는 여기 한 곳에서 한다.
+- ``SamplerOptions`` — 샘플러 이름, 샘플링 스텝 수, η, 타임스텝 간격, 분산, x̂_0 자르기, 가이던스 세기 w.
+  검사는 여기 한 곳에서 한다.
 - ``sample`` / ``sample_trajectory`` — 반복 자체. 최종 이미지만, 또는 (최종 이미지, 궤적) 을 돌려준다.
 - ``sample_with_oom_retry`` — 많은 장을 배치로 나눠 만들고, 장치 메모리가 모자라면 배치를 줄인다.
+
+조건부 모델(11장)이면 ``labels`` 를 주고, 반복은 신경망 대신 가이던스로 섞은 ε̃ (``guidance.guided_model``) 을
+부른다. 세 샘플러가 모두 그대로 쓴다.
 
 반복이 확산 모델에서 쓰는 것은 출발점(``sample_prior``), 타임스텝, 그리고 한 스텝의 식 세 가지뿐이다. 이 모듈은
 실행할 때 ``diffusion.py`` 를 import 하지 않는다: ``GaussianDiffusion.sample`` 이 이 모듈의 ``sample`` 로 넘기기
@@ -23,6 +27,7 @@ import numpy as np
 import torch
 
 from .configs import require
+from .guidance import check_guidance, guided_model
 
 if TYPE_CHECKING:  # 타입 검사에서만 읽는다. 실행할 때는 diffusion.py 가 이 모듈을 import 한다
     from .diffusion import GaussianDiffusion
@@ -82,6 +87,7 @@ class SamplerOptions:
         clip_x0: 스텝마다 예측한 x̂_0 을 [−1, 1] 로 자를지.
         variance: DDPM 한 스텝의 분산 σ_t² — ``"posterior"`` 는 β̃_t (식 ch8-eq-beta-tilde), ``"beta"`` 는 β_t
             (검사는 그 한 스텝 ``GaussianDiffusion.p_sample`` 이 한다).
+        guidance: 분류기 없는 가이던스의 w (식 ch11-eq-cfg, 조건부 모델에 ``labels`` 를 줄 때만). 0 이면 섞지 않는다.
     """
 
     sampler: str = "ddpm"
@@ -90,8 +96,10 @@ class SamplerOptions:
     spacing: str | None = None
     clip_x0: bool = True
     variance: Variance = "posterior"
+    guidance: float = 0.0
 
     def __post_init__(self) -> None:
+        check_guidance(self.guidance)
         s = self.sampler
         require(s in SAMPLERS, f"알 수 없는 샘플러 '{s}' / unknown sampler: choose one of {SAMPLERS}")
         require(0.0 <= self.eta <= 1.0, f"eta 는 0 과 1 사이여야 한다 / eta must be in [0, 1], got {self.eta}")
@@ -142,10 +150,12 @@ def _run(
     device: torch.device | str | None,
     progress: bool,
     on_step: Callable[[int, int, torch.Tensor], None] | None,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """반복 본체. ``on_step(i, 스텝 수, x)`` 가 있으면 스텝마다 부른다 (궤적 모으기)."""
     o = options
     ts = o.timesteps(diffusion)  # 검사를 노이즈를 뽑기 전에 한다
+    model = _with_labels(model, labels, o.guidance, shape[0])
     device = torch.device(device) if device is not None else diffusion.betas.device
     x = (
         diffusion.sample_prior(shape, generator, device) if x_T is None else x_T.to(device)
@@ -170,6 +180,29 @@ def _run(
     return x.clamp(-1.0, 1.0) if o.clip_x0 else x
 
 
+def _with_labels(model: Model, labels: torch.Tensor | None, guidance: float, batch: int) -> Model:
+    """조건부 모델이면 레이블과 가이던스 w 를 묶은 ε̃(x, t) 를, 아니면 모델 그대로를 돌려준다."""
+    num_classes = getattr(getattr(model, "config", None), "num_classes", None)
+    if labels is None:
+        require(
+            guidance == 0,
+            "가이던스(w > 0)에는 레이블이 필요하다 / guidance (w > 0) needs labels: pass labels=… (--label)",
+        )
+        return model
+    require(
+        num_classes is not None,
+        "레이블은 조건부 모델(UnetConfig(num_classes=…), pretrained-conditional)에만 줄 수 있다 / "
+        "labels need a conditional model (UnetConfig(num_classes=…), pretrained-conditional)",
+    )
+    labels = torch.as_tensor(labels)
+    require(
+        labels.shape == (batch,),
+        f"레이블은 이미지마다 하나, ({batch},) 모양이어야 한다 / need one label per image, shape ({batch},), "
+        f"got {tuple(labels.shape)}",
+    )
+    return guided_model(model, labels, guidance, num_classes)
+
+
 @torch.no_grad()
 def sample(
     diffusion: GaussianDiffusion,
@@ -181,12 +214,14 @@ def sample(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """x_T ~ N(0, I) (``x_T`` 를 주면 그것) 에서 시작해 ``options`` 의 샘플러로 이미지 ``shape`` 를 만든다.
 
     ``options.clip_x0`` 이면 결과를 [−1, 1] 로 자른다. ``generator`` 는 x_T 와 스텝마다의 노이즈 z 를 뽑는다.
+    조건부 모델이면 ``labels`` (B,) 로 클래스를 고르고 ``options.guidance`` 로 가이던스 세기를 정한다.
     """
-    return _run(diffusion, model, shape, options, x_T, generator, device, progress, None)
+    return _run(diffusion, model, shape, options, x_T, generator, device, progress, None, labels)
 
 
 @torch.no_grad()
@@ -201,6 +236,7 @@ def sample_trajectory(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
+    labels: torch.Tensor | None = None,
 ) -> Trajectory:
     """``sample`` 과 같은 이미지를 만들면서 x_T 부터 ``stride`` 스텝마다 x_t 를 CPU 에 모은다.
 
@@ -221,7 +257,7 @@ def sample_trajectory(
         options.timesteps(diffusion)
         x_T = diffusion.sample_prior(shape, generator, device)
     first = x_T.to(device).detach().cpu()
-    x = _run(diffusion, model, shape, options, x_T, generator, device, progress, keep)
+    x = _run(diffusion, model, shape, options, x_T, generator, device, progress, keep, labels)
     frames[-1] = x.detach().cpu()
     return Trajectory(x, torch.stack([first, *frames]))
 
@@ -245,11 +281,13 @@ def sample_with_oom_retry(
     trajectory: bool = False,
     min_batch: int = 1,
     progress: bool = False,
+    labels: torch.Tensor | None = None,
     **options: Any,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``num`` 장을 ``batch_size`` 씩 나눠 생성한다. 메모리가 모자라면 배치를 절반으로 줄여 다시 한다.
 
-    ``options`` 는 ``SamplerOptions`` 의 항목(sampler, steps, eta, spacing, clip_x0, variance)이다.
+    ``options`` 는 ``SamplerOptions`` 의 항목(sampler, steps, eta, spacing, clip_x0, variance, guidance)이다.
+    조건부 모델이면 ``labels`` (num,) 를 배치와 같이 나눠 쓴다.
     초기 노이즈는 배치 크기와 상관없이 한꺼번에 뽑으므로, 배치를 줄여 다시 해도 결정적 샘플러(DDIM η=0)의 결과는
     같다. 다만 CPU 커널(oneDNN)은 배치 크기에 따라 달라지므로 float32 의 마지막 비트까지 같지는 않다.
     실패한 시도가 쓴 난수는 되돌리므로, 확률적 샘플러도 마지막으로 성공한 배치 나눔이 같으면 결과가 같다.
@@ -260,6 +298,10 @@ def sample_with_oom_retry(
         f"num, batch_size, min_batch 는 1 이상 / must be >= 1, got {num}, {batch_size}, {min_batch}",
     )
     opts = SamplerOptions(**options)  # 검사는 노이즈를 뽑기 전에
+    require(
+        labels is None or tuple(torch.as_tensor(labels).shape) == (num,),
+        f"레이블은 ({num},) 모양이어야 한다 / labels must have shape ({num},)",
+    )
     x_T = torch.randn((num, *shape), generator=generator)
     n_steps = opts.steps or diffusion.num_timesteps
     outputs: list[torch.Tensor] = []
@@ -271,6 +313,8 @@ def sample_with_oom_retry(
         want_traj = trajectory and traj is None
         rng_state = generator.get_state()
         where = dict(generator=generator, device=device, x_T=x_T[start:end], progress=progress)
+        if labels is not None:
+            where["labels"] = torch.as_tensor(labels)[start:end]
         try:
             if want_traj:
                 x, traj = sample_trajectory(

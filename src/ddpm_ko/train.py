@@ -28,7 +28,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,14 @@ from torch import nn
 
 from . import distributed
 from .checkpoint import clean_stale_temp_files, read_checkpoint, resolve_checkpoint_path, save_checkpoint
+from .conditioning import NUM_CLASSES, drop_labels
 from .configs import UnknownFieldsError, dataclass_from_dict, require
 from .data import ImageBatches, fashion_mnist_arrays
 from .diffusion import LOSS_TYPES, PREDICTION_TYPES, GaussianDiffusion
 from .divergence import check_grad_norm, check_loss, check_weights
 from .ema import EMA
 from .errors import CheckpointError
+from .guidance import DEFAULT_GUIDANCE
 from .precision import PRECISIONS, autocast_for, resolve_precision
 from .schedules import SCHEDULES
 from .stop_on_signal import StopOnSignal
@@ -50,6 +52,7 @@ from .training_state import (
     MACHINE_KEYS,
     adopt_checkpoint_config,
     checkpoint_contents,
+    load_initial_weights,
     open_resume_checkpoint,
     restore_training_state,
 )
@@ -76,6 +79,10 @@ class TrainConfig:
     ``micro_batch`` 를 주면 (프로세스마다의) 배치를 그 크기 이하의 조각으로 나눠 순전파·역전파하고 그래디언트를
     모은 뒤 한 번만 갱신한다 (그래디언트 누적). 수학적으로 같은 스텝이고 (GroupNorm 은 배치 통계를 쓰지 않는다)
     최대 메모리가 조각 크기에 비례해 준다. 그 대신 조각마다 드는 고정 비용만큼 조금 느려진다.
+
+    ``conditional`` 이면 클래스 조건부 모델(11장)을 학습한다: U-Net 이 레이블을 받고(``UnetConfig.num_classes``),
+    스텝마다 레이블을 확률 ``p_uncond`` 로 ∅ 으로 바꾼다. ``init_from`` (체크포인트 경로나 ``"pretrained"``) 을 주면
+    그 가중치에서 시작한다 (조건 없는 모델의 가중치라면 레이블 임베딩만 0 으로 새로 둔다).
     """
 
     out_dir: str = "runs/default"
@@ -107,6 +114,9 @@ class TrainConfig:
     channels_last: bool = True
     progress: bool = True
     precision: str = "auto"
+    conditional: bool = False
+    p_uncond: float = 0.1
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
@@ -154,6 +164,7 @@ class TrainConfig:
         require(0.0 <= self.ema_decay < 1.0, f"ema_decay 는 [0, 1) / ema_decay must be in [0, 1), got {self.ema_decay}")
         require(self.warmup_steps >= 0, "warmup_steps 는 0 이상 / warmup_steps must be >= 0")
         require(self.grad_clip >= 0, "grad_clip 은 0 이상 / grad_clip must be >= 0")
+        require(0.0 <= self.p_uncond < 1.0, f"p_uncond 는 [0, 1) / p_uncond must be in [0, 1), got {self.p_uncond}")
         require(
             self.precision in PRECISIONS,
             f"알 수 없는 정밀도 '{self.precision}' / unknown precision: choose one of {list(PRECISIONS)}",
@@ -227,14 +238,36 @@ def _check_images(images: Any, config: UnetConfig) -> None:
         )
 
 
-def training_batches(images: Any, cfg: TrainConfig, unet_config: UnetConfig) -> ImageBatches:
-    """학습 이미지 (``None`` 이면 Fashion-MNIST 학습 분할) 를 검사하고 ``cfg.subset`` 만큼 잘라 미니배치 공급기로."""
+def training_batches(images: Any, cfg: TrainConfig, unet_config: UnetConfig, labels: Any = None) -> ImageBatches:
+    """학습 이미지 (``None`` 이면 Fashion-MNIST 학습 분할) 를 검사하고 ``cfg.subset`` 만큼 잘라 미니배치 공급기로.
+
+    조건부 학습이면 레이블도 함께 넣는다 (이미지를 직접 주었다면 ``labels`` 도 주어야 한다).
+    """
     if images is None:
-        images, _ = fashion_mnist_arrays("train", cfg.data_dir)
+        images, labels = fashion_mnist_arrays("train", cfg.data_dir)
     _check_images(images, unet_config)
+    require(
+        not cfg.conditional or labels is not None,
+        "조건부 학습에는 이미지마다 레이블이 필요하다: Trainer(images=…, labels=…) / conditional training needs labels",
+    )
     if cfg.subset:
         images = images[: cfg.subset]
-    return ImageBatches(images, cfg.batch_size, seed=cfg.seed, flip=cfg.flip)
+        labels = None if labels is None else labels[: cfg.subset]
+    return ImageBatches(
+        images, cfg.batch_size, seed=cfg.seed, flip=cfg.flip, labels=labels if cfg.conditional else None
+    )
+
+
+def conditional_unet_config(cfg: TrainConfig, unet_config: UnetConfig) -> UnetConfig:
+    """``cfg.conditional`` 이면 레이블을 받는 U-Net 설정 (``num_classes`` 를 채운다), 아니면 그대로."""
+    if cfg.conditional and unet_config.num_classes is None:
+        return replace(unet_config, num_classes=NUM_CLASSES)
+    require(
+        cfg.conditional or unet_config.num_classes is None,
+        "레이블을 받는 U-Net 설정(num_classes)은 조건부 학습(--conditional)과 함께 쓴다 / "
+        "a U-Net config with num_classes needs conditional=True (--conditional)",
+    )
+    return unet_config
 
 
 def _progress_bar(total: int, initial: int) -> Any:
@@ -277,8 +310,14 @@ def save_sample_grid(trainer: Trainer) -> Path:
     cfg, c = trainer.cfg, trainer.unet_config
     shape = (cfg.sample_count, c.channels, c.image_size, c.image_size)
     g = torch.Generator().manual_seed(cfg.seed + 12345)
+    # 조건부 모델이면 행마다 클래스 0, 1, …, K−1 을 돌아가며 기본 가이던스로 그린다
+    cond = (
+        {"labels": torch.arange(cfg.sample_count) % c.num_classes, "guidance": DEFAULT_GUIDANCE}
+        if c.num_classes
+        else {}
+    )
     x = trainer.diffusion.sample(
-        trainer.ema.model, shape, "ddim", steps=cfg.sample_steps, generator=g, device=trainer.device
+        trainer.ema.model, shape, "ddim", steps=cfg.sample_steps, generator=g, device=trainer.device, **cond
     )
     return save_grid(x, trainer.out_dir / "samples" / f"step_{trainer.step:07d}.png", scale=2)
 
@@ -293,6 +332,7 @@ class Trainer:
         resume: str | os.PathLike | None = None,
         images=None,
         log: Callable[[str], None] | None = None,
+        labels=None,
     ) -> None:
         self.rank, self.world, local_rank = distributed.dist_info()
         self.is_main = self.rank == 0
@@ -306,7 +346,7 @@ class Trainer:
         self.cfg = cfg = config or TrainConfig()
         if resume_meta is not None:
             unet_config = adopt_checkpoint_config(cfg, unet_config, resume_meta, resume, self._info)
-        self.unet_config = unet_config or UnetConfig()
+        self.unet_config = conditional_unet_config(cfg, unet_config or UnetConfig())
 
         self._owns_process_group, cfg.device = distributed.init_process_group(
             self.world, local_rank, cfg.batch_size, cfg.device
@@ -320,6 +360,8 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         self.model = Unet(self.unet_config).to(self.device)
+        if cfg.init_from and resume is None:
+            load_initial_weights(self.model, cfg.init_from, self._info)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.diffusion = GaussianDiffusion.from_schedule(
@@ -332,7 +374,7 @@ class Trainer:
         # 노이즈와 타임스텝 t 를 뽑는 전용 생성기 (CPU). 모든 프로세스가 같은 전역 노이즈를 만든다.
         self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
-        self.batches = training_batches(images, cfg, self.unet_config)
+        self.batches = training_batches(images, cfg, self.unet_config, labels)
         self.step = self.epoch = self.batch_index = 0
         self.history: list[list[float]] = []
         # 아직 기록(history)에 들어가지 않은 손실들. 체크포인트에 함께 저장해야 이어 학습한 기록이 같다.
@@ -344,7 +386,7 @@ class Trainer:
         self.target_steps: int | None = None
         # 마지막으로 저장한(또는 이어 받은) 정상 체크포인트와 그 스텝
         self.last_good: tuple[Path, int] | None = None
-        self._last_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._last_batch: tuple[torch.Tensor, ...] | None = None
         self.env = environment_info(self.device)
         if resume_tensors is not None and resume_meta is not None:
             restore_training_state(self, resume_tensors, resume_meta, str(resume))
@@ -404,18 +446,25 @@ class Trainer:
         return saved
 
     # ------------------------------------------------------------------ 학습
-    def _loss(self, model: nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def _loss(
+        self, model: nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, labels=None
+    ) -> torch.Tensor:
         """식 (ch7-eq-lsimple) 의 손실 (``cfg.loss_type``), 학습 정밀도의 autocast 안에서."""
         with autocast_for(self.precision, self.device.type):
-            return self.diffusion.training_loss(model, x0, t, noise)
+            return self.diffusion.training_loss(model, x0, t, noise, labels=labels)
 
-    def train_step(self, x0: torch.Tensor) -> float:
-        """전역 배치 ``x0`` 한 개로 한 스텝 학습하고 (전역) 손실을 돌려준다."""
+    def train_step(self, x0: torch.Tensor, labels: torch.Tensor | None = None) -> float:
+        """전역 배치 ``x0`` (조건부 학습이면 그 레이블 ``labels``) 로 한 스텝 학습하고 (전역) 손실을 돌려준다."""
         cfg = self.cfg
         t = self.diffusion.sample_timesteps(x0.shape[0], "cpu", self.noise_gen)
         noise = torch.randn(x0.shape, generator=self.noise_gen)
+        if labels is not None:  # 확률 p_uncond 로 ∅ (식 ch11-eq-drop)
+            labels = drop_labels(labels, cfg.p_uncond, self.unet_config.num_classes, self.noise_gen)
         self._last_batch = None
-        x0, t, noise = distributed.shard(self.rank, self.world, x0, t, noise)  # 전역 배치에서 내 몫만
+        x0, t, noise, *y = distributed.shard(
+            self.rank, self.world, x0, t, noise, *([labels] if labels is not None else [])
+        )
+        y = [v.to(self.device) for v in y]
         mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
         x0 = x0.to(self.device).contiguous(memory_format=mf)
         noise = noise.to(self.device).contiguous(memory_format=mf)
@@ -433,7 +482,7 @@ class Trainer:
             # 마지막 조각에서만 프로세스 사이 그래디언트 평균(all-reduce)을 한다
             with nullcontext() if i == len(starts) - 1 or self.world == 1 else self.ddp.no_sync():
                 # 조각의 평균 손실에 조각이 차지하는 몫을 곱해 더하면 배치 전체의 평균 손실과 그 그래디언트가 된다
-                loss = self._loss(self.ddp, x0[sl], t[sl], noise[sl]) * (x0[sl].shape[0] / n)
+                loss = self._loss(self.ddp, x0[sl], t[sl], noise[sl], *(v[sl] for v in y)) * (x0[sl].shape[0] / n)
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             loss_sum += loss.detach()
         value = float(distributed.mean_over_ranks(loss_sum, self.world))
@@ -451,7 +500,7 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        self._last_batch = (x0, t, noise)
+        self._last_batch = (x0, t, noise, *y)
         self.ema.update(self.model)
         self.step += 1
         self.batch_index += 1
@@ -484,7 +533,8 @@ class Trainer:
         try:
             while self.step < total:
                 x0 = self.batches.batch(self.epoch, self.batch_index)
-                value = self.train_step(x0)
+                y = self.batches.batch_labels(self.epoch, self.batch_index) if cfg.conditional else None
+                value = self.train_step(x0, y)
                 window.append(value)
                 now = time.perf_counter()
                 self.wall_time += now - t_start

@@ -32,6 +32,7 @@ __all__ = [
     "adopt_checkpoint_config",
     "checkpoint_contents",
     "restore_training_state",
+    "load_initial_weights",
 ]
 
 #: 데이터 순서(에폭마다의 섞기, 좌우 반전, 배치 경계)를 정하는 설정. 이어 학습에서 바꾸면 원래 곡선을 잇지 못한다.
@@ -165,3 +166,33 @@ def restore_training_state(trainer: Any, tensors: dict[str, torch.Tensor], meta:
             "--batch-size and --subset"
         )
     t.last_good = (Path(source), t.step)
+
+
+def load_initial_weights(model: torch.nn.Module, source: str, info: Callable[[str], None]) -> None:
+    """``source`` (체크포인트 경로나 ``"pretrained"``) 의 가중치(EMA 가 있으면 EMA)로 ``model`` 을 채운다 (``--init-from``).
+
+    신경망 설정이 같아야 한다. 하나만 다를 수 있다: 조건 없는 모델의 가중치로 조건부 모델을 시작하면, 그 파일에 없는
+    레이블 임베딩(``class_emb.``)은 0 으로 둔다. 그러면 시작점의 출력이 조건 없는 모델 그대로다 (11장).
+    """
+    from .checkpoint import load_model_from_checkpoint
+
+    if source in ("pretrained", "pretrained-conditional"):
+        from .pretrained import resolve_checkpoint_name
+
+        path: Path = resolve_checkpoint_name(source)
+    else:
+        path = resolve_checkpoint_path(source)
+    donor, _, _ = load_model_from_checkpoint(path, use_ema=True)
+    state = donor.state_dict()
+    own = model.state_dict()
+    new_only = sorted(k for k in own if k not in state)
+    if any(not k.startswith("class_emb.") for k in new_only) or any(k not in own for k in state):
+        raise CheckpointError(
+            f"--init-from {source}: 신경망 설정이 다르다 (dim, dim_mults 등을 그 체크포인트와 같게 하라) / "
+            f"the network config differs from {path} (use the same dim, dim_mults, …): "
+            f"missing {new_only[:3]}, unexpected {[k for k in state if k not in own][:3]}"
+        )
+    state.update({k: own[k] for k in new_only})
+    load_state_checked(model, state, str(path))
+    extra = " (레이블 임베딩은 0 으로 새로 / new label embedding starts at 0)" if new_only else ""
+    info(f"가중치를 {path} 에서 가져와 시작한다 / initialised from {path}{extra}")

@@ -11,7 +11,8 @@
                      [up 1:   블록, 블록, 어텐션, 3×3 합성곱] 28
     final 블록 (init_conv 출력과 이어 붙임) ─► 1×1 합성곱 ─► 출력
 
-모든 블록은 시간 임베딩(``TimeMLP`` 의 출력)을 받는다.
+모든 블록은 시간 임베딩(``TimeMLP`` 의 출력)을 받는다. ``num_classes`` 를 준 조건부 모델은 거기에 레이블
+임베딩 e(y) 를 더한 c(t) + e(y) 를 받는다 (11장, 식 ch11-eq-cond-emb).
 
 ``layout="annotated"`` (``UnetConfig.annotated()``) 의 신경망은 ``unet_annotated.py`` 의 ``AnnotatedUnet`` 이다.
 ``Unet(config)`` 는 설정의 ``layout`` 을 보고 그 클래스를 만들어 돌려주므로, 체크포인트를 읽는 코드는 배치를 몰라도 된다.
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .conditioning import ClassEmbedding
 from .embeddings import TimeMLP
 from .layers import Downsample, Upsample
 from .unet_annotated import AnnotatedUnet
@@ -36,6 +38,9 @@ __all__ = ["UnetConfig", "Unet", "BLOCK_TYPES", "ATTENTION_TYPES", "LAYOUTS"]
 
 class Unet(nn.Module):
     """잡음(또는 x_0, v)을 예측하는 U-Net ε_θ(x_t, t) (식 ch6-eq-shape).  ``forward(x, t)``: x (B, C, H, W), t (B,) 정수.
+
+    조건부 모델(``num_classes`` 를 준 설정)은 ``forward(x, t, labels)`` 로 ε_θ(x_t, t, y) 를 계산한다. ``labels`` 를
+    주지 않으면 '레이블 없음'(∅) 이다.
 
     ``Unet(UnetConfig.annotated())`` 처럼 ``layout="annotated"`` 인 설정을 주면 ``AnnotatedUnet`` 을 돌려준다.
     """
@@ -58,6 +63,8 @@ class Unet(nn.Module):
 
         self.init_conv = nn.Conv2d(c.channels, c.init_dim, 7, padding=3)
         self.time_mlp = TimeMLP(c.dim, c.time_dim)  # c(t) = W₂ GELU(W₁ e(t) + b₁) + b₂ (식 ch4-eq-timemlp)
+        # 조건부 모델만: e(y), 0 으로 시작 (조건 없는 모델에는 이 층이 없어 가중치가 예전 그대로다)
+        self.class_emb = ClassEmbedding(c.num_classes, c.time_dim) if c.num_classes else None
 
         self.downs = nn.ModuleList()  # 블록 두 개는 채널을 두고, 마지막 층이 해상도를 줄이며 채널을 바꾼다
         for i, (d_in, d_out) in enumerate(in_out):
@@ -94,10 +101,19 @@ class Unet(nn.Module):
         self.final_block = c.block(c.init_dim * 2, c.dim)
         self.final_conv = nn.Conv2d(c.dim, c.channels, 1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         t = self.config.check_input(x, t)
+        emb = self.time_mlp(t)
+        if self.class_emb is not None:
+            emb = emb + self.class_emb(labels, x.shape[0], x.device)  # c(t) + e(y) (식 ch11-eq-cond-emb)
+        elif labels is not None:
+            raise ValueError(
+                "이 모델은 조건 없는 모델이라 레이블을 받지 않는다: 조건부 모델(UnetConfig(num_classes=10), "
+                "pretrained-conditional)을 쓰거나 레이블을 빼라 / this model is unconditional and takes no labels: "
+                "use a conditional model (num_classes=10, pretrained-conditional) or drop the labels"
+            )
         x = self.init_conv(x)
-        emb = self.time_mlp(t).to(x.dtype)
+        emb = emb.to(x.dtype)
         r = x
         skips: list[torch.Tensor] = []
         for block1, block2, attn, down in self.downs:

@@ -44,6 +44,8 @@ class UnetConfig:
         mid_attention: 가운데(가장 낮은 해상도)의 어텐션.
         heads, dim_head: 어텐션 헤드 수와 헤드당 차원.
         time_dim: 시간 임베딩 c(t) 의 차원. 비워 두면 ``4 * dim`` 으로 채운다.
+        num_classes: 클래스 조건의 클래스 수 (11장). 비워 두면(기본) 조건 없는 모델이고 가중치·계산이 예전 그대로다.
+            주면 레이블 임베딩 e(y) 를 시간 임베딩 c(t) 에 더한다 (``conditioning.ClassEmbedding``).
         layout: 단계를 잇는 방식. ``"ddpm_ko"`` (이 책: 블록마다 스킵 연결, 픽셀 언셔플 다운샘플, 최근접 보간
             업샘플) 또는 ``"annotated"`` (Annotated Diffusion 노트북의 원래 배치, ``unet_annotated.py``).
 
@@ -67,6 +69,7 @@ class UnetConfig:
     dim_head: int = 32
     time_dim: int | None = None
     layout: Literal["ddpm_ko", "annotated"] = "ddpm_ko"
+    num_classes: int | None = None
 
     def __post_init__(self) -> None:
         self.dim_mults = tuple(int(m) for m in self.dim_mults)
@@ -105,6 +108,14 @@ class UnetConfig:
         for name in ("init_dim", "time_dim"):
             value = getattr(self, name)
             require(value is None or value >= 1, f"{name} 은 1 이상 / {name} must be >= 1, got {value}")
+        require(
+            self.num_classes is None or (isinstance(self.num_classes, int) and self.num_classes >= 1),
+            f"num_classes 는 비워 두거나 1 이상 / num_classes must be None or >= 1, got {self.num_classes!r}",
+        )
+        require(
+            self.num_classes is None or self.layout == "ddpm_ko",
+            "클래스 조건은 이 책의 배치(layout='ddpm_ko')에만 있다 / class conditioning needs layout='ddpm_ko'",
+        )
         factor = self.downsample_factor
         require(
             self.image_size >= factor and self.image_size % factor == 0,
