@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -41,9 +43,12 @@ def step_clock(dt: float = DT, first: float | None = None) -> Callable[[], float
     return lambda: next(times)
 
 
-def budget_trainer(out_dir: Path, clock: Callable[[], float], **overrides) -> Trainer:
+def budget_trainer(
+    out_dir: Path, clock: Callable[[], float], log: Callable[[str], None] = lambda m: None, **overrides
+) -> Trainer:
+    """예산 15 초의 아주 작은 학습 (conftest 의 tiny_train_config: 배치 8, 워밍업 3 스텝, 매 스텝 기록)."""
     cfg = tiny_train_config(out_dir, **{"time_budget": BUDGET_MIN, "lr": LR, **overrides})
-    return Trainer(TINY_TRAIN_UNET, cfg, images=IMAGES, log=lambda m: None, clock=clock)
+    return Trainer(TINY_TRAIN_UNET, cfg, images=IMAGES, log=log, clock=clock)
 
 
 def sidecar(out_dir: Path) -> dict:
@@ -54,13 +59,28 @@ def sidecar(out_dir: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ 한 번의 실행
-def test_budget_run_stops_when_the_trained_time_reaches_the_budget(tmp_path):
-    trainer = budget_trainer(tmp_path, step_clock())
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> SimpleNamespace:
+    """예산 15 초, 한 스텝 0.25 초: 끊지 않고 한 번에 학습한 실행 (여러 검사가 함께 본다)."""
+    out = tmp_path_factory.mktemp("straight")
+    logs: list[str] = []
+    trainer = budget_trainer(out, step_clock(), log=logs.append)
     result = trainer.run()
-    steps = 60  # 15 초 / 0.25 초
+    return SimpleNamespace(
+        out=out,
+        result=result,
+        logs=logs,
+        last_lr=trainer.optimizer.param_groups[0]["lr"],
+        lrs=[trainer.lr_at(n) for n in range(trainer.step)],
+        ema_decay=trainer.ema.decay,
+    )
+
+
+def test_budget_run_stops_when_the_trained_time_reaches_the_budget(straight):
+    result, steps = straight.result, 60  # 15 초 / 0.25 초
     assert result["step"] == steps and result["wall_time_s"] == 15.0
     assert result["end"] == {"step": steps, "reason": "time_budget", "target_steps": steps}
-    meta = sidecar(tmp_path)
+    meta = sidecar(straight.out)
     assert meta["end"] == result["end"] and meta["train"]["time_budget"] == BUDGET_MIN
     assert meta["train"]["max_steps"] is None and meta["train"]["epochs"] is None  # 상한 없이 예산만
     assert meta["time_budget"] == {
@@ -72,23 +92,22 @@ def test_budget_run_stops_when_the_trained_time_reaches_the_budget(tmp_path):
         "ema_decay": budget_ema_decay(steps),
         "reached": True,
     }
+    assert not any("warm-up" in m for m in straight.logs)  # 워밍업 3 스텝은 60 스텝 예산에 짧다: 경고 없음
 
 
-def test_budget_lr_decays_to_the_floor_at_the_end_and_warms_up_as_before(tmp_path):
-    trainer = budget_trainer(tmp_path, step_clock(), warmup_steps=3)
-    trainer.run()
+def test_budget_lr_decays_to_the_floor_at_the_end_and_warms_up_as_before(straight):
     # 마지막 스텝이 실제로 쓴 학습률: 코사인 끝 (cos π = −1 은 정확하다)
-    assert trainer.optimizer.param_groups[0]["lr"] == LR * LR_FLOOR
-    lrs = [trainer.lr_at(n) for n in range(trainer.step)]
-    assert lrs[:2] == [lr_at(n, LR, 3) for n in range(2)]  # 워밍업은 예산이 없을 때와 같다
+    assert straight.last_lr == LR * LR_FLOOR
+    lrs = straight.lrs
+    assert lrs[:2] == [lr_at(n, LR, 3) for n in range(2)]  # 워밍업(3 스텝)은 예산이 없을 때와 같다
     # 워밍업이 끝나는 스텝에서는 코사인이 이미 조금 내려와 있다: (1 + cos(π·3/60))/2 = 0.9938 → 0.994·LR
     assert lrs[2] == pytest.approx(LR * (LR_FLOOR + (1 - LR_FLOOR) * 0.9938), rel=1e-4)  # 넷째 자리까지 쓴 값
     assert all(a > b for a, b in zip(lrs[2:], lrs[3:]))  # 워밍업 뒤에는 끝까지 줄기만 한다
     assert lrs[-1] == LR * LR_FLOOR
     # EMA: 창 1/(1 − d) 가 전체 스텝의 EMA_WINDOW_FRACTION (60 스텝의 10 % = 6 스텝)
-    assert trainer.ema.decay == budget_ema_decay(60)
+    assert straight.ema_decay == budget_ema_decay(60)
     # 0.1 의 float 반올림 때문에 1/(0.1·60) 는 1/6 에서 마지막 비트가 다를 수 있다 (1e-15 상대)
-    assert 1 / (1 - trainer.ema.decay) == pytest.approx(EMA_WINDOW_FRACTION * 60, rel=1e-12)
+    assert 1 / (1 - straight.ema_decay) == pytest.approx(EMA_WINDOW_FRACTION * 60, rel=1e-12)
 
 
 def test_without_a_budget_the_schedule_is_the_old_one(tmp_path):
@@ -100,13 +119,20 @@ def test_without_a_budget_the_schedule_is_the_old_one(tmp_path):
     assert "time_budget" not in sidecar(tmp_path) and sidecar(tmp_path)["end"]["reason"] == "max_steps"
 
 
-@pytest.mark.parametrize("cap,reason", [({"max_steps": 40}, "max_steps"), ({"epochs": 10}, "epochs")])
-def test_max_steps_or_epochs_cap_a_budget_run(tmp_path, cap, reason):
-    result = budget_trainer(tmp_path, step_clock(), **cap).run()  # 예산은 60 스텝, 상한은 40 스텝 (10 에폭 × 4)
-    assert result["end"] == {"step": 40, "reason": reason, "target_steps": 40}
+@pytest.mark.parametrize("cap,reason,steps", [({"max_steps": 30}, "max_steps", 30), ({"epochs": 7}, "epochs", 28)])
+def test_max_steps_or_epochs_cap_a_budget_run(tmp_path, cap, reason, steps):
+    result = budget_trainer(tmp_path, step_clock(), **cap).run()  # 예산은 60 스텝, 상한은 30 스텝 (또는 7 에폭 × 4)
+    assert result["end"] == {"step": steps, "reason": reason, "target_steps": steps}
     block = sidecar(tmp_path)["time_budget"]
-    assert block["steps_reached"] == 40 and block["wall_time_s"] == 10.0 and block["reached"] is False
+    assert block["steps_reached"] == steps and block["wall_time_s"] == steps * DT and block["reached"] is False
     assert block["estimated_total_steps"] == 60  # 예산이 허락했을 스텝 수
+
+
+def test_a_warmup_longer_than_half_the_budget_is_reported(tmp_path):
+    logs: list[str] = []
+    budget_trainer(tmp_path, step_clock(), warmup_steps=40, max_steps=SKIP_STEPS + MEASURE_STEPS, log=logs.append).run()
+    hits = [m for m in logs if "lower --warmup-steps" in m]
+    assert len(hits) == 1, logs  # 첫 추정(60 스텝)에서 한 번: 워밍업 40 스텝은 그 절반을 넘는다
 
 
 # ------------------------------------------------------------------------------------------ 재기
@@ -159,14 +185,13 @@ def test_budget_lr_is_the_warmup_lr_until_an_estimate_exists():
 
 # ------------------------------------------------------------------------------------------ 이어 학습
 @pytest.mark.parametrize("stop_at", [10, 30])
-def test_resume_trains_only_the_remaining_budget(tmp_path, stop_at):
+def test_resume_trains_only_the_remaining_budget(tmp_path, straight, stop_at):
     """30 스텝 (7.5 초) 에서 끊은 뒤 이어 학습하면 남은 7.5 초만 학습해, 한 번에 한 학습과 같은 스텝에서 끝난다.
 
     끊은 곳이 첫 추정 (25 스텝) 뒤면 물려받은 속도로 곧바로 같은 추정을 하므로 학습률·손실 기록까지 같다. 10 스텝에서
     끊으면 새 프로세스가 다시 재는 동안 (스텝 35 까지) 학습률이 감쇠 없이 워밍업 값이라 손실은 다르지만, 끝나는
     스텝은 시간만으로 정해지므로 같다.
     """
-    straight = budget_trainer(tmp_path / "straight", step_clock()).run()
     budget_trainer(tmp_path / "run", step_clock(), max_steps=stop_at).run()
     ckpt = tmp_path / "run" / "checkpoint.safetensors"
     assert sidecar(tmp_path / "run")["time_budget"]["wall_time_s"] == stop_at * DT
@@ -177,19 +202,19 @@ def test_resume_trains_only_the_remaining_budget(tmp_path, stop_at):
     resumed = Trainer(None, cfg, resume=ckpt, images=IMAGES, log=logs.append, clock=step_clock()).run()
     left = (15 - stop_at * DT) / 60
     assert any(f"time budget {BUDGET_MIN:g} min: {left:.2f} min left" in m for m in logs), logs
-    assert resumed["end"] == straight["end"] == {"step": 60, "reason": "time_budget", "target_steps": 60}
+    assert resumed["end"] == straight.result["end"] == {"step": 60, "reason": "time_budget", "target_steps": 60}
     assert resumed["wall_time_s"] == 15.0
     if stop_at > SKIP_STEPS + MEASURE_STEPS:
-        assert resumed["loss_history"] == straight["loss_history"]
-        a, _ = read_checkpoint(tmp_path / "straight" / "checkpoint.safetensors")
+        assert resumed["loss_history"] == straight.result["loss_history"]
+        a, _ = read_checkpoint(straight.out / "checkpoint.safetensors")
         b, _ = read_checkpoint(ckpt)
         for k in a:
             # 같은 프로세스, 같은 연산: test_cli_usability 의 신호 검사처럼 float32 반올림 몇 개까지만 허용한다
             torch.testing.assert_close(b[k], a[k], rtol=1e-6, atol=1e-7, msg=lambda m, k=k: f"{k}: {m}")
 
 
-def test_resume_with_a_spent_or_larger_budget(tmp_path):
-    budget_trainer(tmp_path, step_clock()).run()
+def test_resume_with_a_spent_or_larger_budget(tmp_path, straight):
+    shutil.copytree(straight.out, tmp_path, dirs_exist_ok=True)
     ckpt = tmp_path / "checkpoint.safetensors"
     logs: list[str] = []
     cfg = resume_config(ckpt, {"progress": False, "num_threads": 1, "device": "cpu"})

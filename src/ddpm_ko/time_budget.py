@@ -93,6 +93,7 @@ class TimeBudget:
     reached: bool = False
     _start_step: int = field(default=0, repr=False)
     _mark: tuple[int, float] | None = field(default=None, repr=False)
+    _warned: bool = field(default=False, repr=False)
 
     @property
     def seconds(self) -> float:
@@ -179,6 +180,14 @@ class TimeBudget:
         """한 스텝을 마친 뒤: 추정을 고치고 EMA 감쇠율을 맞춘 뒤 새 목표 스텝(``Trainer.total_steps``)을 돌려준다."""
         self.observe(trainer.step, _shared_wall_time(trainer))
         self._apply(trainer)
+        warmup = trainer.cfg.warmup_steps
+        if self.estimated_total is not None and not self._warned and self.estimated_total < 2 * warmup:
+            self._warned = True  # 워밍업이 예산의 절반을 넘으면 최대 학습률에 거의 이르지 못한다
+            trainer._info(
+                f"경고: 예산 안의 추정 스텝 수 {self.estimated_total:.0f} 가 워밍업 {warmup} 스텝의 2 배보다 적다: "
+                f"--warmup-steps 를 줄여라 / warning: the budget allows ~{self.estimated_total:.0f} steps, less than "
+                f"twice the {warmup} warm-up steps: lower --warmup-steps"
+            )
         trainer.target_steps = total = trainer.total_steps()
         return total
 
