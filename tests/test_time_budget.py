@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 
 from conftest import TINY_TRAIN_UNET, tiny_train_config
 from ddpm_ko.checkpoint import read_checkpoint
@@ -31,6 +35,7 @@ from ddpm_ko.time_budget import (
 )
 from ddpm_ko.train import Trainer, lr_at, resume_config
 
+SRC = Path(__file__).resolve().parents[1] / "src"
 IMAGES = np.random.default_rng(0).integers(0, 256, (32, 8, 8), dtype=np.uint8)  # 에폭당 4 배치
 LR = 1e-3
 BUDGET_MIN = 0.25  # 15 초
@@ -258,3 +263,51 @@ def test_cli_passes_the_time_budget(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "train", fake_train)
     assert cli.main(["train", "--time-budget", "20", "--out-dir", str(tmp_path), "--no-progress"]) == 0
     assert seen["cfg"].time_budget == 20.0 and seen["cfg"].max_steps is None
+
+
+# ------------------------------------------------------------------------------------------ 여러 프로세스
+WORKER = """
+import itertools, json, os, sys
+import numpy as np
+from ddpm_ko.train import TrainConfig, Trainer
+from ddpm_ko.unet import UnetConfig
+
+rank = int(os.environ["RANK"])
+dt = 0.25 if rank == 0 else 0.5  # 프로세스마다 다른 가짜 시계
+times = itertools.accumulate(itertools.chain([0.0], itertools.repeat(dt)))
+cfg = TrainConfig(
+    out_dir=sys.argv[1], batch_size=8, timesteps=50, warmup_steps=3, log_every=1, checkpoint_every=100,
+    progress=False, num_threads=1, device="cpu", time_budget=float(sys.argv[2]),
+)
+unet = UnetConfig(image_size=8, channels=1, dim=8, dim_mults=(1, 2), stage_attention="none", mid_attention="none")
+images = np.random.default_rng(0).integers(0, 256, (32, 8, 8), dtype=np.uint8)
+result = Trainer(unet, cfg, images=images, log=lambda m: None, clock=lambda: next(times)).run()
+with open(os.path.join(sys.argv[3], f"rank{rank}.json"), "w") as f:
+    json.dump({"step": result["step"], "end": result["end"]}, f)
+"""
+
+
+@pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="gloo 백엔드가 필요하다")
+def test_processes_with_different_clocks_stop_together(tmp_path):
+    """두 프로세스의 시계가 다르면 (0.25 초와 0.5 초) 평균 시간(0.375 초/스텝)으로 함께 정한다: 9 초 예산이면 둘 다 24 스텝.
+
+    프로세스마다 제 시계로 정하면 rank 1 은 18 스텝, rank 0 은 36 스텝에서 멈추려 해 rank 0 이 all-reduce 에서 기다린다.
+    """
+    script, out, report = tmp_path / "worker.py", tmp_path / "run", tmp_path / "report"
+    script.write_text(WORKER)
+    report.mkdir()
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run(
+        [*cmd, str(script), str(out), str(9 / 60), str(report)], env=env, capture_output=True, text=True, timeout=300
+    )  # 새 프로세스 둘이 torch 를 import 한다: 부하가 걸린 2코어에서는 몇십 초
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ranks = [json.loads((report / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1] == {"step": 24, "end": {"step": 24, "reason": "time_budget", "target_steps": 24}}
+    meta = sidecar(out)
+    assert (
+        meta["distributed"]["ranks_in_sync"] is True
+        and meta["time_budget"]["wall_time_s"] == meta["wall_time_s"] == 9.0
+    )

@@ -17,8 +17,8 @@
 - **이어 학습**: ``wall_time`` 은 체크포인트에 있으므로 이어 학습은 남은 예산(예산 − 이미 쓴 시간)만 학습한다.
   잰 스텝당 시간도 체크포인트에 두어, 새 프로세스가 다시 잴 때까지는 그것으로 추정한다. 그래서 이어 학습에서
   예산을 바꾸어도 (``--time-budget 30``) 곧바로 새 예산에 맞춘다.
-- **여러 프로세스**: 프로세스마다 시계가 다르므로 모든 프로세스의 ``wall_time`` 평균으로 정한다. 그래야 모두가
-  같은 학습률을 쓰고 같은 스텝에서 함께 멈춘다.
+- **여러 프로세스**: 프로세스마다 시계가 다르므로 스텝마다 모든 프로세스의 ``wall_time`` 을 그 평균으로 맞춘다.
+  그래야 모두가 같은 학습률을 쓰고 같은 스텝에서 함께 멈추며, 체크포인트의 ``wall_time_s`` 도 그 값이다.
 
 ``max_steps``·``epochs`` 를 함께 주면 그것이 상한이다: 둘 중 먼저 이르는 쪽에서 끝나고, 체크포인트의
 ``end["reason"]`` 이 어느 쪽인지 밝힌다 (``time_budget``, ``max_steps``, ``epochs``).
@@ -161,7 +161,7 @@ class TimeBudget:
     # ------------------------------------------------------------------ Trainer 와 잇기
     def start(self, trainer: Any) -> int:
         """``Trainer.run`` 의 시작: 재기를 처음부터 하고 남은 예산을 알린 뒤 목표 스텝(``Trainer.total_steps``)을 돌려준다."""
-        wall = _shared_wall_time(trainer)
+        trainer.wall_time = wall = _shared_wall_time(trainer)
         self.restart(trainer.step, wall)
         self._apply(trainer)
         if self.reached:
@@ -178,7 +178,8 @@ class TimeBudget:
 
     def after_step(self, trainer: Any) -> int:
         """한 스텝을 마친 뒤: 추정을 고치고 EMA 감쇠율을 맞춘 뒤 새 목표 스텝(``Trainer.total_steps``)을 돌려준다."""
-        self.observe(trainer.step, _shared_wall_time(trainer))
+        trainer.wall_time = _shared_wall_time(trainer)  # 여러 프로세스면 모두가 같은 값을 저장하고 정한다
+        self.observe(trainer.step, trainer.wall_time)
         self._apply(trainer)
         warmup = trainer.cfg.warmup_steps
         if self.estimated_total is not None and not self._warned and self.estimated_total < 2 * warmup:
