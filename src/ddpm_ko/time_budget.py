@@ -170,9 +170,10 @@ class TimeBudget:
                 f"{self.minutes:g} min already used ({wall:.0f}s trained): give a larger --time-budget to train more"
             )
         else:
+            left = (self.seconds - wall) / 60
             trainer._info(
-                f"시간 예산 / time budget {self.minutes:g} min: {(self.seconds - wall) / 60:.2f} min left "
-                f"(step {trainer.step}, {wall:.0f}s already trained)"
+                f"시간 예산 {self.minutes:g}분 가운데 {left:.2f}분 남음 / time budget {self.minutes:g} min: "
+                f"{left:.2f} min left (step {trainer.step}, {wall:.0f}s already trained)"
             )
         return trainer.total_steps()
 
