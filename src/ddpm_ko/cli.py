@@ -1,7 +1,7 @@
 """명령줄 도구 ``ddpm-ko`` (``python -m ddpm_ko`` 와 같다).
 
-    ddpm-ko train  [--data-dir D] [--epochs N | --max-steps N] [--out-dir D] [--checkpoint-every N]
-                   [--resume PATH] [--seed K] ...
+    ddpm-ko train  [--data-dir D] [--epochs N | --max-steps N] [--time-budget MINUTES] [--out-dir D]
+                   [--checkpoint-every N] [--resume PATH] [--seed K] ...
     ddpm-ko train  --conditional [--init-from PATH|pretrained] [--p-uncond P] ...   (클래스 조건부, 11장)
     ddpm-ko sample [--checkpoint PATH|pretrained|pretrained-conditional] --num N [--sampler ddpm|ddim|dpm-solver++]
                    [--steps S] [--eta E] [--label K|NAME|all] [--guidance W] [--seed K] [--out FILE.npy] [--gif FILE.gif]
@@ -167,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=_positive_float, help="학습 에폭 수, 소수 가능 (number of epochs)")
     g.add_argument(
         "--max-steps", type=positive_int, help="학습 스텝 수, 이어 학습이면 전체 스텝 수 (total training steps)"
+    )
+    t.add_argument(
+        "--time-budget",
+        type=_positive_float,
+        metavar="MINUTES",
+        help="시간 예산(분): 이 벽시계 시간 동안 학습하고, 학습률(코사인 감쇠)과 EMA 를 그 시간에 맞춘다. "
+        "--epochs·--max-steps 를 함께 주면 그것이 상한이다. 이어 학습은 남은 시간만 학습한다 "
+        "(training time budget in minutes)",
     )
     # 학습 설정의 기본값은 TrainConfig 가 정한다. 여기서 default 를 두지 않는 까닭은 --resume 때
     # 사용자가 실제로 준 값만 체크포인트에 저장된 설정을 덮어쓰게 하기 위해서다.
@@ -361,6 +369,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         "data_dir": a.data_dir,
         "epochs": a.epochs,
         "max_steps": a.max_steps,
+        "time_budget": a.time_budget,
         "batch_size": a.batch_size,
         "micro_batch": a.micro_batch,
         "lr": a.lr,
@@ -402,7 +411,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         )
         return 128 + int(getattr(signal, end["signal"]))
     if int(os.environ.get("RANK", "0")) == 0:  # 분산 학습이면 rank 0 만 말한다
-        print(f"[ddpm-ko] 학습 끝 / done: step {result['step']}, checkpoint {result['checkpoint']}")
+        why = f" (time budget, {result['wall_time_s']:.0f}s)" if end.get("reason") == "time_budget" else ""
+        print(f"[ddpm-ko] 학습 끝 / done: step {result['step']}{why}, checkpoint {result['checkpoint']}")
     return 0
 
 

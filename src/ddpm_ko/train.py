@@ -12,10 +12,11 @@ x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε 을 **한 번에** 만들고 (식 ch2-eq-
 
 이 모듈은 설정(``TrainConfig``)과 학습 고리(``Trainer``)다. 곁의 일은 각자의 모듈에 있다: 체크포인트에 쓰고
 되돌리는 학습 상태는 ``training_state``, 여러 프로세스 통신은 ``distributed``, NaN/Inf 검사는 ``divergence``,
-정밀도는 ``precision``, 신호 처리는 ``stop_on_signal``, EMA 는 ``ema``.
+정밀도는 ``precision``, 신호 처리는 ``stop_on_signal``, EMA 는 ``ema``, 시간 예산(``--time-budget``)은 ``time_budget``.
 
 체크포인트의 ``end`` 항목은 그 파일이 학습의 어느 시점인지 밝힌다: ``{"step": 학습한 스텝, "reason": …,
-"target_steps": 목표 스텝}``. ``reason`` 은 ``max_steps``·``epochs`` (목표에 이르러 끝남), ``signal`` (SIGINT·SIGTERM 을
+"target_steps": 목표 스텝}``. ``reason`` 은 ``max_steps``·``epochs`` (목표에 이르러 끝남), ``time_budget`` (시간 예산을
+다 씀, ``time_budget`` 모듈), ``signal`` (SIGINT·SIGTERM 을
 받아 그 스텝을 마치고 멈춤, 한 프로세스 학습만), ``in_progress`` (학습 도중의 주기적 저장: 그 뒤 프로세스가
 강제로 죽었다면 이 값이 남는다). ``train.max_steps`` 는 요청한 목표 그대로 두므로 ``--resume`` 은 그 목표까지 잇는다.
 """
@@ -48,6 +49,7 @@ from .guidance import DEFAULT_GUIDANCE
 from .precision import PRECISIONS, autocast_for, resolve_precision
 from .schedules import SCHEDULES
 from .stop_on_signal import StopOnSignal
+from .time_budget import TimeBudget
 from .training_state import (
     MACHINE_KEYS,
     adopt_checkpoint_config,
@@ -89,6 +91,7 @@ class TrainConfig:
     data_dir: str | None = None
     epochs: float | None = None
     max_steps: int | None = None
+    time_budget: float | None = None  # 분. 주면 그 시간 동안 학습한다 (time_budget 모듈); max_steps·epochs 는 상한
     batch_size: int = 64
     micro_batch: int | None = None
     lr: float = 1e-3
@@ -148,6 +151,11 @@ class TrainConfig:
         )
         require(self.epochs is None or self.epochs > 0, f"epochs 는 양수 / epochs must be > 0, got {self.epochs}")
         require(
+            self.time_budget is None or (math.isfinite(self.time_budget) and self.time_budget > 0),
+            f"time_budget 은 유한한 양수(분)여야 한다, 예: --time-budget 20 / time_budget must be a finite number of "
+            f"minutes > 0, got {self.time_budget}",
+        )
+        require(
             self.checkpoint_every >= 1,
             f"checkpoint_every 는 1 이상 / checkpoint_every must be >= 1, got {self.checkpoint_every}",
         )
@@ -189,6 +197,20 @@ class TrainConfig:
         }
 
 
+#: 학습의 길이를 정하는 설정 (이어 학습에서 하나라도 주면 함께 바뀐다)
+_LENGTH_KEYS = ("max_steps", "epochs", "time_budget")
+
+
+def step_target(cfg: TrainConfig, batches_per_epoch: int) -> int | None:
+    """``max_steps``, 아니면 ``epochs`` (기본 1) 에 해당하는 스텝 수. 시간 예산만 주었으면 ``None`` (상한 없음)."""
+    if cfg.max_steps is not None:
+        return cfg.max_steps
+    if cfg.epochs is None and cfg.time_budget is not None:
+        return None
+    epochs = cfg.epochs if cfg.epochs is not None else 1
+    return max(1, math.ceil(epochs * batches_per_epoch))
+
+
 def resume_config(
     resume: str | os.PathLike, overrides: dict[str, Any] | None = None, meta: dict[str, Any] | None = None
 ) -> TrainConfig:
@@ -196,7 +218,8 @@ def resume_config(
 
     그래서 ``ddpm-ko train --resume PATH`` 만 쳐도 원래와 같은 배치 크기·시드·학습률로 이어 간다.
     장치·스레드 수·진행 막대는 물려받지 않고, ``out_dir`` 은 따로 주지 않으면 체크포인트가 있는
-    디렉터리다. ``max_steps`` 나 ``epochs`` 중 하나를 주면 다른 하나는 지운다.
+    디렉터리다. 학습의 길이(``max_steps``, ``epochs``, ``time_budget``)를 하나라도 주면 주지 않은 나머지는
+    지운다: 새로 준 길이가 저장된 길이를 통째로 바꾼다.
     """
     path = resolve_checkpoint_path(resume)
     if meta is None:
@@ -207,10 +230,8 @@ def resume_config(
     base = {k: v for k, v in saved.items() if k not in MACHINE_KEYS}
     base["out_dir"] = str(path.parent)
     overrides = dict(overrides or {})
-    if overrides.get("max_steps") is not None:
-        base["epochs"] = None
-    if overrides.get("epochs") is not None:
-        base["max_steps"] = None
+    if any(overrides.get(k) is not None for k in _LENGTH_KEYS):
+        base.update(dict.fromkeys(_LENGTH_KEYS))
     try:
         return TrainConfig.from_dict({**base, **overrides})
     except (TypeError, UnknownFieldsError) as e:  # 설정값의 검사 오류(ValueError)는 그대로 알린다
@@ -270,7 +291,7 @@ def conditional_unet_config(cfg: TrainConfig, unet_config: UnetConfig) -> UnetCo
     return unet_config
 
 
-def _progress_bar(total: int, initial: int) -> Any:
+def _progress_bar(total: int | None, initial: int) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc="train", dynamic_ncols=True, mininterval=2.0)
@@ -293,14 +314,22 @@ def record_loss(history: list[list[float]], window: list[float], partial: bool, 
 def _prepare_out_dir(trainer: Trainer, total: int) -> None:
     """출력 디렉터리를 만들고, 죽은 프로세스가 남긴 임시 파일을 치우고, 무엇을 학습하는지 한 줄로 알린다."""
     cfg = trainer.cfg
+    target = total if trainer.budget is None else f"({cfg.time_budget:g} min)"  # 시간 예산이면 스텝 수는 재며 정한다
     trainer.out_dir.mkdir(parents=True, exist_ok=True)
     for stale in clean_stale_temp_files(trainer.checkpoint_path):
         trainer._info(f"죽은 프로세스가 남긴 임시 파일을 지웠다 / removed stale temp file {stale}")
     trainer._info(
         f"[ddpm-ko] device={trainer.device} precision={trainer.precision} processes={trainer.world} "
         f"params={trainer.model.num_parameters() / 1e6:.2f}M global_batch={cfg.batch_size} "
-        f"(per process {cfg.batch_size // trainer.world}) lr={cfg.lr} steps {trainer.step}->{total} out={trainer.out_dir}"
+        f"(per process {cfg.batch_size // trainer.world}) lr={cfg.lr} steps {trainer.step}->{target} out={trainer.out_dir}"
     )
+
+
+def _reached_target(trainer: Trainer) -> str:
+    """목표에 이르러 끝난 까닭: 시간 예산을 다 썼으면 ``time_budget``, 아니면 ``max_steps`` 나 ``epochs``."""
+    if trainer.budget is not None and trainer.budget.reached:
+        return "time_budget"
+    return "max_steps" if trainer.cfg.max_steps is not None else "epochs"
 
 
 def save_sample_grid(trainer: Trainer) -> Path:
@@ -333,6 +362,7 @@ class Trainer:
         images=None,
         log: Callable[[str], None] | None = None,
         labels=None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.rank, self.world, local_rank = distributed.dist_info()
         self.is_main = self.rank == 0
@@ -380,7 +410,8 @@ class Trainer:
         # 아직 기록(history)에 들어가지 않은 손실들. 체크포인트에 함께 저장해야 이어 학습한 기록이 같다.
         self.loss_window: list[float] = []
         self.history_partial = False  # history 의 마지막 항목이 창을 다 채우지 못한 중간 기록인가
-        self.wall_time = 0.0
+        self.wall_time = 0.0  # 학습 고리에 쓴 시간(초), clock 으로 잰다. 이어 학습이면 체크포인트 값부터
+        self.clock, self.budget = clock, TimeBudget.from_config(cfg)
         # 학습이 끝난 까닭과 목표 스텝 (run 이 정한다; 그 전의 체크포인트는 "in_progress")
         self.end: dict[str, Any] | None = None
         self.target_steps: int | None = None
@@ -408,15 +439,14 @@ class Trainer:
         return self.out_dir / "checkpoint.safetensors"
 
     def total_steps(self) -> int:
-        cfg = self.cfg
-        if cfg.max_steps is not None:
-            return cfg.max_steps
-        epochs = cfg.epochs if cfg.epochs is not None else 1
-        return max(1, math.ceil(epochs * self.batches.batches_per_epoch))
+        """목표 스텝 (``step_target``). 시간 예산이 있으면 예산이 정하고 (추정) ``max_steps``·``epochs`` 는 상한이다."""
+        cap = step_target(self.cfg, self.batches.batches_per_epoch)
+        return cap if self.budget is None else self.budget.target(self.step, cap)
 
     def lr_at(self, step: int) -> float:
-        """선형 워밍업 후 일정한 학습률 (모듈의 ``lr_at``)."""
-        return lr_at(step, self.cfg.lr, self.cfg.warmup_steps)
+        """선형 워밍업 후 일정한 학습률 (모듈의 ``lr_at``). 시간 예산이 있으면 예산 끝까지 코사인으로 줄인다."""
+        warm = lr_at(step, self.cfg.lr, self.cfg.warmup_steps)
+        return warm if self.budget is None else self.budget.lr_at(step, warm, self.cfg.lr)
 
     # ------------------------------------------------------------------ 체크포인트
     def save(self, path: str | os.PathLike | None = None, extra_meta: dict[str, Any] | None = None) -> Path | None:
@@ -509,8 +539,8 @@ class Trainer:
         return value
 
     def _end(self, reason: str | None = None, **extra: Any) -> dict[str, Any]:
-        """``end`` 항목: 이 시점까지 학습한 스텝과 끝난 까닭 (기본은 목표에 이름: ``max_steps`` 나 ``epochs``)."""
-        reason = reason or ("max_steps" if self.cfg.max_steps is not None else "epochs")
+        """``end`` 항목: 이 시점까지 학습한 스텝과 끝난 까닭 (기본은 목표에 이름: ``_reached_target``)."""
+        reason = reason or _reached_target(self)
         return {"step": self.step, "reason": reason, **extra, "target_steps": self.target_steps}
 
     def run(self) -> dict[str, Any]:
@@ -520,14 +550,14 @@ class Trainer:
         그때 ``end["reason"]`` 은 ``"signal"`` 이다 (모듈 설명을 보라).
         """
         cfg = self.cfg
-        total = self.total_steps()
+        total = self.total_steps() if self.budget is None else self.budget.start(self)  # 시간 예산: 남은 시간 알림
         self.target_steps, self.end = total, None
         if self.is_main:
             _prepare_out_dir(self, total)
-        pbar = _progress_bar(total, self.step) if cfg.progress and self.is_main else None
+        pbar = _progress_bar(None if self.budget else total, self.step) if cfg.progress and self.is_main else None
         window = self.loss_window
         last_saved = None
-        t_start = time.perf_counter()
+        t_start = self.clock()
         stop = StopOnSignal(enabled=self.world == 1)
         stop.install()
         try:
@@ -536,9 +566,10 @@ class Trainer:
                 y = self.batches.batch_labels(self.epoch, self.batch_index) if cfg.conditional else None
                 value = self.train_step(x0, y)
                 window.append(value)
-                now = time.perf_counter()
+                now = self.clock()
                 self.wall_time += now - t_start
                 t_start = now
+                total = total if self.budget is None else self.budget.after_step(self)  # 예산에 이르면 목표 = 지금
                 if pbar is not None:
                     pbar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == total:

@@ -1,8 +1,9 @@
 """학습 상태의 저장과 복원: 이어 학습이 원래 학습과 같은 손실 곡선을 그리게 하는 모든 것.
 
 한 학습 체크포인트에는 모델·EMA·옵티마이저 텐서, 노이즈 생성기와 torch 난수 상태, 데이터 순서(에폭, 에폭 안의
-배치 번호), 아직 기록하지 않은 손실 창까지 든다. ``checkpoint_contents`` 가 그것을 ``(텐서, 메타데이터)`` 로 한 번에
-만들고, ``restore_training_state`` 가 거꾸로 되돌린다. 두 함수는 ``ddpm_ko.train.Trainer`` 의 속성을 읽고 쓴다.
+배치 번호), 아직 기록하지 않은 손실 창, 학습에 쓴 시간(``wall_time_s``), 시간 예산 학습이면 그 기록(``time_budget``)까지
+든다. ``checkpoint_contents`` 가 그것을 ``(텐서, 메타데이터)`` 로 한 번에 만들고, ``restore_training_state`` 가 거꾸로
+되돌린다. 두 함수는 ``ddpm_ko.train.Trainer`` 의 속성을 읽고 쓴다.
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ def checkpoint_contents(trainer: Any) -> tuple[dict[str, torch.Tensor], dict[str
         "global_batch_size": t.cfg.batch_size,
         "seed": t.cfg.seed,
     }
+    if getattr(t, "budget", None) is not None:  # 시간 예산 학습만: 예산, 다다른 스텝, 추정 전체 스텝, 쓴 시간
+        meta["time_budget"] = t.budget.record(t.step, t.wall_time)
     return tensors, meta
 
 
@@ -157,6 +160,8 @@ def restore_training_state(trainer: Any, tensors: dict[str, torch.Tensor], meta:
         t.history_partial = bool(ts.get("history_partial", False))
         t.history = [list(h) for h in meta.get("loss_history", [])]
         t.wall_time = float(meta.get("wall_time_s", 0.0))
+        if getattr(t, "budget", None) is not None:  # 잰 스텝당 시간 (새 프로세스가 다시 잴 때까지 쓴다)
+            t.budget.restore(meta.get("time_budget"))
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"체크포인트의 학습 상태가 잘못되었다 / invalid training state in {source}: {e}") from e
     if t.batch_index >= t.batches.batches_per_epoch:
