@@ -250,6 +250,18 @@ def test_trainer_drops_labels_with_p_uncond(tmp_path, monkeypatch):
     assert (got == NUM_CLASSES).any() and (got < NUM_CLASSES).any()
 
 
+def test_label_embedding_learns_at_label_lr_mult_times_the_rate(tmp_path):
+    t = Trainer(
+        TINY_TRAIN_UNET, _cond_cfg(tmp_path, lr=1e-3, label_lr_mult=20.0), images=IMAGES, labels=LABELS, log=quiet
+    )
+    rest, label = t.optimizer.param_groups
+    assert [id(p) for p in label["params"]] == [id(t.model.class_emb.table.weight)]
+    t.train_step(t.batches.batch(0, 0), t.batches.batch_labels(0, 0))
+    assert label["lr"] == pytest.approx(20.0 * rest["lr"], rel=1e-12) and rest["lr"] == t.lr_at(0)
+    plain = Trainer(TINY_TRAIN_UNET, tiny_train_config(tmp_path / "u"), images=IMAGES, log=quiet)
+    assert len(plain.optimizer.param_groups) == 1  # 조건 없는 모델의 옵티마이저는 예전 그대로
+
+
 def test_init_from_an_unconditional_checkpoint(tmp_path):
     donor = train(TINY_TRAIN_UNET, tiny_train_config(tmp_path / "u", max_steps=2), images=IMAGES, log=quiet)
     messages = []

@@ -247,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="조건부 학습에서 레이블을 ∅ 으로 바꿀 확률 (label-dropout probability; 기본 0.1)",
     )
     t.add_argument(
+        "--label-lr-mult",
+        type=_positive_float,
+        help="레이블 임베딩 표의 학습률 배수 (learning-rate multiplier for the label embedding; 기본 20)",
+    )
+    t.add_argument(
         "--init-from",
         help="이 체크포인트(또는 'pretrained')의 가중치에서 시작한다 (initialise weights from a checkpoint)",
     )
@@ -388,6 +393,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         "num_threads": a.threads,
         "precision": a.precision,
         "p_uncond": a.p_uncond,
+        "label_lr_mult": a.label_lr_mult,
         "init_from": a.init_from,
     }
     given = {k: v for k, v in given.items() if v is not None}
