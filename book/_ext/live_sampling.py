@@ -149,6 +149,8 @@ def _install(app: Sphinx, exception: Exception | None) -> None:
     exported = _export_model(app, app.config.live_sampling_checkpoint, dest, "unet")
     cond = app.config.live_sampling_conditional_checkpoint
     if cond == "pretrained-conditional" and conditional_weights_missing():
+        for stale in (dest / "unet_cond.onnx", dest / "unet_cond.json"):  # 앞선 빌드가 남긴 파일을 싣지 않는다
+            stale.unlink(missing_ok=True)
         logger.info("[live_sampling] 패키지에 조건부 모델이 아직 없어 unet_cond.onnx 는 싣지 않는다 / "
                     "no conditional model in the package yet: skipping unet_cond.onnx")
     elif cond:
