@@ -5,6 +5,8 @@
   신경망은 사이트에 실린 바로 그 ONNX 파일을 onnxruntime 으로 돌린다 (``ddpm_ko.onnx_export.OnnxUnet``).
   η > 0 이면 패키지가 단계마다 뽑는 노이즈(``ddpm_ko.diffusion._randn``) 자리에 같은 수열의 다음 값을 넣는다.
   브라우저도 x_T 를 먼저 뽑고 단계마다 z 를 같은 순서로 뽑으므로, 두 쪽이 같은 난수를 쓴다.
+- ``reference_guided`` 는 클래스를 고른 경우다: 사이트의 조건부 모델(``unet_cond.onnx``)로 패키지 샘플러의
+  분류기 없는 가이던스(``sample(labels=…, guidance=w)``, ``ddpm_ko.guidance.guided_model``)를 돌린다.
 """
 
 from __future__ import annotations
@@ -55,8 +57,8 @@ class NormalStream:
         return np.array([self.normal() for _ in range(n)], dtype=np.float64).astype(np.float32)
 
 
-def model_info(site_dir: Path) -> dict:
-    return json.loads((site_dir / "_static" / "live" / "unet.json").read_text(encoding="utf-8"))
+def model_info(site_dir: Path, stem: str = "unet") -> dict:
+    return json.loads((site_dir / "_static" / "live" / f"{stem}.json").read_text(encoding="utf-8"))
 
 
 def reference_ddim(site_dir: Path, seed: int, num: int, steps: int, eta: float) -> dict[str, np.ndarray]:
@@ -112,4 +114,46 @@ def reference_dpm_solver(site_dir: Path, seed: int, num: int, steps: int, spacin
         spacing=spacing,
         x_T=torch.from_numpy(x_T.copy()),
     )
+    return {"xT": x_T, "final": final.numpy()}
+
+
+def reference_guided(
+    site_dir: Path, seed: int, num: int, sampler: str, steps: int, label: int, w: float, eta: float = 0.0
+) -> dict[str, np.ndarray]:
+    """브라우저와 같은 시드로 조건부 ONNX 파일에 패키지의 가이던스 샘플러를 돌린 결과 {"xT", "final"}.
+
+    ``sampler`` 는 쪽의 선택지 값(``ddim``, ``dpm-logsnr``, ``dpm-time``)이다. 모든 이미지가 클래스 ``label`` 이다.
+    """
+    import ddpm_ko.diffusion as diffusion_module
+    from ddpm_ko.diffusion import GaussianDiffusion
+    from ddpm_ko.onnx_export import OnnxUnet
+
+    info = model_info(site_dir, "unet_cond")
+    shape = (num, info["channels"], info["image_size"], info["image_size"])
+    diffusion = GaussianDiffusion.from_schedule(
+        info["diffusion"]["schedule"],
+        info["diffusion"]["timesteps"],
+        prediction_type=info["diffusion"]["prediction_type"],
+    )
+    options = (
+        {"sampler": "ddim", "eta": eta}
+        if sampler == "ddim"
+        else {"sampler": "dpm-solver++", "spacing": sampler.removeprefix("dpm-")}
+    )
+    stream = NormalStream(seed)
+    x_T = stream.take(int(np.prod(shape))).reshape(shape)
+
+    def same_noise(noise_shape, generator, device, dtype=torch.float32):
+        return torch.from_numpy(stream.take(int(np.prod(noise_shape))).reshape(noise_shape)).to(device, dtype)
+
+    with mock.patch.object(diffusion_module, "_randn", same_noise):
+        final = diffusion.sample(
+            OnnxUnet(site_dir / "_static" / "live" / "unet_cond.onnx"),
+            shape,
+            steps=steps,
+            labels=torch.full((num,), label),
+            guidance=w,
+            x_T=torch.from_numpy(x_T.copy()),
+            **options,
+        )
     return {"xT": x_T, "final": final.numpy()}

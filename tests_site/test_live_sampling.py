@@ -4,6 +4,9 @@
 * 자바스크립트 난수(``prng.js``)가 파이썬 짝(``live_reference.NormalStream``)과 같은 수열을 낸다.
 * 단추를 눌러 돌린 샘플링의 최종 이미지가, 같은 x_T 와 같은 ONNX 파일로 패키지의 DDIM 샘플러를 돌린 이미지와
   거의 같다 (η = 0 과 η > 0). 캔버스에 그려진 것은 노이즈가 아니라 옷이다.
+* 클래스를 고르면 조건부 모델(``unet_cond.onnx``)을 그때 불러와, 패키지와 같은 분류기 없는 가이던스(한 번의 2B 호출)로
+  샘플링한다: 최종 이미지가 같은 x_T·같은 클래스·같은 w 로 패키지 샘플러를 돌린 이미지와 거의 같다. w 의 기본값은
+  패키지의 ``DEFAULT_GUIDANCE``, 클래스 이름은 ``CLASS_NAMES_KO`` 다.
 * 전화기 크기 화면(390×844)에서 두 그림이 나란히 보이고 가로로 넘치지 않는다.
 * 콘솔 오류도, localhost 밖으로 나가는 요청도 없다. 교차 출처 격리(COOP/COEP) 서버에서는 여러 스레드로 돈다.
 * 파일(file://)로 열면 데모 자리에 한국어 안내가 나온다.
@@ -76,8 +79,27 @@ def live(browser, site):
     context.close()
 
 
-def _run(page, *, steps: int, eta: float, seed: int, num: int, sampler: str = "ddim") -> dict:
-    """화면의 입력을 채우고 단추를 눌러 샘플링한 뒤 결과(window.ddpmLive.lastResult)를 돌려준다."""
+def _run(
+    page,
+    *,
+    steps: int,
+    eta: float,
+    seed: int,
+    num: int,
+    sampler: str = "ddim",
+    label: int | None = None,
+    guidance: float | None = None,
+) -> dict:
+    """화면의 입력을 채우고 단추를 눌러 샘플링한 뒤 결과(window.ddpmLive.lastResult)를 돌려준다.
+
+    ``label`` 이 None 이면 '조건 없음'(조건 없는 모델)을 고른다. ``guidance`` 는 슬라이더의 w 다.
+    """
+    page.select_option("#live-class", "" if label is None else str(label))
+    if guidance is not None:  # 슬라이더(type=range)는 fill 로 채울 수 없다: 값을 넣고 input 사건을 낸다
+        page.eval_on_selector(
+            "#live-guidance", "(el, w) => { el.value = String(w); el.dispatchEvent(new Event('input')); }", guidance
+        )
+        assert float(page.input_value("#live-guidance")) == guidance
     page.select_option("#live-sampler", sampler)
     page.fill("#live-steps", str(steps))
     if page.is_enabled("#live-eta"):
@@ -123,10 +145,11 @@ def _assert_clean(log) -> None:
 
 
 def _js(page, body: str, arg=None):
-    """ES 모듈 ddim.js·prng.js 를 불러와 ``body`` (async 함수의 몸통, 인자 arg)를 돌린다."""
+    """ES 모듈 ddim.js·dpm_solver.js·guidance.js·prng.js 를 불러와 ``body`` (async 함수의 몸통, 인자 arg)를 돌린다."""
     return page.evaluate(
         "async (arg) => { const ddim = await import('../_static/live/ddim.js');"
         " const dpm = await import('../_static/live/dpm_solver.js');"
+        " const guide = await import('../_static/live/guidance.js');"
         " const prng = await import('../_static/live/prng.js');" + body + "}",
         arg,
     )
@@ -143,6 +166,25 @@ def test_page_defaults_follow_the_package(live) -> None:
     if sampling.DEFAULT_SAMPLER == "dpm-solver++":
         assert page.input_value("#live-steps") == str(solvers.DEFAULT_STEPS)
         assert not page.is_enabled("#live-eta") and page.input_value("#live-eta") == "0"  # 결정적: η 칸이 잠긴다
+
+
+def test_class_picker_and_guidance_follow_the_package(live) -> None:
+    """클래스 목록은 패키지의 한국어 클래스 이름이고, 처음에는 '조건 없음'(예전과 같은 조건 없는 모델)이 골라져 있다.
+    가이던스 w 의 기본값은 패키지의 DEFAULT_GUIDANCE 이고, 클래스를 고르기 전에는 잠겨 있으며 조건부 모델도 받지 않는다."""
+    from ddpm_ko.data import CLASS_NAMES_KO
+    from ddpm_ko.guidance import DEFAULT_GUIDANCE
+
+    page, _ = live
+    options = page.eval_on_selector_all("#live-class option", "os => os.map(o => [o.value, o.textContent.trim()])")
+    assert options[0][0] == "" and "조건 없음" in options[0][1]
+    assert options[1:] == [[str(k), name] for k, name in enumerate(CLASS_NAMES_KO)]
+    assert page.input_value("#live-class") == ""
+    slider = page.eval_on_selector("#live-guidance", "el => ({min: +el.min, max: +el.max, step: +el.step})")
+    assert float(page.input_value("#live-guidance")) == DEFAULT_GUIDANCE
+    assert slider["min"] == 0 and slider["max"] >= DEFAULT_GUIDANCE and slider["step"] == 0.5
+    assert page.inner_text("#live-guidance-value") == f"{DEFAULT_GUIDANCE:.1f}"
+    assert not page.is_enabled("#live-guidance")  # w 는 클래스를 골랐을 때만 뜻이 있다
+    assert page.evaluate("() => window.ddpmLive.state.condLoading === null")  # 조건부 모델은 아직 받지 않았다
 
 
 @pytest.mark.parametrize("T", [1000, 500, 100, 10])
@@ -289,6 +331,92 @@ def test_dpm_solver_sampling_matches_python(live, steps, spacing) -> None:
     assert _pixel_smoothness(_canvas_tiles(page, "live-xt", num)) > 0.5
     _assert_clean(log)
     page.select_option("#live-sampler", "ddim")
+
+
+# ----------------------------------------------------------------------------------------
+# 클래스를 고르고 가이던스 w 로 샘플링 (조건부 모델 unet_cond.onnx)
+
+
+@pytest.mark.parametrize("w", [0.0, 0.5, 2.5, 8.0])
+def test_guidance_matches_package(live, w) -> None:
+    """guidance.js 가 패키지의 guided_model 과 같은 배치(x = [x, x], t = [t, t], labels = [y…, ∅…], w = 0 이면 B 장)로
+    신경망을 한 번 부르고, 그 출력을 cfg_combine 과 비트까지 같게 섞는다 (신경망 없이, 가짜 출력으로)."""
+    from ddpm_ko.conditioning import NUM_CLASSES
+    from ddpm_ko.guidance import guided_model
+
+    page, _ = live
+    num, label = 3, 7
+    g = torch.Generator().manual_seed(int(2 * w))
+    x = torch.randn(num, 1, 28, 28, generator=g)
+    out = torch.randn((2 if w > 0 else 1) * num, 1, 28, 28, generator=g)
+    calls = []
+
+    def fake_unet(xb, tb, yb):  # 패키지가 신경망에 넣는 것을 적어 두고 정해 둔 출력을 낸다
+        calls.append((xb.clone(), tb.clone(), yb.clone()))
+        return out
+
+    eps = guided_model(fake_unet, torch.full((num,), label), w, NUM_CLASSES)(x, torch.tensor(500))
+    assert len(calls) == 1
+    js = _js(
+        page,
+        """const b = guide.guidedBatch(Float32Array.from(arg.x), arg.num, arg.label, arg.nullLabel, arg.w);
+        const eps = guide.cfgCombine(Float32Array.from(arg.out), arg.x.length, arg.w);
+        return {x: Array.from(b.x), labels: Array.from(b.labels, Number), batch: b.batch, eps: Array.from(eps)};""",
+        {
+            "x": x.flatten().tolist(),
+            "out": out.flatten().tolist(),
+            "num": num,
+            "label": label,
+            "nullLabel": NUM_CLASSES,
+            "w": w,
+        },
+    )
+    xb, tb, yb = calls[0]
+    assert js["batch"] == xb.shape[0] == tb.shape[0] and js["labels"] == yb.tolist()
+    np.testing.assert_array_equal(np.array(js["x"], dtype=np.float32), xb.flatten().numpy())
+    # 같은 float32 값에 같은 순서의 float32 연산(뺄셈, w 곱, 덧셈, 연산마다 반올림)이므로 비트까지 같다
+    np.testing.assert_array_equal(np.array(js["eps"], dtype=np.float32), eps.flatten().numpy())
+
+
+@pytest.fixture(scope="module")
+def conditional_model() -> None:
+    """사이트에 조건부 모델이 있어야 한다. 빌드가 그것을 건너뛰는 유일한 경우(패키지에 조건부 모델이 아직 없다)만 건너뛴다."""
+    import os
+
+    from ddpm_ko.pretrained import PRETRAINED_CONDITIONAL_ENV, PRETRAINED_CONDITIONAL_NAME, shipped_file
+
+    if (SITE_DIR / "_static" / "live" / "unet_cond.onnx").is_file():
+        return
+    if not os.environ.get(PRETRAINED_CONDITIONAL_ENV) and not shipped_file(PRETRAINED_CONDITIONAL_NAME).is_file():
+        pytest.skip("패키지에 조건부 모델이 아직 없어 사이트에 unet_cond.onnx 가 없다 (book/_ext/live_sampling.py)")
+    pytest.fail("사이트에 _static/live/unet_cond.onnx 가 없다: `make book` 으로 다시 빌드할 것")
+
+
+@pytest.mark.parametrize(
+    ("sampler", "steps", "eta", "label", "w"), [("dpm-logsnr", 4, 0.0, 9, 2.5), ("ddim", 3, 0.7, 3, 0.0)]
+)
+def test_guided_sampling_matches_python(live, conditional_model, sampler, steps, eta, label, w) -> None:
+    """클래스를 고른 브라우저의 최종 이미지 = 같은 x_T·클래스·w 로 조건부 ONNX 파일에 패키지의 가이던스 샘플러를
+    돌린 이미지. w > 0 이면 스텝마다 신경망을 한 번, 이미지 2B 장으로 부른다 (w = 0 이면 B 장)."""
+    page, log = live
+    seed, num = 4, 4
+    result = _run(page, steps=steps, eta=eta, seed=seed, num=num, sampler=sampler, label=label, guidance=w)
+    _record_timing(f"phone_{num}img_{sampler}{steps}_label{label}_w{w}", result)
+    assert result["label"] == label and result["guidance"] == w
+    assert len(result["msPerEval"]) == steps and result["batchPerEval"] == (2 * num if w > 0 else num)
+    assert page.is_enabled("#live-guidance")
+    ref = live_reference.reference_guided(SITE_DIR, seed, num, sampler, steps, label, w, eta)
+    final = np.array(result["final"], dtype=np.float32).reshape(ref["final"].shape)
+    diff = float(np.abs(final - ref["final"]).max())
+    # 남는 차이는 test_sampling_matches_python 과 같은 float32 합 순서의 차이(그 검사의 한도 2e-3)다. 가이던스는 두
+    # 출력을 (1 + w)·ε_y − w·ε_∅ 로 섞으므로 두 출력의 서로 다른 오차가 최대 (1 + w) + w = 1 + 2w 배로 커진다: 한도도
+    # 그만큼 키운다. 이 기계에서 잰 차이(4 스텝)는 w = 0 에서 2.2e-4, 2.5 에서 1.4e-3, 8 에서 3.1e-3 로 1 + 2w 를
+    # 따랐다. 섞는 식을 diffusers 의 s = w 로 잘못 읽거나, 가이던스를 빼거나, 다른 클래스를 쓰면 0.2 넘게 벌어진다.
+    assert diff < 2e-3 * (1 + 2 * w), f"브라우저와 파이썬의 최대 차이 {diff:.2e}"
+    shown = _canvas_tiles(page, "live-xt", num)
+    assert shown.std() > 20 and all(tile.std() > 10 for tile in shown), "캔버스가 비었거나 한 가지 색이다"
+    _assert_clean(log)
+    page.select_option("#live-class", "")
 
 
 # ----------------------------------------------------------------------------------------

@@ -11,11 +11,15 @@ HTML 빌드가 끝나면 ``_static/live/`` 에 다음을 더한다. 어느 것�
 * ``unet.onnx`` 와 ``unet.json``: 책의 사전 학습 모델(EMA U-Net)을 패키지의 내보내기
   (``ddpm_ko.onnx_export.export_onnx``, ``ddpm-ko export --format onnx`` 와 같다)로 만든 것. 내보내기는
   20~30 초 걸리므로 체크포인트·torch·내보내기 코드의 해시를 열쇠로 ``<doctrees>/live_sampling/`` 에 캐시한다.
+* ``unet_cond.onnx`` 와 ``unet_cond.json``: 같은 방법으로 내보낸 클래스 조건부 모델(``pretrained-conditional``,
+  11장, 입력 ``labels`` 가 하나 더 있다). 쪽은 독자가 클래스를 고를 때에만 이 파일을 받는다. 패키지에 조건부 모델이
+  아직 없고 ``$DDPM_KO_PRETRAINED_CONDITIONAL`` 도 없으면 경고 없이 건너뛴다 (쪽은 클래스를 고르면 그렇다고 알린다).
 
 그리고 그 쪽에만 ``live/app.js`` (ES 모듈)와 ``live/live.css`` 를 넣는다.
 
 ``_config.yml`` 의 ``sphinx.local_extensions`` 에 ``live_sampling: book/_ext`` 로 켠다. 설정값:
 ``live_sampling_page`` (기본 ``book/live_sampling``), ``live_sampling_checkpoint`` (기본 ``pretrained``),
+``live_sampling_conditional_checkpoint`` (기본 ``pretrained-conditional``, 빈 문자열이면 싣지 않는다),
 ``live_sampling_web_dir`` (기본 ``web``, 책 뿌리 기준).
 """
 
@@ -97,32 +101,40 @@ def _export_key(checkpoint: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _export_model(app: Sphinx, dest: Path) -> bool:
-    """사전 학습 모델을 ONNX 로 내보내(캐시가 있으면 그것을) ``dest/unet.onnx`` 와 ``unet.json`` 으로 둔다."""
+def conditional_weights_missing() -> bool:
+    """패키지에 조건부 사전 학습 모델이 아직 없고 ``$DDPM_KO_PRETRAINED_CONDITIONAL`` 도 없는가 (그러면 싣지 않는다)."""
+    import os
+
+    from ddpm_ko.pretrained import PRETRAINED_CONDITIONAL_ENV, PRETRAINED_CONDITIONAL_NAME, shipped_file
+
+    return not os.environ.get(PRETRAINED_CONDITIONAL_ENV) and not shipped_file(PRETRAINED_CONDITIONAL_NAME).is_file()
+
+
+def _export_model(app: Sphinx, ckpt: str, dest: Path, stem: str) -> bool:
+    """체크포인트 ``ckpt`` 를 ONNX 로 내보내(캐시가 있으면 그것을) ``dest/<stem>.onnx`` 와 ``<stem>.json`` 으로 둔다."""
     try:
         from ddpm_ko.checkpoint import resolve_checkpoint_path
         from ddpm_ko.onnx_export import export_onnx, require_onnx, sidecar_path
+        from ddpm_ko.pretrained import CHECKPOINT_NAMES, resolve_checkpoint_name
 
         require_onnx()
-        ckpt = app.config.live_sampling_checkpoint
-        if ckpt == "pretrained":
-            from ddpm_ko.pretrained import pretrained_path
-
-            source = pretrained_path()
+        if ckpt in CHECKPOINT_NAMES:
+            source = resolve_checkpoint_name(ckpt)
         else:
             source = resolve_checkpoint_path(Path(app.srcdir) / ckpt)
-        cache = Path(app.doctreedir) / "live_sampling" / f"unet-{_export_key(source)}.onnx"
+        cache = Path(app.doctreedir) / "live_sampling" / f"{stem}-{_export_key(source)}.onnx"
         if not (cache.is_file() and sidecar_path(cache).is_file()):
             logger.info("[live_sampling] ONNX 로 내보내는 중 / exporting the U-Net to ONNX: %s", source.name)
-            for old in cache.parent.glob("unet-*"):
+            for old in cache.parent.glob(f"{stem}-*"):
                 old.unlink()
             export_onnx(source, cache)
     except Exception as e:  # noqa: BLE001 — 어떤 실패든 한 줄 경고로 알린다 (-W 에서는 빌드 실패)
-        _warn(f"U-Net 을 ONNX 로 내보내지 못했다 / could not export the U-Net to ONNX: {type(e).__name__}: {e}")
+        _warn(f"U-Net({ckpt})을 ONNX 로 내보내지 못했다 / could not export the U-Net ({ckpt}) to ONNX: "
+              f"{type(e).__name__}: {e}")
         return False
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(cache, dest / "unet.onnx")
-    shutil.copyfile(sidecar_path(cache), dest / "unet.json")
+    shutil.copyfile(cache, dest / f"{stem}.onnx")
+    shutil.copyfile(sidecar_path(cache), dest / f"{stem}.json")
     return True
 
 
@@ -134,7 +146,15 @@ def _install(app: Sphinx, exception: Exception | None) -> None:
     dest = Path(app.outdir) / "_static" / "live"
     web_dir = Path(app.srcdir) / app.config.live_sampling_web_dir
     version = _copy_runtime(web_dir, dest / "ort")
-    exported = _export_model(app, dest)
+    exported = _export_model(app, app.config.live_sampling_checkpoint, dest, "unet")
+    cond = app.config.live_sampling_conditional_checkpoint
+    if cond == "pretrained-conditional" and conditional_weights_missing():
+        for stale in (dest / "unet_cond.onnx", dest / "unet_cond.json"):  # 앞선 빌드가 남긴 파일을 싣지 않는다
+            stale.unlink(missing_ok=True)
+        logger.info("[live_sampling] 패키지에 조건부 모델이 아직 없어 unet_cond.onnx 는 싣지 않는다 / "
+                    "no conditional model in the package yet: skipping unet_cond.onnx")
+    elif cond:
+        _export_model(app, cond, dest, "unet_cond")
     if version and exported:
         size = (dest / "unet.onnx").stat().st_size
         logger.info("[live_sampling] onnxruntime-web %s 와 unet.onnx (%.1f MB) 를 _static/live 에 넣었다", version,
@@ -152,6 +172,7 @@ def _page_assets(app: Sphinx, pagename: str, templatename: str, ctx: dict, doctr
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("live_sampling_page", "book/live_sampling", "html", [str])
     app.add_config_value("live_sampling_checkpoint", "pretrained", "html", [str])
+    app.add_config_value("live_sampling_conditional_checkpoint", "pretrained-conditional", "html", [str])
     app.add_config_value("live_sampling_web_dir", "web", "html", [str])
     # offline_assets 가 같은 사건에서 script_files 목록을 새로 만들기 전에 더해야 하므로 먼저 돈다 (기본 500)
     app.connect("html-page-context", _page_assets, priority=400)

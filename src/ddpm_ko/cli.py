@@ -6,6 +6,7 @@
     ddpm-ko sample [--checkpoint PATH|pretrained|pretrained-conditional] --num N [--sampler ddpm|ddim|dpm-solver++]
                    [--steps S] [--eta E] [--label K|NAME|all] [--guidance W] [--seed K] [--out FILE.npy] [--gif FILE.gif]
     ddpm-ko export --checkpoint PATH --out FILE.safetensors
+    ddpm-ko export --checkpoint PATH|pretrained|pretrained-conditional --format onnx --out FILE.onnx
     ddpm-ko train-classifier [--out FILE.safetensors]      (평가용 특징 신경망, ddpm_ko.classifier)
     ddpm-ko evaluate --samples FILE.npy [--num N]          (특징 FID·KID·클래스 분포와 실제-실제 하한, ddpm_ko.evaluation)
 
@@ -304,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--checkpoint",
         required=True,
-        help="학습 체크포인트 .safetensors; --format onnx 면 'pretrained' (책의 사전 학습 모델)도 된다 "
-        "(checkpoint to export)",
+        help="학습 체크포인트 .safetensors; --format onnx 면 'pretrained' (책의 사전 학습 모델)나 "
+        "'pretrained-conditional' (클래스 조건부 모델, ONNX 입력 labels 가 더해진다)도 된다 (checkpoint to export)",
     )
     e.add_argument("--out", required=True, help="출력 파일: .safetensors, --format onnx 면 .onnx (output file)")
     e.add_argument(

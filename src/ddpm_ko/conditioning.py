@@ -55,6 +55,10 @@ class ClassEmbedding(nn.Module):
             f"레이블은 (B,) = ({batch},) 모양의 정수여야 한다 / labels must be integers of shape ({batch},), "
             f"got {labels.dtype} {tuple(labels.shape)}",
         )
+        # 값 검사는 데이터에 따라 갈리는 분기라 torch.export(ONNX 내보내기)가 그래프로 옮기지 못한다. 내보낸 파일의
+        # 레이블은 그것을 돌리는 쪽이 검사한다 (onnx_export.OnnxUnet, 브라우저 쪽은 고를 수 있는 값만 보낸다).
+        if torch.compiler.is_exporting():
+            return self.table(labels.long())
         bad = (labels < 0) | (labels > self.num_classes)
         require(
             not bool(bad.any()),

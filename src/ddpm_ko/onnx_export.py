@@ -3,6 +3,8 @@
 ``export_onnx(checkpoint, out)`` 은 체크포인트(기본 EMA 가중치)의 ε_θ(x_t, t) 를 ONNX 파일 하나로 쓴다.
 
 - 입력 ``x_t``: float32 ``(B, C, H, W)``, 입력 ``t``: int64 ``(B,)`` (코드의 타임스텝 0..T−1, 패키지와 같다).
+- 클래스 조건부 모델(``UnetConfig.num_classes``, ``pretrained-conditional``, 11장)이면 입력이 하나 더 있다:
+  ``labels``: int64 ``(B,)``, 값은 0..K−1 또는 '레이블 없음'(∅) K. 조건 없는 모델의 파일은 예전과 똑같다 (입력 둘).
 - 출력 ``prediction``: float32 ``(B, C, H, W)`` (예측 대상은 체크포인트 설정의 ``prediction_type``, 보통 ε).
 - 배치 B 는 동적이다. 한 파일로 1장이든 16장이든 돌린다.
 - 가중치는 파일 안에 담는다(외부 데이터 파일 없음). 웹 페이지가 파일 하나만 받으면 되게 하려는 것이다.
@@ -22,17 +24,20 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
 from .checkpoint import atomic_write_bytes, load_model_from_checkpoint, resolve_checkpoint_path
+from .configs import require
 from .errors import DdpmKoError
 
 __all__ = [
     "ONNX_FORMAT",
     "ONNX_OPSET",
     "INPUT_NAMES",
+    "LABELS_NAME",
     "OUTPUT_NAME",
     "OnnxDependencyError",
     "require_onnx",
@@ -46,6 +51,8 @@ ONNX_FORMAT = "ddpm_ko-onnx/1"
 #: onnxruntime-web 1.31 과 onnxruntime 1.2x 가 모두 지원하는 연산자 집합 버전
 ONNX_OPSET = 18
 INPUT_NAMES = ("x_t", "t")
+#: 조건부 모델에만 있는 셋째 입력 (클래스 레이블, ∅ = num_classes)
+LABELS_NAME = "labels"
 OUTPUT_NAME = "prediction"
 _DEPENDENCIES = ("onnx", "onnxscript")
 
@@ -93,7 +100,8 @@ def export_onnx(
     """체크포인트의 U-Net 을 ONNX 파일 ``out`` 으로 내보내고 그 경로를 돌려준다.
 
     Args:
-        checkpoint: ``.safetensors`` 체크포인트, 또는 ``"pretrained"`` (책의 사전 학습 모델).
+        checkpoint: ``.safetensors`` 체크포인트, 또는 ``"pretrained"`` (책의 사전 학습 모델), ``"pretrained-conditional"``
+            (그 클래스 조건부 모델: 입력 ``labels`` 가 더해진다).
         out: 출력 ``.onnx`` 경로. 옆에 ``.json`` 사이드카를 함께 쓴다.
         use_ema: EMA 가중치를 쓸지 (없으면 학습 가중치).
         opset: ONNX 연산자 집합 버전.
@@ -115,8 +123,15 @@ def export_onnx(
     model, diffusion, meta = load_model_from_checkpoint(source, use_ema=use_ema, device="cpu")
     model = model.float().eval()
     c = model.config
+    num_classes = c.num_classes or None
+    input_names = list(INPUT_NAMES) + ([LABELS_NAME] if num_classes else [])
     # 예시 입력은 배치 2: 배치 1 이면 내보내기가 그 크기를 상수로 굳힐 수 있다
-    example = (torch.zeros(2, c.channels, c.image_size, c.image_size), torch.tensor([0, diffusion.num_timesteps - 1]))
+    example: tuple[torch.Tensor, ...] = (
+        torch.zeros(2, c.channels, c.image_size, c.image_size),
+        torch.tensor([0, diffusion.num_timesteps - 1]),
+    )
+    if num_classes:
+        example += (torch.tensor([0, num_classes]),)  # 한 클래스와 ∅
     batch = torch.export.Dim("batch", min=1, max=4096)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".onnx-export-", dir=out.parent) as tmp:
@@ -129,13 +144,13 @@ def export_onnx(
                 model,
                 example,
                 str(raw),
-                input_names=list(INPUT_NAMES),
+                input_names=input_names,
                 output_names=[OUTPUT_NAME],
                 opset_version=opset,
                 dynamo=True,
                 external_data=False,
                 verbose=False,
-                dynamic_shapes=({0: batch}, {0: batch}),
+                dynamic_shapes=tuple({0: batch} for _ in input_names),
             )
         proto = onnx.load(str(raw))
     # 내보내기가 노드마다 붙이는 디버그 정보(파이썬 호출 위치 등)는 실행과 무관하고 파일을 1 MB 가까이 키운다
@@ -148,6 +163,13 @@ def export_onnx(
         "inputs": {"x_t": ["batch", c.channels, c.image_size, c.image_size], "t": ["batch"]},
         "input_dtypes": {"x_t": "float32", "t": "int64"},
         "output": OUTPUT_NAME,
+    }
+    if num_classes:
+        info["inputs"][LABELS_NAME] = ["batch"]
+        info["input_dtypes"][LABELS_NAME] = "int64"
+        info["num_classes"] = num_classes
+        info["null_label"] = num_classes
+    info |= {
         "image_size": c.image_size,
         "channels": c.channels,
         "diffusion": {
@@ -185,6 +207,9 @@ class OnnxUnet:
     ``GaussianDiffusion.sample(OnnxUnet("unet.onnx"), ...)`` 처럼 쓴다. 브라우저(onnxruntime-web)와
     같은 파일을 파이썬에서 돌려 두 샘플러의 결과를 비교하려는 것이다. ``onnxruntime`` 이 필요하다.
 
+    조건부 모델의 파일(입력 ``labels``)이면 ``Unet`` 처럼 ``model(x, t, labels)`` 로 부르고(``labels`` 가 없으면 ∅),
+    ``config.num_classes`` 가 있으므로 ``sample(..., labels=…, guidance=w)`` 의 가이던스도 그대로 된다.
+
     Args:
         path: ``export_onnx`` 가 쓴 ``.onnx`` 파일.
         threads: onnxruntime 의 연산 스레드 수 (기본 1: 결과가 스레드 수에 따라 달라지지 않게).
@@ -202,14 +227,46 @@ class OnnxUnet:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        num_classes = None
+        if LABELS_NAME in [i.name for i in self.session.get_inputs()]:
+            embedded = self.session.get_modelmeta().custom_metadata_map.get("ddpm_ko", "{}")
+            num_classes = json.loads(embedded).get("num_classes")
+            if not isinstance(num_classes, int) or num_classes < 1:
+                raise DdpmKoError(
+                    f"{path} 에 입력 labels 가 있지만 클래스 수(메타데이터 num_classes)가 없다: export_onnx 로 다시 "
+                    f"내보내라 / {path} takes labels but has no num_classes in its metadata: re-export it with export_onnx"
+                )
+        #: 패키지 샘플러가 조건부 모델을 알아보는 자리 (``model.config.num_classes``, 조건 없는 모델이면 None)
+        self.config = SimpleNamespace(num_classes=num_classes)
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        b = x.shape[0]
         t = torch.as_tensor(t)
         if t.ndim == 0:
-            t = t.expand(x.shape[0])
+            t = t.expand(b)
         feeds = {
             "x_t": x.detach().cpu().float().contiguous().numpy(),
             "t": t.detach().cpu().long().reshape(-1).contiguous().numpy(),
         }
+        k = self.config.num_classes
+        if k is None:
+            require(
+                labels is None,
+                "이 ONNX 파일은 조건 없는 모델이라 레이블을 받지 않는다: 조건부 모델을 내보낸 파일"
+                "(--checkpoint pretrained-conditional)을 쓰거나 레이블을 빼라 / this ONNX file is an unconditional model "
+                "and takes no labels: export a conditional model (--checkpoint pretrained-conditional) or drop the labels",
+            )
+        else:
+            y = torch.full((b,), k, dtype=torch.long) if labels is None else torch.as_tensor(labels).cpu()
+            if y.ndim == 0:
+                y = y.expand(b)
+            # onnxruntime 의 Gather 는 음수 번호를 뒤에서 센다(−1 이 ∅ 이 된다): 범위를 여기서 막는다
+            require(
+                y.shape == (b,) and not y.is_floating_point() and bool(((y >= 0) & (y <= k)).all()),
+                f"레이블은 ({b},) 모양의 정수 0..{k - 1} (또는 레이블 없음 {k}) 이어야 한다 / labels must be integers in "
+                f"0..{k - 1} (or {k} for 'no label') of shape ({b},), got {y.dtype} {tuple(y.shape)} "
+                f"{y.flatten()[:5].tolist()}",
+            )
+            feeds[LABELS_NAME] = y.long().contiguous().numpy()
         out = self.session.run([OUTPUT_NAME], feeds)[0]
         return torch.from_numpy(out).to(x.device)

@@ -1,17 +1,25 @@
 // "브라우저에서 샘플링" 쪽의 화면: 단추를 누르면 책의 U-Net 을 onnxruntime-web(WASM)으로 돌려 샘플링한다.
 // 샘플러의 산수는 ddim.js (DDIM) 와 dpm_solver.js (DPM-Solver++(2M)), 난수는 prng.js 에 있다.
-// 이 파일은 불러오기, 입력 읽기, 그리기만 한다.
+// 클래스를 골랐을 때의 분류기 없는 가이던스는 guidance.js 에 있다. 이 파일은 불러오기, 입력 읽기, 그리기만 한다.
+//
+// 클래스를 고르지 않으면 조건 없는 모델(unet.onnx)을 쓴다. 클래스를 처음 고르면 그때 조건부 모델(unet_cond.onnx,
+// 입력 labels 가 하나 더 있다)을 받아 온다.
 //
 // 검사(tests_site/test_live_sampling.py)는 window.ddpmLive 를 통해 결과를 읽는다:
 //   ddpmLive.ready      — 모델을 다 불러오면 풀리는 Promise (실패하면 오류 메시지로 거절된다)
-//   ddpmLive.lastResult — 마지막 샘플링의 입력, x_T, 최종 이미지, 스텝별 U-Net 시간(ms)
+//   ddpmLive.lastResult — 마지막 샘플링의 입력(클래스, w 포함), x_T, 최종 이미지, 스텝별 U-Net 시간(ms)
+//   ddpmLive.loadConditional() — 조건부 모델을 불러오는 Promise (클래스를 고르면 쪽이 스스로 부른다)
 
 import { clampImage, ddimStep, ddimTimesteps, makeSchedule, toByte } from "./ddim.js";
 import { dpmSolverStep, dpmSolverTimesteps } from "./dpm_solver.js";
+import { cfgCombine, guidedBatch } from "./guidance.js";
 import { NormalStream } from "./prng.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
+  cls: $("live-class"),
+  guidance: $("live-guidance"),
+  guidanceValue: $("live-guidance-value"),
   sampler: $("live-sampler"),
   run: $("live-run"),
   stop: $("live-stop"),
@@ -29,8 +37,12 @@ const ui = {
 };
 
 const here = (name) => new URL(name, import.meta.url).href;
-const state = { ort: null, session: null, info: null, schedule: null, running: false, stopRequested: false };
-const live = { ready: null, lastResult: null, state };
+const state = {
+  ort: null, session: null, info: null, schedule: null, running: false, stopRequested: false,
+  cond: null, // 조건부 모델 { session, info } (클래스를 처음 고를 때 불러온다)
+  condLoading: null, // 그 불러오기의 Promise (한 번만 받는다)
+};
+const live = { ready: null, lastResult: null, state, loadConditional };
 window.ddpmLive = live;
 
 function setStatus(text, kind = "info") {
@@ -82,6 +94,40 @@ async function load() {
     ` · 모델 ${(info.bytes / 1e6).toFixed(1)} MB (${info.source.checkpoint}, ${info.source.step} 학습 스텝)`;
 }
 
+// 조건부 모델(unet_cond.onnx)을 한 번만 불러온다. 조건 없는 모델을 다 불러온 뒤에 부른다(실행기를 함께 쓴다).
+function loadConditional() {
+  if (!state.condLoading) {
+    state.condLoading = (async () => {
+      await live.ready;
+      const response = await fetch(here("./unet_cond.json"));
+      if (!response.ok) {
+        throw new Error(
+          `조건부 모델 unet_cond.json 을 읽지 못했다 (HTTP ${response.status}). 책을 빌드할 때 패키지에 조건부 모델 ` +
+            "(pretrained-conditional)이 있어야 이 파일이 생긴다.",
+        );
+      }
+      const info = await response.json();
+      const d = info.diffusion;
+      const base = state.info.diffusion;
+      if (!info.num_classes || d.prediction_type !== "eps" || d.timesteps !== base.timesteps || d.schedule !== base.schedule) {
+        throw new Error("조건부 모델의 설정(레이블 입력, ε-예측, 스케줄)이 이 쪽의 샘플러와 맞지 않는다");
+      }
+      const session = await state.ort.InferenceSession.create(here("./unet_cond.onnx"), {
+        executionProviders: ["wasm"],
+        graphOptimizationLevel: "all",
+      });
+      state.cond = { session, info };
+      ui.runtime.textContent +=
+        ` · 조건부 모델 ${(info.bytes / 1e6).toFixed(1)} MB (${info.source.checkpoint}, ${info.source.step} 학습 스텝)`;
+      return state.cond;
+    })();
+    state.condLoading.catch(() => {
+      state.condLoading = null; // 실패하면 다음에 클래스를 고를 때 다시 해 본다
+    });
+  }
+  return state.condLoading;
+}
+
 // 샘플러 선택지: DDIM, 또는 DPM-Solver++(2M) 과 그 시각 간격
 const SAMPLERS = {
   ddim: { kind: "ddim" },
@@ -90,6 +136,10 @@ const SAMPLERS = {
 };
 
 function readInputs() {
+  const label = ui.cls.value === "" ? null : Number(ui.cls.value);
+  const guidance = Number(ui.guidance.value);
+  if (label !== null && !(Number.isInteger(label) && label >= 0)) throw new Error(`알 수 없는 클래스: ${ui.cls.value}`);
+  if (!(guidance >= 0 && Number.isFinite(guidance))) throw new Error("가이던스 w 는 0 이상이어야 한다");
   const sampler = SAMPLERS[ui.sampler.value];
   if (!sampler) throw new Error(`알 수 없는 샘플러: ${ui.sampler.value}`);
   const steps = Number(ui.steps.value);
@@ -102,7 +152,33 @@ function readInputs() {
   if (!Number.isInteger(seed) || seed < 0 || seed > 4294967295) throw new Error("시드는 0 에서 4294967295 사이의 정수여야 한다");
   if (!Number.isInteger(num) || num < 1 || num > 64) throw new Error("이미지 수는 1 에서 64 사이여야 한다");
   if (sampler.kind !== "ddim" && eta !== 0) throw new Error("DPM-Solver++(2M) 은 결정적이라 η 는 0 이어야 한다");
-  return { sampler, steps, eta, seed, num };
+  return { sampler, steps, eta, seed, num, label, guidance };
+}
+
+/**
+ * 신경망 출력 ε 한 번. label 이 null 이면 조건 없는 모델, 아니면 조건부 모델에 분류기 없는 가이던스를 한다
+ * (guidance.js: w > 0 이면 이미지 2·num 장을 한 번에). 돌려주는 것: { eps, batch } (batch 는 신경망에 넣은 이미지 수).
+ */
+async function predictEps(x, t, num, label, w) {
+  const { ort, session, info } = state;
+  const shape = [num, info.channels, info.image_size, info.image_size];
+  if (label === null) {
+    const feeds = {
+      // 워커로 보내는 배열은 넘겨주고 나면 비므로(transfer) 사본을 보낸다
+      x_t: new ort.Tensor("float32", x.slice(), shape),
+      t: new ort.Tensor("int64", new BigInt64Array(num).fill(BigInt(t)), [num]),
+    };
+    return { eps: (await session.run(feeds))[info.output].data, batch: num };
+  }
+  const cond = state.cond;
+  const g = guidedBatch(x, num, label, cond.info.null_label, w);
+  const feeds = {
+    x_t: new ort.Tensor("float32", g.x, [g.batch, ...shape.slice(1)]),
+    t: new ort.Tensor("int64", new BigInt64Array(g.batch).fill(BigInt(t)), [g.batch]),
+    labels: new ort.Tensor("int64", g.labels, [g.batch]),
+  };
+  const out = (await cond.session.run(feeds))[cond.info.output].data;
+  return { eps: cfgCombine(out, x.length, w), batch: g.batch };
 }
 
 // (N, 1, S, S) 이미지를 격자로 캔버스 하나에 그린다. 캔버스의 한 픽셀이 이미지의 한 픽셀이고, CSS 가 키운다.
@@ -135,10 +211,13 @@ function drawGrid(canvas, x, num) {
 }
 
 async function sample() {
-  const { sampler, steps, eta, seed, num } = readInputs();
-  const { ort, session, info, schedule } = state;
+  const { sampler, steps, eta, seed, num, label, guidance } = readInputs();
+  if (label !== null) {
+    setStatus("조건부 모델을 불러오는 중이다…", "running");
+    await loadConditional();
+  }
+  const { ort, info, schedule } = state;
   const size = info.image_size;
-  const shape = [num, info.channels, size, size];
   const ts = sampler.kind === "ddim" ? ddimTimesteps(schedule.T, steps) : dpmSolverTimesteps(schedule, steps, sampler.spacing);
   const rng = new NormalStream(seed);
   const xT = rng.take(num * info.channels * size * size); // x_T ~ N(0, I): 먼저 뽑고, 그다음 스텝마다 z 를 뽑는다
@@ -146,6 +225,7 @@ async function sample() {
   let x0 = null;
   let history = null; // DPM-Solver++(2M) 가 기억하는 바로 앞 스텝의 { t, x0 }
   const msPerEval = [];
+  let batchPerEval = num;
   const started = performance.now();
   drawGrid(ui.xt, x, num);
   drawGrid(ui.x0, new Float32Array(x.length).fill(-1), num);
@@ -153,15 +233,10 @@ async function sample() {
     if (state.stopRequested) break;
     const t = ts[i];
     const tPrev = i + 1 < ts.length ? ts[i + 1] : -1;
-    const feeds = {
-      // 워커로 보내는 배열은 넘겨주고 나면 비므로(transfer) 사본을 보낸다
-      x_t: new ort.Tensor("float32", x.slice(), shape),
-      t: new ort.Tensor("int64", new BigInt64Array(num).fill(BigInt(t)), [num]),
-    };
     const t0 = performance.now();
-    const out = await session.run(feeds);
+    const { eps, batch } = await predictEps(x, t, num, label, guidance);
     msPerEval.push(performance.now() - t0);
-    const eps = out[info.output].data;
+    batchPerEval = batch;
     let step;
     if (sampler.kind === "ddim") {
       const z = eta > 0 && tPrev >= 0 ? rng.take(x.length) : null;
@@ -189,10 +264,11 @@ async function sample() {
   }
   const mean = msPerEval.reduce((a, b) => a + b, 0) / Math.max(1, msPerEval.length);
   ui.stats.textContent =
-    `U-Net 평가 ${msPerEval.length}번, 한 번에 평균 ${mean.toFixed(0)} ms (이미지 ${num}장 묶음), ` +
+    `U-Net 평가 ${msPerEval.length}번, 한 번에 평균 ${mean.toFixed(0)} ms (이미지 ${batchPerEval}장 묶음), ` +
     `전체 ${(wallMs / 1000).toFixed(1)} 초`;
   live.lastResult = {
-    sampler: ui.sampler.value, steps, eta, seed, num, stopped, timesteps: ts,
+    sampler: ui.sampler.value, steps, eta, seed, num, label, guidance: label === null ? null : guidance, batchPerEval,
+    stopped, timesteps: ts,
     threads: ort.env.wasm.numThreads, crossOriginIsolated: !!globalThis.crossOriginIsolated,
     xT: Array.from(xT), final: Array.from(final), lastX0: x0 ? Array.from(x0) : null,
     msPerEval, wallMs,
@@ -231,6 +307,25 @@ syncEta();
 ui.stop.addEventListener("click", () => {
   state.stopRequested = true;
 });
+// 가이던스 w 는 클래스를 골랐을 때만 뜻이 있다. 클래스를 고르면 조건부 모델을 그때 받아 온다.
+function syncGuidance() {
+  ui.guidance.disabled = ui.cls.value === "";
+  ui.guidanceValue.textContent = Number(ui.guidance.value).toFixed(1);
+}
+ui.guidance.addEventListener("input", syncGuidance);
+ui.cls.addEventListener("change", async () => {
+  syncGuidance();
+  if (ui.cls.value === "" || state.cond || state.running) return;
+  try {
+    await live.ready;
+    setStatus("조건부 모델을 불러오는 중이다…");
+    await loadConditional();
+    if (!state.running) setStatus("준비되었다. ‘샘플링 시작’을 누르자.", "ready");
+  } catch (e) {
+    if (!state.running) setStatus(e.message, "error");
+  }
+});
+syncGuidance();
 
 live.ready = (async () => {
   setStatus("모델과 WASM 실행기를 불러오는 중이다…");
