@@ -16,16 +16,28 @@ import pytest
 
 from ddpm_ko import pretrained
 from ddpm_ko.errors import CheckpointError
-from ddpm_ko.pretrained import CLASSIFIER_NAME, PRETRAINED_NAME, SHIPPED_SHA256, file_sha256
+from ddpm_ko.pretrained import (
+    CLASSIFIER_NAME,
+    PRETRAINED_CONDITIONAL_NAME,
+    PRETRAINED_NAME,
+    SHIPPED_SHA256,
+    file_sha256,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "ddpm_ko"
-NAMES = [PRETRAINED_NAME, CLASSIFIER_NAME]
+NAMES = [PRETRAINED_NAME, PRETRAINED_CONDITIONAL_NAME, CLASSIFIER_NAME]
+LOADERS = {
+    PRETRAINED_NAME: lambda: pretrained.load_pretrained(),
+    PRETRAINED_CONDITIONAL_NAME: lambda: pretrained.load_pretrained(kind="conditional"),
+    CLASSIFIER_NAME: lambda: pretrained.load_classifier(),
+}
 
 
 @pytest.fixture(autouse=True)
 def _no_user_paths(monkeypatch):
     monkeypatch.delenv("DDPM_KO_PRETRAINED", raising=False)
+    monkeypatch.delenv(pretrained.PRETRAINED_CONDITIONAL_ENV, raising=False)
     monkeypatch.delenv(pretrained.CLASSIFIER_ENV, raising=False)
 
 
@@ -43,6 +55,12 @@ def test_pretrained_and_classifier_load_from_the_package() -> None:
     assert pretrained.classifier_path() == pretrained.shipped_file(CLASSIFIER_NAME)
     _model, diffusion, meta = pretrained.load_pretrained()
     assert meta["format"] == "ddpm_ko/1" and diffusion.num_timesteps == meta["diffusion"]["timesteps"]
+    assert pretrained.pretrained_path("conditional") == pretrained.shipped_file(PRETRAINED_CONDITIONAL_NAME)
+    cond, _, cond_meta = pretrained.load_pretrained(kind="conditional")
+    assert cond.config.num_classes == 10 and cond_meta["train"]["conditional"] is True
+    assert pretrained.resolve_checkpoint_name("pretrained-conditional") == pretrained.pretrained_path("conditional")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        pretrained.pretrained_path("sketchy")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -53,7 +71,7 @@ def test_corrupt_shipped_file_is_refused_with_a_bilingual_error(name: str, tmp_p
     data[len(data) // 2] ^= 0xFF  # 텐서 자료 한가운데의 한 바이트: safetensors 로는 여전히 읽힌다
     copy.write_bytes(bytes(data))
     monkeypatch.setattr(pretrained, "shipped_file", lambda n: tmp_path / n)
-    load = pretrained.load_pretrained if name == PRETRAINED_NAME else (lambda: pretrained.load_classifier())
+    load = LOADERS[name]
     with pytest.raises(CheckpointError, match="SHA-256") as info:
         load()
     msg = str(info.value)
