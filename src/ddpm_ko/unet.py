@@ -103,16 +103,16 @@ class Unet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         t = self.config.check_input(x, t)
-        emb = self.time_mlp(t)
-        if self.class_emb is not None:
-            emb = emb + self.class_emb(labels, x.shape[0], x.device)  # c(t) + e(y) (식 ch11-eq-cond-emb)
-        elif labels is not None:
+        if self.class_emb is None and labels is not None:
             raise ValueError(
                 "이 모델은 조건 없는 모델이라 레이블을 받지 않는다: 조건부 모델(UnetConfig(num_classes=10), "
                 "pretrained-conditional)을 쓰거나 레이블을 빼라 / this model is unconditional and takes no labels: "
                 "use a conditional model (num_classes=10, pretrained-conditional) or drop the labels"
             )
-        x = self.init_conv(x)
+        x = self.init_conv(x)  # 모듈을 부르는 차례는 조건 없는 모델과 같다 (6장이 훅으로 그 차례를 읽는다)
+        emb = self.time_mlp(t)
+        if self.class_emb is not None:
+            emb = emb + self.class_emb(labels, x.shape[0], x.device)  # c(t) + e(y) (식 ch11-eq-cond-emb)
         emb = emb.to(x.dtype)
         r = x
         skips: list[torch.Tensor] = []
