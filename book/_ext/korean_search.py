@@ -11,9 +11,11 @@ Sphinx 7 에는 한국어 검색 언어가 없다. 그래서 ``language: ko`` �
   한글 덩어리는 덩어리 전체와 길이 2 이상인 모든 앞부분을 색인한다. "확산은" → "확산은", "확산".
   한국어의 조사·어미는 낱말 뒤에 붙으므로, 앞부분만 모으면 형태소 분석기 없이도 체언 어간이 색인에
   들어간다. 영문 낱말은 영어와 똑같이 포터 어간 추출(stemming)을 거친다.
-* **검색(자바스크립트)**: 검색어도 같은 규칙으로 자른다. 한글 검색어가 색인에 그대로 있으면 그대로
-  찾고, 없으면("확산을" 처럼 본문에 그 꼴로는 나오지 않는 경우) 색인에 있는 가장 긴 앞부분(2자 이상)
-  으로 찾는다. 그래서 "확산", "확산을", "노이즈", "어텐션", "스케줄" 이 모두 해당 쪽을 찾는다.
+* **검색(자바스크립트)**: 검색어도 같은 규칙으로 자른다. 한글 검색어가 흔한 조사(을·를·은·는·의·으로 …)로
+  끝나고 그것을 뗀 앞부분(2자 이상)이 색인에 있으면 그 앞부분으로 찾는다: "확산을" 은 "확산" 으로. 본문
+  어딘가에 "확산을" 이 그 꼴로 한 번 나온다고 그 쪽만 찾으면 안 되기 때문이다 (앞부분은 색인에 늘 같이 있으므로
+  그대로 찾은 결과를 모두 포함한다). 그렇지 않으면 검색어가 색인에 그대로 있을 때 그대로, 없으면 색인에 있는
+  가장 긴 앞부분(2자 이상)으로 찾는다. 그래서 "확산", "확산을", "노이즈", "어텐션", "스케줄" 이 모두 해당 쪽을 찾는다.
 
 ``_config.yml`` 의 ``sphinx.local_extensions`` 에 ``korean_search: book/_ext`` 를 더하면 켜진다.
 빌드 기록에 ``dumping search index in Korean (code: ko)`` 가 찍히면 이 확장이 쓰인 것이다.
@@ -39,6 +41,8 @@ _TOKEN = re.compile(f"[{_HANGUL_CLASS}]+|(?:(?![{_HANGUL_CLASS}])\\w)+")
 MIN_PREFIX = 2
 # 앞부분을 색인할 최대 길이. 아주 긴 한글 덩어리(띄어 쓰지 않은 구)에서 색인이 불어나지 않게 한다.
 MAX_PREFIX = 12
+# 검색어 끝에서 떼어 보는 조사 (긴 것부터). 뗀 앞부분이 MIN_PREFIX 이상이고 색인에 있을 때만 뗀다.
+PARTICLES = ("으로", "에서", "에게", "까지", "부터", "처럼", "보다", "은", "는", "이", "가", "을", "를", "의", "에", "와", "과", "도", "로", "만")
 
 
 def is_hangul(word: str) -> bool:
@@ -86,7 +90,8 @@ _JS_STEMMER = (
     + """
 /**
  * 한국어 + 영어 어간 처리 (korean_search 확장).
- * 영문 낱말은 포터 어간 추출, 한글 낱말은 색인에 있는 가장 긴 앞부분(2자 이상)으로 바꾼다.
+ * 영문 낱말은 포터 어간 추출. 한글 낱말은 끝의 조사를 뗀 앞부분이 색인에 있으면 그것으로, 아니면 그대로 또는
+ * 색인에 있는 가장 긴 앞부분(2자 이상)으로 바꾼다.
  * 색인에는 한글 덩어리의 모든 앞부분(2자 이상)이 들어 있으므로 "확산을" 이 본문에 없어도 "확산" 으로 찾는다.
  */
 var Stemmer = function() {
@@ -103,6 +108,10 @@ var Stemmer = function() {
   this.stemWord = function(w) {
     if (!hangul.test(w)) return porter.stemWord(w);
     w = w.normalize("NFC");
+    for (const p of %(particles)s) {
+      const stem = w.slice(0, w.length - p.length);
+      if (w.endsWith(p) && stem.length >= %(minp)d && indexed(stem)) return stem;
+    }
     if (indexed(w)) return w;
     for (let n = Math.min(w.length - 1, %(maxp)d); n >= %(minp)d; n--) {
       const prefix = w.slice(0, n);
@@ -116,6 +125,7 @@ var Stemmer = function() {
         "cls": _HANGUL_CLASS.encode("unicode_escape").decode("ascii"),
         "maxp": MAX_PREFIX,
         "minp": MIN_PREFIX,
+        "particles": "[" + ", ".join(f'"{p}"' for p in PARTICLES) + "]",
     }
 )
 
