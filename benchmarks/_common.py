@@ -156,6 +156,18 @@ def save_result(name: str, data: dict[str, Any], machine: dict[str, Any] | None 
     return path
 
 
+def save_atomic(name: str, data: dict[str, Any]) -> Path:
+    """``benchmarks/results/NAME.json`` 을 임시 파일에 쓴 뒤 이름을 바꿔, 어느 순간에 죽어도 이전 파일이 온전하게 한다."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
 def shipped_or_provisional_checkpoint(explicit: str | None) -> tuple[Path, bool]:
     """평가할 확산 모델 체크포인트: 주어진 경로 → 책의 사전 학습 모델 → 학습 중인 runs/pretrained (잠정).
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, fmt_table, machine_info, portable_command, portable_path
+from _common import RESULTS, fmt_table, machine_info, portable_command, portable_path, save_atomic
 
 ACCURACY_RULE = 0.90  # 기본 w 규칙: 이 정확도 이상인 w 가운데 FID 가 가장 낮은 것
 DEFAULT_WS = "0,0.5,1,2,3,5"
@@ -69,17 +69,6 @@ def class_stats(feat: Any, logits: Any, labels: Any, ref_feat: Any, ref_labels: 
         "diversity": round(float(np.mean(per_div)), 4),
         "diversity_per_class": [round(v, 4) for v in per_div],
     }
-
-
-def save_atomic(name: str, data: dict[str, Any]) -> Path:
-    import os
-
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def main() -> None:

@@ -27,7 +27,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, fmt_table, load_benchmark_model, machine_info, portable_command, portable_path
+from _common import (
+    RESULTS,
+    fmt_table,
+    load_benchmark_model,
+    machine_info,
+    portable_command,
+    portable_path,
+    save_atomic,
+)
 
 DEFAULT_POINTS = (
     "ddim:10,ddim:25,ddim:50,ddim:100,"
@@ -68,18 +76,6 @@ def network_evaluations(diffusion: Any, p: dict[str, Any]) -> int:
     if p["sampler"] == "ddim":
         return p["steps"]
     return len(diffusion.solver_timesteps(p["steps"], p["spacing"]))
-
-
-def save_atomic(name: str, data: dict[str, Any]) -> Path:
-    """``benchmarks/results/NAME.json`` 을 임시 파일에 쓴 뒤 이름을 바꿔, 어느 순간에 죽어도 이전 파일이 온전하게 한다."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

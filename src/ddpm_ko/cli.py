@@ -121,6 +121,16 @@ def _positive_float(s: str) -> float:
     return v
 
 
+def _non_negative_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"수가 아니다 / not a number: {s!r}") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"0 이상의 유한한 수여야 한다 / must be a finite number >= 0, got {v}")
+    return v
+
+
 def _device(s: str) -> str:
     import torch
 
@@ -212,6 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--timesteps", type=positive_int, help="타임스텝 수 T (diffusion timesteps; 기본 1000)")
     t.add_argument("--prediction", choices=PREDICTION_TYPES, help="예측 대상 (prediction target; 기본 eps)")
     t.add_argument("--loss", choices=LOSS_TYPES, help="손실 (loss; 기본 l2 = L_simple)")
+    t.add_argument(
+        "--min-snr-gamma",
+        type=_non_negative_float,
+        metavar="GAMMA",
+        help="Min-SNR-γ 손실 가중치의 γ, 0 이면 끈다 (loss weighting min(SNR, γ); 0 = plain L_simple)",
+    )
+    t.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        help="학습 이미지를 무작위로 좌우 반전한다 (random horizontal flip; --no-flip 으로 끈다)",
+    )
     t.add_argument(
         "--preset",
         choices=["default", "annotated"],
@@ -398,6 +419,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
         "init_from": a.init_from,
     }
     given = {k: v for k, v in given.items() if v is not None}
+    if a.min_snr_gamma is not None:
+        given["min_snr_gamma"] = a.min_snr_gamma or None  # 0 은 가중치를 끈다
+    if a.flip is not None:
+        given["flip"] = a.flip
     given["progress"] = not a.no_progress
     if a.conditional:
         given["conditional"] = True

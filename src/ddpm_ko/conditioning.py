@@ -17,10 +17,23 @@ from torch import nn
 from .configs import require
 from .data import CLASS_NAMES, CLASS_NAMES_KO
 
-__all__ = ["NUM_CLASSES", "ClassEmbedding", "parse_label", "label_name", "drop_labels", "null_labels"]
+__all__ = [
+    "NUM_CLASSES",
+    "ClassEmbedding",
+    "parse_label",
+    "label_name",
+    "drop_labels",
+    "null_labels",
+    "model_num_classes",
+]
 
 #: Fashion-MNIST 의 클래스 수
 NUM_CLASSES = len(CLASS_NAMES)
+
+
+def model_num_classes(model: object) -> int | None:
+    """모델이 클래스 조건부면(``model.config.num_classes``) 그 클래스 수, 아니면 ``None``."""
+    return getattr(getattr(model, "config", None), "num_classes", None)
 
 
 def null_labels(batch: int, num_classes: int, device: torch.device | str | None = None) -> torch.Tensor:

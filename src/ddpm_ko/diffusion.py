@@ -64,6 +64,8 @@ class GaussianDiffusion(nn.Module):
         prediction_type: 신경망이 예측하는 대상. ``"eps"`` (노이즈 ε, DDPM 기본),
             ``"x0"`` (원본 이미지), ``"v"`` (v = √ᾱ_t ε − √(1−ᾱ_t) x_0).
         loss_type: ``"l2"`` (MSE, 논문의 L_simple), ``"l1"``, ``"huber"`` (smooth L1).
+        min_snr_gamma: 주면 Min-SNR-γ 가중치 (Hang et al., 2023) 로 타임스텝마다 손실에 무게를 준다
+            (``loss_weight``; l2 손실에만). ``None`` 이면 논문의 L_simple 그대로 모든 t 에 같은 무게.
         dtype: 버퍼를 저장할 자료형. 기본 float32. 다른 구현과 float64 로 견줄 때는 ``torch.float64``
             (float64 로 계산한 값을 float32 로 줄였다가 되돌리면 잃은 자릿수는 돌아오지 않는다).
     """
@@ -87,6 +89,7 @@ class GaussianDiffusion(nn.Module):
         prediction_type: PredictionType = "eps",
         loss_type: LossType = "l2",
         dtype: torch.dtype = torch.float32,
+        min_snr_gamma: float | None = None,
     ) -> None:
         super().__init__()
         betas = torch.as_tensor(betas, dtype=torch.float64)
@@ -105,8 +108,17 @@ class GaussianDiffusion(nn.Module):
         require(
             loss_type in LOSS_TYPES, f"알 수 없는 손실 '{loss_type}' / unknown loss_type: choose one of {LOSS_TYPES}"
         )
+        require(
+            min_snr_gamma is None or min_snr_gamma > 0,
+            f"min_snr_gamma 는 양수 / min_snr_gamma must be > 0 (or None), got {min_snr_gamma}",
+        )
+        require(
+            min_snr_gamma is None or loss_type == "l2",
+            f"Min-SNR 가중치는 l2 손실에만 쓴다 / min_snr_gamma needs loss_type 'l2', got '{loss_type}'",
+        )
         self.prediction_type = prediction_type
         self.loss_type = loss_type
+        self.min_snr_gamma = min_snr_gamma
 
         alphas = 1.0 - betas  # α_t = 1 − β_t  (식 ch2-eq-alphas)
         alphas_cumprod = torch.cumprod(alphas, 0)  # ᾱ_t = ∏_{s≤t} α_s
@@ -361,11 +373,43 @@ class GaussianDiffusion(nn.Module):
             pred.shape == target.shape,
             f"모델 출력 모양 {tuple(pred.shape)} 이 목표 {tuple(target.shape)} 와 다르다 / model output shape mismatch",
         )
+        if self.min_snr_gamma is not None:  # 식 (ch10-eq-min-snr): 표본마다 평균 낸 오차에 w(t) 를 곱한다
+            per_sample = (pred - target).square().flatten(1).mean(1)
+            return (self.loss_weight(t) * per_sample).mean()
         if self.loss_type == "l2":
             return F.mse_loss(pred, target)
         if self.loss_type == "l1":
             return F.l1_loss(pred, target)
         return F.smooth_l1_loss(pred, target)
+
+    def loss_weight(self, t: Timesteps) -> torch.Tensor:
+        """타임스텝마다의 손실 무게 w(t) (모양 (B,)). ``min_snr_gamma`` 가 없으면 1.
+
+        Min-SNR-γ (Hang et al., 2023): x_0 공간의 오차 ‖x_0 − x̂_0‖² 에 min(SNR(t), γ) 의 무게를 준다
+        (SNR(t) = ᾱ_t / (1 − ᾱ_t)). 예측 대상마다 그 오차와의 비례 관계가 다르므로 무게도 다르다:
+        ‖ε − ε̂‖² = SNR·‖x_0 − x̂_0‖², ‖v − v̂‖² = (SNR + 1)·‖x_0 − x̂_0‖² 이어서
+
+        - ε 예측: w = min(SNR, γ) / SNR   (노이즈가 적은 t 의 무게를 줄인다; SNR < γ 면 1)
+        - x_0 예측: w = min(SNR, γ)
+        - v 예측: w = min(SNR, γ) / (SNR + 1)
+        """
+        tt = torch.as_tensor(t, device=self.betas.device).long().reshape(-1)
+        require(
+            bool(((tt >= 0) & (tt < self.num_timesteps)).all()),
+            f"t 는 0..{self.num_timesteps - 1} 범위여야 한다 / t out of range [0, T-1]",
+        )
+        if self.min_snr_gamma is None:
+            return torch.ones(tt.shape, device=tt.device)
+        abar = self.alphas_cumprod.double()[tt]
+        snr = abar / (1 - abar)
+        clipped = snr.clamp(max=self.min_snr_gamma)
+        if self.prediction_type == "eps":
+            w = clipped / snr
+        elif self.prediction_type == "x0":
+            w = clipped
+        else:
+            w = clipped / (snr + 1)
+        return w.float()
 
     # ------------------------------------------------------------------ 역과정의 한 스텝
     def p_mean_variance(

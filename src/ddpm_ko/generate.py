@@ -9,6 +9,7 @@ import torch
 
 from . import solvers
 from .checkpoint import load_model_from_checkpoint
+from .conditioning import model_num_classes
 from .configs import require
 from .guidance import DEFAULT_GUIDANCE
 from .pretrained import resolve_checkpoint_name
@@ -57,7 +58,7 @@ def sample_images(
     checkpoint = resolve_checkpoint_name(checkpoint)
     model, diffusion, meta = load_model_from_checkpoint(checkpoint, use_ema=use_ema, device=dev)
     require(
-        labels is None or _num_classes(model) is not None,
+        labels is None or model_num_classes(model) is not None,
         f"{checkpoint} 는 조건 없는 모델이라 --label 을 쓸 수 없다: --checkpoint pretrained-conditional 처럼 조건부 "
         f"모델을 주어라 / {checkpoint} is an unconditional model: --label needs a conditional one "
         "(e.g. --checkpoint pretrained-conditional)",
@@ -83,8 +84,3 @@ def sample_images(
         labels=labels,
     )
     return images, traj, meta
-
-
-def _num_classes(model: torch.nn.Module) -> int | None:
-    """모델이 조건부면 클래스 수, 아니면 ``None``."""
-    return getattr(getattr(model, "config", None), "num_classes", None)

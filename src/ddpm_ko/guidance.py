@@ -63,7 +63,8 @@ def guided_model(model: Model, labels: torch.Tensor, w: float, num_classes: int)
             y.shape == (b,),
             f"레이블 수 {tuple(y.shape)} 가 배치 {b} 와 다르다 / need one label per image: {b}, got {tuple(y.shape)}",
         )
-        t = torch.as_tensor(t, device=x.device).expand(b) if torch.as_tensor(t).ndim == 0 else t
+        t = torch.as_tensor(t, device=x.device)
+        t = t.expand(b) if t.ndim == 0 else t
         if w == 0:
             return model(x, t, y)
         both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null_labels(b, num_classes, x.device)]))

@@ -115,11 +115,9 @@ def export_onnx(
     require_onnx()
     import onnx
 
-    if str(checkpoint) in ("pretrained", "pretrained-conditional"):
-        from .pretrained import resolve_checkpoint_name
+    from .pretrained import resolve_checkpoint_name
 
-        checkpoint = resolve_checkpoint_name(checkpoint)
-    source = resolve_checkpoint_path(checkpoint)
+    source = resolve_checkpoint_path(resolve_checkpoint_name(checkpoint))
     model, diffusion, meta = load_model_from_checkpoint(source, use_ema=use_ema, device="cpu")
     model = model.float().eval()
     c = model.config

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 import torch
 
+from .conditioning import model_num_classes
 from .configs import require
 from .guidance import check_guidance, guided_model
 
@@ -182,7 +183,7 @@ def _run(
 
 def _with_labels(model: Model, labels: torch.Tensor | None, guidance: float, batch: int) -> Model:
     """조건부 모델이면 레이블과 가이던스 w 를 묶은 ε̃(x, t) 를, 아니면 모델 그대로를 돌려준다."""
-    num_classes = getattr(getattr(model, "config", None), "num_classes", None)
+    num_classes = model_num_classes(model)
     if labels is None:
         require(
             guidance == 0,

@@ -105,6 +105,7 @@ class TrainConfig:
     timesteps: int = 1000
     prediction_type: str = "eps"
     loss_type: str = "l2"
+    min_snr_gamma: float | None = None  # Min-SNR-γ 손실 가중치 (10장); None 이면 L_simple 그대로
     seed: int = 0
     checkpoint_every: int = 500
     sample_every: int = 0
@@ -139,6 +140,11 @@ class TrainConfig:
         require(
             self.loss_type in LOSS_TYPES,
             f"알 수 없는 손실 '{self.loss_type}' / unknown loss: choose one of {LOSS_TYPES}",
+        )
+        require(
+            self.min_snr_gamma is None or (self.min_snr_gamma > 0 and self.loss_type == "l2"),
+            f"min_snr_gamma 는 양수이고 l2 손실과 함께 쓴다 / min_snr_gamma must be > 0 with loss 'l2', "
+            f"got {self.min_snr_gamma} with '{self.loss_type}'",
         )
         require(self.timesteps >= 2, f"timesteps 는 2 이상 / timesteps must be >= 2, got {self.timesteps}")
         require(self.batch_size >= 1, f"batch_size 는 1 이상 / batch_size must be >= 1, got {self.batch_size}")
@@ -231,6 +237,7 @@ def resume_config(
     if not isinstance(saved, dict):
         raise CheckpointError(f"체크포인트에 학습 설정이 없다 / no training config in checkpoint: {path}")
     base = {k: v for k, v in saved.items() if k not in MACHINE_KEYS}
+    base.setdefault("min_snr_gamma", None)  # 이 설정이 생기기 전의 체크포인트는 가중치 없이 학습했다
     base["out_dir"] = str(path.parent)
     overrides = dict(overrides or {})
     if any(overrides.get(k) is not None for k in _LENGTH_KEYS):
@@ -415,7 +422,11 @@ class Trainer:
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.diffusion = GaussianDiffusion.from_schedule(
-            cfg.schedule, cfg.timesteps, prediction_type=cfg.prediction_type, loss_type=cfg.loss_type
+            cfg.schedule,
+            cfg.timesteps,
+            prediction_type=cfg.prediction_type,
+            loss_type=cfg.loss_type,
+            min_snr_gamma=cfg.min_snr_gamma,
         ).to(self.device)
         self.ema = EMA(self.model, cfg.ema_decay)
         self.optimizer = torch.optim.AdamW(

@@ -180,13 +180,9 @@ def load_initial_weights(model: torch.nn.Module, source: str, info: Callable[[st
     레이블 임베딩(``class_emb.``)은 0 으로 둔다. 그러면 시작점의 출력이 조건 없는 모델 그대로다 (11장).
     """
     from .checkpoint import load_model_from_checkpoint
+    from .pretrained import resolve_checkpoint_name
 
-    if source in ("pretrained", "pretrained-conditional"):
-        from .pretrained import resolve_checkpoint_name
-
-        path: Path = resolve_checkpoint_name(source)
-    else:
-        path = resolve_checkpoint_path(source)
+    path = resolve_checkpoint_path(resolve_checkpoint_name(source))
     donor, _, _ = load_model_from_checkpoint(path, use_ema=True)
     state = donor.state_dict()
     own = model.state_dict()

@@ -1,0 +1,236 @@
+"""학습 처방 연구: 같은 시간 예산(기본 20분)에서 어느 처방이 더 좋은 표본을 만드는가 (10장, issue 15).
+
+변형마다 ``ddpm-ko train --time-budget MINUTES`` 를 **새 프로세스**로 하나씩 차례로 돌리고(다른 무거운 작업 없이),
+끝난 EMA 가중치로 N 장(기본 1000)을 책의 기본 샘플러(DPM-Solver++(2M) 10 스텝, λ 간격)로 같은 시드에서 뽑아
+``ddpm_ko.evaluation.evaluate`` 로 특징 FID 와 같은 N 의 진짜 대 진짜 바닥값을 잰다. 시간 예산이 학습률 스케줄과
+EMA 를 정하므로(``ddpm_ko.time_budget``) 변형마다 학습 길이를 따로 맞출 필요가 없다: 처리량을 바꾸는 변형
+(배치, 너비, 어텐션)도 같은 벽시계 시간으로 공정하게 견준다.
+
+    .venv/bin/python benchmarks/recipe_study.py --variants default,min-snr-5,no-flip     # 변형마다 ~22분
+    .venv/bin/python benchmarks/recipe_study.py --variants default --minutes 1 --num 64 --out recipe_try  # 동작 확인
+
+변형 하나가 끝날 때마다 ``benchmarks/results/<out>.json`` 을 저장하고, 다시 실행하면 이미 잰 변형은 건너뛴다
+(시간 예산·N·시드가 같을 때). 학습 디렉터리(``--runs``)에 끝난 학습이 있으면 평가만 한다.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import RESULTS, ROOT, fmt_table, machine_info, portable_command, save_atomic
+
+#: 변형 이름 → 기본 처방에 더하는 ``ddpm-ko train`` 인자. 하나씩만 바꾼다 (``combined`` 는 이긴 것들을 함께).
+VARIANTS: dict[str, list[str]] = {
+    "default": [],
+    "min-snr-5": ["--min-snr-gamma", "5"],
+    "no-flip": ["--no-flip"],
+    "flip": ["--flip"],
+    "v-pred": ["--prediction", "v"],
+    "v-pred-min-snr-5": ["--prediction", "v", "--min-snr-gamma", "5"],
+    "lr-2e-3": ["--lr", "2e-3"],
+    "lr-5e-4": ["--lr", "5e-4"],
+    "batch-32": ["--batch-size", "32", "--lr", "7e-4"],
+    "batch-128": ["--batch-size", "128", "--lr", "1.4e-3"],
+    "warmup-50": ["--warmup-steps", "50"],
+    "attention-none": ["--attention", "none"],
+    "dim-24": ["--dim", "24"],
+    "no-flip-min-snr-5": ["--no-flip", "--min-snr-gamma", "5"],
+    "old-default": ["--flip", "--min-snr-gamma", "0"],
+}
+
+
+#: 결과에 적는 학습 설정: 기본값이 바뀌어도 각 행이 무엇을 학습했는지 스스로 말하게 한다
+RECIPE_KEYS = ("batch_size", "lr", "warmup_steps", "prediction_type", "loss_type", "min_snr_gamma", "flip", "schedule")
+
+
+def parse_variants(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"알 수 없는 변형 / unknown variants {unknown}: choose from {list(VARIANTS)}")
+    return names
+
+
+def train_variant(name: str, run_dir: Path, a: argparse.Namespace) -> dict[str, Any]:
+    """변형 하나를 시간 예산만큼 학습한다 (이미 끝난 학습이 있으면 그대로 쓴다). 체크포인트 메타데이터를 돌려준다."""
+    from ddpm_ko.checkpoint import read_checkpoint
+
+    ckpt = run_dir / "checkpoint.safetensors"
+    if ckpt.is_file():
+        _, meta = read_checkpoint(ckpt, prefixes=())
+        if (meta.get("end") or {}).get("reason") == "time_budget":
+            print(f"[study] {name}: 끝난 학습을 평가만 한다 / evaluating the finished run in {run_dir}", flush=True)
+            return meta
+    cmd = [
+        sys.executable, "-m", "ddpm_ko", "train",
+        "--time-budget", str(a.minutes),
+        "--threads", str(a.threads),
+        "--seed", str(a.seed),
+        "--out-dir", str(run_dir),
+        "--checkpoint-every", "100000",
+        "--no-progress",
+        *VARIANTS[name],
+    ]  # fmt: skip
+    if ckpt.is_file():  # 중간에 멈춘 학습: 남은 시간만 잇는다
+        cmd += ["--resume", str(ckpt)]
+    print(f"[study] {name}: {' '.join(cmd[2:])}", flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    _, meta = read_checkpoint(ckpt, prefixes=())
+    return meta
+
+
+def cpu_bf16_check(threads: int, batch: int = 64, steps: int = 6) -> dict[str, Any]:
+    """CPU 에서 bf16 자동 혼합 정밀도가 학습을 빠르게 하는가: fp32 와 번갈아 학습 스텝을 잰다 (한 프로세스, 같은 부하).
+
+    bf16 행렬 곱 명령(AVX512-BF16, AMX)이 없는 CPU 에서 oneDNN 은 bf16 을 fp32 로 바꿔 가며 계산하므로 느려진다.
+    """
+    import torch
+
+    from ddpm_ko.diffusion import GaussianDiffusion
+    from ddpm_ko.unet import Unet, UnetConfig
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = Unet(UnetConfig()).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    diff = GaussianDiffusion.from_schedule("linear", 1000)
+    x0 = (torch.rand(batch, 1, 28, 28) * 2 - 1).contiguous(memory_format=torch.channels_last)
+
+    def step(bf16: bool) -> float:
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = diff.training_loss(net, x0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - t0
+
+    step(False), step(True)  # 데우기
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(steps):
+        for bf16 in (False, True):
+            times[bf16].append(step(bf16))
+    ips = {k: batch * len(v) / sum(v) for k, v in times.items()}
+    return {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": threads,
+        "batch": batch,
+        "fp32_images_per_s": round(ips[False], 1),
+        "bf16_autocast_images_per_s": round(ips[True], 1),
+        "bf16_over_fp32": round(ips[True] / ips[False], 3),
+    }
+
+
+def main() -> None:
+    import torch
+
+    from ddpm_ko import solvers
+    from ddpm_ko.checkpoint import load_model_from_checkpoint
+    from ddpm_ko.evaluation import evaluate
+    from ddpm_ko.pretrained import load_classifier
+    from ddpm_ko.sampling import sample_with_oom_retry
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", type=parse_variants, default=["default"], help=f"쉼표로 나눈 변형: {list(VARIANTS)}")
+    p.add_argument("--minutes", type=float, default=20.0, help="변형마다의 학습 시간 예산 (분)")
+    p.add_argument("--num", type=int, default=1000, help="평가할 표본 수 N (기본 1000)")
+    p.add_argument("--seed", type=int, default=0, help="학습과 샘플링의 시드")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", default=str(ROOT / "runs" / "recipe_study"), help="학습 디렉터리를 둘 곳")
+    p.add_argument("--out", default="recipe_study")
+    p.add_argument(
+        "--bf16-check", action="store_true", help="CPU 의 bf16 autocast 학습 속도를 fp32 와 번갈아 잰다 (~1분)"
+    )
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+
+    path = RESULTS / f"{a.out}.json"
+    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    rows: list[dict[str, Any]] = old.get("results", [])
+    bf16 = old.get("cpu_bf16")
+    if a.bf16_check:
+        bf16 = cpu_bf16_check(a.threads)
+        print(f"[study] bf16 autocast on CPU: {bf16}", flush=True)
+    clf = load_classifier()
+
+    def key(r: dict[str, Any]) -> tuple:
+        return (r["variant"], r["minutes"], r["num"], r["seed"])
+
+    for name in a.variants:
+        if any(key(r) == (name, a.minutes, a.num, a.seed) for r in rows):
+            print(f"[study] {name}: 이미 잼 / already measured, skipping", flush=True)
+            continue
+        run_dir = Path(a.runs) / f"{name}-{a.minutes:g}min-s{a.seed}"
+        meta = train_variant(name, run_dir, a)
+        model, diffusion, _ = load_model_from_checkpoint(run_dir / "checkpoint.safetensors", use_ema=True)
+        shape = (model.config.channels, model.config.image_size, model.config.image_size)
+        g = torch.Generator().manual_seed(a.seed)
+        t0 = time.perf_counter()
+        x, _ = sample_with_oom_retry(
+            diffusion, model, a.num, shape, 250, g, torch.device("cpu"),
+            sampler="dpm-solver++", steps=solvers.DEFAULT_STEPS, spacing=solvers.DEFAULT_SPACING,
+        )  # fmt: skip
+        sample_seconds = time.perf_counter() - t0
+        r = evaluate(x, seed=a.seed, classifier=clf, kid_subsets=50, kid_subset_size=min(1000, a.num))
+        budget = meta.get("time_budget") or {}
+        train_cfg = meta.get("train") or {}
+        history = meta.get("loss_history") or []
+        row = {
+            "variant": name,
+            "flags": VARIANTS[name],
+            "minutes": a.minutes,
+            "num": a.num,
+            "seed": a.seed,
+            "steps": meta.get("step"),
+            "train_seconds": budget.get("wall_time_s"),
+            "batch_size": train_cfg.get("batch_size"),
+            "images_per_s": None,
+            "final_loss": history[-1][-1] if history else None,
+            "fid": r["fid"],
+            "fid_floor": r["floor"]["fid"],
+            "fid_floor_std": r["floor"]["fid_std"],
+            "fid_over_floor": r["fid_over_floor"],
+            "kid": r["kid"]["mean"],
+            "histogram": r["histogram"]["fractions"],
+            "sample_seconds": round(sample_seconds, 1),
+            "parameters": model.num_parameters(),
+            "recipe": {k: train_cfg.get(k) for k in RECIPE_KEYS},
+            "unet": {k: (meta.get("unet") or {}).get(k) for k in ("dim", "dim_mults", "stage_attention")},
+            "time_budget": budget,
+        }
+        if row["steps"] and row["train_seconds"] and row["batch_size"]:
+            row["images_per_s"] = round(row["steps"] * row["batch_size"] / row["train_seconds"], 1)
+        rows.append(row)
+        save_atomic(
+            a.out,
+            {
+                "benchmark": a.out,
+                "what": "train each recipe variant for the same wall-clock budget with ddpm-ko train --time-budget, "
+                "one at a time on an otherwise idle machine, then feature-FID of N EMA samples (DPM-Solver++(2M) "
+                "10 steps, logSNR spacing, same seed) vs the test split, with the real-vs-real floor at the same N",
+                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "command": portable_command([Path(sys.executable).name, *sys.argv]),
+                "machine": machine_info(),
+                "cpu_bf16": bf16,
+                "results": rows,
+            },
+        )
+        print(
+            f"[study] {name}: steps {row['steps']} ({row['images_per_s']} img/s) FID {row['fid']:.2f} "
+            f"floor {row['fid_floor']:.2f} -> {row['fid_over_floor']:.2f}x",
+            flush=True,
+        )
+    cols = ["variant", "seed", "steps", "images_per_s", "fid", "fid_floor", "fid_over_floor"]
+    print(fmt_table([{c: r.get(c) for c in cols} for r in rows], cols))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    main()

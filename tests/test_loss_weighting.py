@@ -1,0 +1,135 @@
+"""Min-SNR-γ 손실 가중치 (Hang et al., 2023; 10장): 예측 대상마다의 무게, 설정·명령줄·이어 학습."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_TRAIN_UNET, tiny_train_config
+from ddpm_ko.cli import build_parser
+from ddpm_ko.diffusion import GaussianDiffusion
+from ddpm_ko.train import TrainConfig, Trainer, resume_config
+from ddpm_ko.training_state import checkpoint_contents
+
+T = 1000
+GAMMA = 5.0
+IMAGES = np.random.default_rng(0).integers(0, 256, (16, 8, 8), dtype=np.uint8)
+
+
+def diffusion(prediction_type: str, gamma: float | None = GAMMA) -> GaussianDiffusion:
+    return GaussianDiffusion.from_schedule(
+        "linear", T, prediction_type=prediction_type, dtype=torch.float64, min_snr_gamma=gamma
+    )
+
+
+def snr(d: GaussianDiffusion, t: torch.Tensor) -> torch.Tensor:
+    abar = d.alphas_cumprod[t]
+    return abar / (1 - abar)
+
+
+@pytest.mark.parametrize("prediction_type", ["eps", "x0", "v"])
+def test_every_target_weights_the_x0_error_by_min_snr_gamma(prediction_type):
+    """어느 예측 대상이든 가중 손실 = min(SNR, γ)·‖x_0 − x̂_0‖² 의 배치 평균 (식 ch10-eq-min-snr).
+
+    신경망 출력을 임의의 값으로 두고, 그 출력에서 x̂_0 을 되살려 x_0 공간의 오차로 직접 계산한 값과 견준다.
+    ``training_loss`` 는 신경망 출력을 float32 로 바꿔 계산하므로(혼합 정밀도에서도 손실은 float32) 두 값은
+    float32 반올림만큼 다르다: 연산마다 상대 ~1e-7, 여기서는 몇 번의 연산이므로 상대 1e-6 이면 넉넉하다.
+    """
+    d = diffusion(prediction_type)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(6, 1, 4, 4, generator=g, dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    t = torch.tensor([0, 10, 100, 300, 600, 999])  # SNR 이 γ 보다 큰 t 와 작은 t 를 모두
+    out = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    loss = d.training_loss(lambda x, tt: out, x0, t=t, noise=noise)
+
+    xt = d.q_sample(x0, t, noise)
+    x0_hat = {
+        "eps": lambda: d.predict_x0_from_eps(xt, t, out),
+        "x0": lambda: out,
+        "v": lambda: d.predict_x0_from_v(xt, t, out),
+    }[prediction_type]()
+    s = snr(d, t)
+    expected = (s.clamp(max=GAMMA) * (x0 - x0_hat).square().flatten(1).mean(1)).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert (s[:2] > GAMMA).all() and (s[-2:] < GAMMA).all()
+
+
+def test_eps_weight_is_one_where_snr_is_below_gamma_and_shrinks_above():
+    d = diffusion("eps")
+    t = torch.arange(T)
+    w, s = d.loss_weight(t).double(), snr(d, t)
+    assert torch.equal(w[s < GAMMA], torch.ones_like(w[s < GAMMA]))
+    torch.testing.assert_close(w[s >= GAMMA], GAMMA / s[s >= GAMMA], rtol=1e-6, atol=0)  # float32 로 돌려준다
+    assert w[0] < 1e-3  # t = 1 의 SNR ≈ 1e4: 거의 무게가 없다
+
+
+def test_without_gamma_the_loss_is_plain_l_simple():
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(4, 1, 4, 4, generator=g, dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    out = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    t = torch.tensor([1, 50, 500, 900])
+    plain = diffusion("eps", None)
+    assert torch.equal(plain.loss_weight(t), torch.ones(4))
+    expected = torch.nn.functional.mse_loss(out.float(), noise)  # training_loss 는 출력을 float32 로 받는다
+    assert torch.equal(plain.training_loss(lambda x, tt: out, x0, t=t, noise=noise), expected)
+    # γ 가 어떤 SNR 보다 크면 ε 예측의 무게는 모두 1: L_simple 과 같은 값 (반올림 차이만)
+    huge = diffusion("eps", 1e12)
+    assert huge.training_loss(lambda x, tt: out, x0, t=t, noise=noise).item() == pytest.approx(
+        expected.item(), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"min_snr_gamma": 0.0}, "min_snr_gamma must be > 0"),
+        ({"min_snr_gamma": 5.0, "loss_type": "l1"}, "needs loss_type 'l2'"),
+    ],
+)
+def test_impossible_weighting_is_refused(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        GaussianDiffusion.from_schedule("linear", 10, **kwargs)
+    with pytest.raises(ValueError, match="min_snr_gamma must be > 0 with loss 'l2'"):
+        TrainConfig(**{"loss_type": "l2", **kwargs})
+
+
+def test_loss_weight_checks_the_timesteps():
+    with pytest.raises(ValueError, match="out of range"):
+        diffusion("eps").loss_weight(torch.tensor([T]))
+
+
+def test_cli_flags_for_weighting_and_flip():
+    parse = build_parser().parse_args
+    a = parse(["train", "--min-snr-gamma", "0", "--no-flip"])
+    assert a.min_snr_gamma == 0 and a.flip is False
+    a = parse(["train"])
+    assert a.min_snr_gamma is None and a.flip is None  # 주지 않으면 기본값 (이어 학습이면 체크포인트 값)
+    with pytest.raises(SystemExit):
+        parse(["train", "--min-snr-gamma", "-1"])
+
+
+def test_trainer_uses_the_weighting_and_records_it(tmp_path):
+    cfg = tiny_train_config(tmp_path, max_steps=1, min_snr_gamma=3.0)
+    trainer = Trainer(TINY_TRAIN_UNET, cfg, images=IMAGES, log=lambda m: None)
+    assert trainer.diffusion.min_snr_gamma == 3.0
+    trainer.run()
+    _, meta = checkpoint_contents(trainer)
+    assert meta["train"]["min_snr_gamma"] == 3.0
+
+
+def test_a_checkpoint_from_before_the_weighting_resumes_without_it(tmp_path):
+    """이 설정이 없던 때의 체크포인트는 가중치 없이 학습한 것이다: 기본값이 무엇이든 이어 학습도 가중치 없이."""
+    trainer = Trainer(
+        TINY_TRAIN_UNET,
+        tiny_train_config(tmp_path, max_steps=1, min_snr_gamma=3.0),
+        images=IMAGES,
+        log=lambda m: None,
+    )
+    trainer.run()
+    _, meta = checkpoint_contents(trainer)
+    assert resume_config(trainer.checkpoint_path, meta=meta).min_snr_gamma == 3.0
+    del meta["train"]["min_snr_gamma"]
+    assert resume_config(trainer.checkpoint_path, meta=meta).min_snr_gamma is None
