@@ -1,4 +1,4 @@
-"""학습 처방 연구: 같은 시간 예산(기본 20분)에서 어느 처방이 더 좋은 표본을 만드는가 (10장, issue 15).
+"""학습 처방 연구: 같은 시간 예산(기본 20분)에서 어느 처방이 더 좋은 샘플을 만드는가 (10장, issue 15).
 
 변형마다 ``ddpm-ko train --time-budget MINUTES`` 를 **새 프로세스**로 하나씩 차례로 돌리고(다른 무거운 작업 없이),
 끝난 EMA 가중치로 N 장(기본 1000)을 책의 기본 샘플러(DPM-Solver++(2M) 10 스텝, λ 간격)로 같은 시드에서 뽑아
@@ -6,7 +6,7 @@
 EMA 를 정하므로(``ddpm_ko.time_budget``) 변형마다 학습 길이를 따로 맞출 필요가 없다: 처리량을 바꾸는 변형
 (배치, 너비, 어텐션)도 같은 벽시계 시간으로 공정하게 견준다.
 
-    .venv/bin/python benchmarks/recipe_study.py --variants default,min-snr-5,no-flip     # 변형마다 ~22분
+    .venv/bin/python benchmarks/recipe_study.py --variants flip,no-flip,flip-min-snr-5,no-flip-min-snr-5   # 변형마다 ~22분
     .venv/bin/python benchmarks/recipe_study.py --variants default --minutes 1 --num 64 --out recipe_try  # 동작 확인
 
 변형 하나가 끝날 때마다 ``benchmarks/results/<out>.json`` 을 저장하고, 다시 실행하면 이미 잰 변형은 건너뛴다
@@ -26,23 +26,21 @@ from typing import Any
 
 from _common import RESULTS, ROOT, fmt_table, machine_info, portable_command, save_atomic
 
-#: 변형 이름 → 기본 처방에 더하는 ``ddpm-ko train`` 인자. 하나씩만 바꾼다 (``combined`` 는 이긴 것들을 함께).
+#: 변형 이름 → ``ddpm-ko train`` 에 더하는 인자. 연구한 손잡이(좌우 반전, Min-SNR-γ)는 기본값이 바뀌어도 뜻이 같도록
+#: 값을 늘 적는다. 나머지는 지금의 기본 처방에서 하나씩만 바꾼다. 결과의 각 행에는 실제로 학습한 설정(``recipe``)이 함께 남는다.
 VARIANTS: dict[str, list[str]] = {
     "default": [],
-    "min-snr-5": ["--min-snr-gamma", "5"],
-    "no-flip": ["--no-flip"],
-    "flip": ["--flip"],
+    "flip": ["--flip", "--min-snr-gamma", "0"],
+    "no-flip": ["--no-flip", "--min-snr-gamma", "0"],
+    "flip-min-snr-5": ["--flip", "--min-snr-gamma", "5"],
+    "no-flip-min-snr-5": ["--no-flip", "--min-snr-gamma", "5"],
     "v-pred": ["--prediction", "v"],
-    "v-pred-min-snr-5": ["--prediction", "v", "--min-snr-gamma", "5"],
     "lr-2e-3": ["--lr", "2e-3"],
-    "lr-5e-4": ["--lr", "5e-4"],
     "batch-32": ["--batch-size", "32", "--lr", "7e-4"],
     "batch-128": ["--batch-size", "128", "--lr", "1.4e-3"],
     "warmup-50": ["--warmup-steps", "50"],
     "attention-none": ["--attention", "none"],
     "dim-24": ["--dim", "24"],
-    "no-flip-min-snr-5": ["--no-flip", "--min-snr-gamma", "5"],
-    "old-default": ["--flip", "--min-snr-gamma", "0"],
 }
 
 
@@ -140,7 +138,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", type=parse_variants, default=["default"], help=f"쉼표로 나눈 변형: {list(VARIANTS)}")
     p.add_argument("--minutes", type=float, default=20.0, help="변형마다의 학습 시간 예산 (분)")
-    p.add_argument("--num", type=int, default=1000, help="평가할 표본 수 N (기본 1000)")
+    p.add_argument("--num", type=int, default=1000, help="평가할 샘플 수 N (기본 1000)")
     p.add_argument("--seed", type=int, default=0, help="학습과 샘플링의 시드")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", default=str(ROOT / "runs" / "recipe_study"), help="학습 디렉터리를 둘 곳")
@@ -159,6 +157,8 @@ def main() -> None:
         bf16 = cpu_bf16_check(a.threads)
         print(f"[study] bf16 autocast on CPU: {bf16}", flush=True)
     clf = load_classifier()
+    machine = machine_info()  # 학습을 시작하기 전에: 부하 평균이 이 연구 자신의 학습을 세지 않게
+    machine["context"] = "variants trained and evaluated one at a time on an otherwise idle machine"
 
     def key(r: dict[str, Any]) -> tuple:
         return (r["variant"], r["minutes"], r["num"], r["seed"])
@@ -217,7 +217,7 @@ def main() -> None:
                 "10 steps, logSNR spacing, same seed) vs the test split, with the real-vs-real floor at the same N",
                 "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "command": portable_command([Path(sys.executable).name, *sys.argv]),
-                "machine": machine_info(),
+                "machine": machine,
                 "cpu_bf16": bf16,
                 "results": rows,
             },

@@ -383,9 +383,13 @@ def test_image_batches_deterministic_per_epoch_and_index():
     assert _ids(a.batch(0, 0)) != _ids(a.batch(1, 0))
     assert _ids(a.batch(0, 0)) != _ids(ImageBatches(imgs, batch_size=8, seed=4).batch(0, 0))
     # 반전도 (시드, 에폭, 번호) 로 정해진다: flip=True 인 배치에는 뒤집힌 이미지가 있다
-    flips = [bool(a.batch(e, j)[k, 0, 0, -1] > -1) for e in range(3) for j in range(6) for k in range(8)]
+    f = ImageBatches(imgs, batch_size=8, seed=3, flip=True)
+    flips = [bool(f.batch(e, j)[k, 0, 0, -1] > -1) for e in range(3) for j in range(6) for k in range(8)]
     assert 0 < sum(flips) < len(flips)
-    c = ImageBatches(imgs, batch_size=8, seed=3, flip=False)
+    assert all(
+        torch.equal(f.batch(e, 0), ImageBatches(imgs, batch_size=8, seed=3, flip=True).batch(e, 0)) for e in (0, 1)
+    )
+    c = ImageBatches(imgs, batch_size=8, seed=3)  # 기본값은 반전하지 않는다
     assert all(float(c.batch(e, j)[:, 0, :, -1].max()) == -1 for e in range(2) for j in range(6))
 
 

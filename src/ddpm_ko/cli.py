@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--flip",
         action=argparse.BooleanOptionalAction,
-        help="학습 이미지를 무작위로 좌우 반전한다 (random horizontal flip; --no-flip 으로 끈다)",
+        help="학습 이미지를 무작위로 좌우 반전한다. 기본은 끔: Fashion-MNIST 의 신발은 한쪽만 보므로 반전한 "
+        "이미지는 데이터에 없다, 10장 (random horizontal flip; default off)",
     )
     t.add_argument(
         "--preset",

@@ -344,7 +344,7 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None, p: f
 class ImageBatches:
     """메모리에 올린 uint8 이미지에서 결정적인 순서로 미니배치를 꺼낸다.
 
-    에폭 ``e`` 의 순서와 좌우 반전은 ``seed`` 와 ``e`` 로만 정해진다. 그래서 (에폭, 에폭 안의
+    에폭 ``e`` 의 순서와 (``flip`` 을 켰다면) 좌우 반전은 ``seed`` 와 ``e`` 로만 정해진다. 그래서 (에폭, 에폭 안의
     배치 번호) 만 저장하면 학습을 이어서 할 때 같은 배치를 그대로 다시 만든다. 분산 학습에서는
     모든 프로세스가 같은 전역 배치를 만들고 자기 몫만 잘라 쓴다.
     """
@@ -354,7 +354,7 @@ class ImageBatches:
         images: np.ndarray | torch.Tensor,
         batch_size: int,
         seed: int = 0,
-        flip: bool = True,
+        flip: bool = False,
         labels: np.ndarray | torch.Tensor | None = None,
     ) -> None:
         if batch_size < 1:

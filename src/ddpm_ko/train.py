@@ -112,7 +112,7 @@ class TrainConfig:
     sample_count: int = 64
     sample_steps: int = 50
     log_every: int = 50
-    flip: bool = True
+    flip: bool = False  # 좌우 반전: Fashion-MNIST 의 신발은 한쪽만 보므로 끈다 (10장 처방 연구)
     subset: int | None = None
     device: str | None = None
     num_threads: int | None = None
