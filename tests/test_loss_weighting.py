@@ -121,7 +121,7 @@ def test_trainer_uses_the_weighting_and_records_it(tmp_path):
 
 
 def test_a_checkpoint_from_before_the_weighting_resumes_without_it(tmp_path):
-    """이 설정이 없던 때의 체크포인트는 가중치 없이 학습한 것이다: 기본값이 무엇이든 이어 학습도 가중치 없이."""
+    """기본값이 바뀐 설정이 없는 옛 체크포인트는 그때의 기본값(가중치 없음, 반전 켬)으로 학습했다: 이어 학습도 그대로."""
     trainer = Trainer(
         TINY_TRAIN_UNET,
         tiny_train_config(tmp_path, max_steps=1, min_snr_gamma=3.0),
@@ -131,8 +131,9 @@ def test_a_checkpoint_from_before_the_weighting_resumes_without_it(tmp_path):
     trainer.run()
     _, meta = checkpoint_contents(trainer)
     assert resume_config(trainer.checkpoint_path, meta=meta).min_snr_gamma == 3.0
-    del meta["train"]["min_snr_gamma"]
-    assert resume_config(trainer.checkpoint_path, meta=meta).min_snr_gamma is None
+    del meta["train"]["min_snr_gamma"], meta["train"]["flip"]
+    legacy = resume_config(trainer.checkpoint_path, meta=meta)
+    assert legacy.min_snr_gamma is None and legacy.flip is True  # 좌우 반전도 그때의 기본값(켬)으로 잇는다
 
 
 def test_default_recipe_follows_the_study():

@@ -359,6 +359,7 @@ class GaussianDiffusion(nn.Module):
         무작위 타임스텝 t 와 노이즈 ε 으로 x_t 를 **한 번에** 만들고(역방향 사슬을 돌리지 않는다),
         신경망 출력과 목표 사이의 l2 / l1 / huber (식 ch7-eq-huber) 손실을 계산한다.
         조건부 모델이면 ``labels`` (B,) 를 신경망에 함께 준다 (11장; ∅ 으로 바꾸는 일은 학습 루프가 한다).
+        ``min_snr_gamma`` 가 있으면 이미지마다의 l2 오차에 ``loss_weight(t)`` 를 곱해 평균한다 (Min-SNR-γ, 10장).
         """
         b = x0.shape[0]
         if t is None:
@@ -373,7 +374,7 @@ class GaussianDiffusion(nn.Module):
             pred.shape == target.shape,
             f"모델 출력 모양 {tuple(pred.shape)} 이 목표 {tuple(target.shape)} 와 다르다 / model output shape mismatch",
         )
-        if self.min_snr_gamma is not None:  # 식 (ch10-eq-min-snr): 표본마다 평균 낸 오차에 w(t) 를 곱한다
+        if self.min_snr_gamma is not None:  # 식 (ch10-eq-min-snr): 이미지마다 평균 낸 오차에 w(t) 를 곱한다
             per_sample = (pred - target).square().flatten(1).mean(1)
             return (self.loss_weight(t) * per_sample).mean()
         if self.loss_type == "l2":
