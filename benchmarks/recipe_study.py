@@ -211,6 +211,7 @@ def main() -> None:
         save_atomic(
             a.out,
             {
+                **old,  # 손으로 더한 항목(버린 실행과 그 까닭, 채택한 기본값)은 그대로 둔다
                 "benchmark": a.out,
                 "what": "train each recipe variant for the same wall-clock budget with ddpm-ko train --time-budget, "
                 "one at a time on an otherwise idle machine, then feature-FID of N EMA samples (DPM-Solver++(2M) "
