@@ -111,24 +111,28 @@ positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"수가 아니다 / not a number: {s!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"유한한 양수여야 한다 / must be a finite number > 0, got {v}")
-    return v
+def _finite_float(allow_zero: bool):
+    """argparse 형을 만든다: 유한한 양수 (``allow_zero`` 면 0 도)."""
+
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"수가 아니다 / not a number: {s!r}") from None
+        if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+            message = (
+                f"0 이상의 유한한 수여야 한다 / must be a finite number >= 0, got {v}"
+                if allow_zero
+                else f"유한한 양수여야 한다 / must be a finite number > 0, got {v}"
+            )
+            raise argparse.ArgumentTypeError(message)
+        return v
+
+    return parse
 
 
-def _non_negative_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"수가 아니다 / not a number: {s!r}") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"0 이상의 유한한 수여야 한다 / must be a finite number >= 0, got {v}")
-    return v
+_positive_float = _finite_float(allow_zero=False)
+_non_negative_float = _finite_float(allow_zero=True)
 
 
 def _device(s: str) -> str:

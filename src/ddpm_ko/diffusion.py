@@ -376,7 +376,7 @@ class GaussianDiffusion(nn.Module):
         )
         if self.min_snr_gamma is not None:  # 식 (ch10-eq-min-snr): 이미지마다 평균 낸 오차에 w(t) 를 곱한다
             per_sample = (pred - target).square().flatten(1).mean(1)
-            return (self.loss_weight(t) * per_sample).mean()
+            return (self._loss_weight(t) * per_sample).mean()
         if self.loss_type == "l2":
             return F.mse_loss(pred, target)
         if self.loss_type == "l1":
@@ -394,11 +394,11 @@ class GaussianDiffusion(nn.Module):
         - x_0 예측: w = min(SNR, γ)
         - v 예측: w = min(SNR, γ) / (SNR + 1)
         """
-        tt = torch.as_tensor(t, device=self.betas.device).long().reshape(-1)
-        require(
-            bool(((tt >= 0) & (tt < self.num_timesteps)).all()),
-            f"t 는 0..{self.num_timesteps - 1} 범위여야 한다 / t out of range [0, T-1]",
-        )
+        tt = torch.as_tensor(t).reshape(-1)
+        return self._loss_weight(self.check_t(tt, tt.numel(), self.betas.device))
+
+    def _loss_weight(self, tt: torch.Tensor) -> torch.Tensor:
+        """``loss_weight`` 의 계산. ``tt`` 는 ``check_t`` 를 거친 (B,) 타임스텝이다 (학습 스텝마다 다시 검사하지 않는다)."""
         if self.min_snr_gamma is None:
             return torch.ones(tt.shape, device=tt.device)
         abar = self.alphas_cumprod.double()[tt]
