@@ -216,6 +216,32 @@ def load_benchmark_model(explicit: str | None, device: Any) -> tuple[Path, Any, 
     return ckpt, model, diffusion, meta, provisional
 
 
+def checkpoint_fields(ckpt: str | os.PathLike, meta: dict[str, Any], provisional: bool = False) -> dict[str, Any]:
+    """결과 JSON 에 적는 '어느 모델을 쟀는가': 경로, 잠정 여부, 파일의 SHA-256, 학습 스텝.
+
+    학습 스텝만으로는 모델을 가리지 못한다 (미세 조정한 모델은 스텝을 0 부터 다시 세고, 책이 싣는 파일은 새 판으로 바뀔
+    수 있다). 9–11장은 결과의 SHA-256 을 지금 불러온 모델의 것과 견주어, 어느 모델로 잰 값인지 밝힌다.
+    """
+    from ddpm_ko.pretrained import file_sha256
+
+    return {
+        "checkpoint": portable_path(ckpt),
+        "provisional": provisional,
+        "checkpoint_sha256": file_sha256(ckpt),
+        "checkpoint_step": meta.get("step"),
+        "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
+    }
+
+
+def same_checkpoint(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """이어 잴 수 있는가: 경로가 같고, SHA-256 이 (둘 다 있으면) 같고, 없으면 학습 스텝이 같다."""
+    if old.get("checkpoint") != new.get("checkpoint"):
+        return False
+    if old.get("checkpoint_sha256") and new.get("checkpoint_sha256"):
+        return old["checkpoint_sha256"] == new["checkpoint_sha256"]
+    return old.get("checkpoint_step") == new.get("checkpoint_step")
+
+
 def import_lucidrains(ext_dir: str | os.PathLike = PEERS) -> Any:
     """``ext_dir`` (기본 ``benchmarks/.peers``, ``make bench-peers`` 가 만든다) 에 설치한 denoising-diffusion-pytorch 의
     본 모듈(Unet, GaussianDiffusion)을 불러온다.

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, fmt_table, machine_info, portable_command, portable_path, save_atomic
+from _common import RESULTS, fmt_table, machine_info, portable_command, portable_path, same_checkpoint, save_atomic
 
 ACCURACY_RULE = 0.90  # 기본 w 규칙: 이 정확도 이상인 w 가운데 FID 가 가장 낮은 것
 DEFAULT_WS = "0,0.5,1,2,3,5"
@@ -80,7 +80,7 @@ def main() -> None:
     from ddpm_ko.data import fashion_mnist_arrays
     from ddpm_ko.evaluation import features_and_logits
     from ddpm_ko.metrics import fid
-    from ddpm_ko.pretrained import load_classifier, resolve_checkpoint_name
+    from ddpm_ko.pretrained import file_sha256, load_classifier, resolve_checkpoint_name
     from ddpm_ko.sampling import sample_with_oom_retry
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -118,6 +118,7 @@ def main() -> None:
         "split (overall and per class vs that class's test images), diversity = mean pairwise feature distance "
         "within a class; same x_T and labels for every w",
         "checkpoint": portable_path(ckpt),
+        "checkpoint_sha256": file_sha256(ckpt),
         "checkpoint_step": meta.get("step"),
         "num": num,
         "num_per_class": a.num_per_class,
@@ -132,7 +133,7 @@ def main() -> None:
     old: dict[str, Any] = {}
     if prev.is_file() and not a.fresh:
         old = json.loads(prev.read_text(encoding="utf-8"))
-        if any(old.get(k) != header[k] for k in ("checkpoint", "checkpoint_step", "num", "seed", "steps")):
+        if not same_checkpoint(old, header) or any(old.get(k) != header[k] for k in ("num", "seed", "steps")):
             raise SystemExit(
                 f"{prev} 는 다른 설정의 결과다: --fresh 나 --out / different settings: use --fresh or --out"
             )
@@ -162,11 +163,12 @@ def main() -> None:
         return x, time.perf_counter() - t0
 
     if "unconditional_fid" not in old:
-        base, _, base_meta = load_model_from_checkpoint(resolve_checkpoint_name(a.unconditional))
+        base_path = resolve_checkpoint_name(a.unconditional)
+        base, _, base_meta = load_model_from_checkpoint(base_path)
         x, secs = sample(base, None)
         feat, _ = features_and_logits(x, clf)
         old["unconditional_fid"] = round(fid(feat, ref_feat), 4)
-        old["unconditional"] = {"checkpoint": portable_path(resolve_checkpoint_name(a.unconditional)),
+        old["unconditional"] = {"checkpoint": portable_path(base_path), "checkpoint_sha256": file_sha256(base_path),
                                 "step": base_meta.get("step"), "sample_seconds": round(secs, 1)}  # fmt: skip
         print(f"[bench] unconditional FID {old['unconditional_fid']} ({secs:.0f}s)", flush=True)
 

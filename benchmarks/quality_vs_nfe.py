@@ -29,11 +29,12 @@ from typing import Any
 
 from _common import (
     RESULTS,
+    checkpoint_fields,
     fmt_table,
     load_benchmark_model,
     machine_info,
     portable_command,
-    portable_path,
+    same_checkpoint,
     save_atomic,
 )
 
@@ -199,10 +200,7 @@ def main() -> None:
         "benchmark": a.out,
         "what": "feature-FID/KID vs number of network evaluations (NFE) per image, N samples per point from the same "
         "x_T, vs the Fashion-MNIST test split, with the real-vs-real floor at the same N and sampling wall time",
-        "checkpoint": portable_path(ckpt),
-        "provisional": provisional,
-        "checkpoint_step": meta.get("step"),
-        "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
+        **checkpoint_fields(ckpt, meta, provisional),
         "classifier_test_accuracy": clf.meta.get("test_accuracy"),
         "num": a.num,
         "seed": a.seed,
@@ -212,7 +210,7 @@ def main() -> None:
     prev_path = RESULTS / f"{a.out}.json"
     if prev_path.is_file() and not a.fresh:
         old = json.loads(prev_path.read_text(encoding="utf-8"))
-        same = all(old.get(k) == header[k] for k in ("checkpoint", "checkpoint_step", "num", "seed"))
+        same = same_checkpoint(old, header) and all(old.get(k) == header[k] for k in ("num", "seed"))
         if not same:
             raise SystemExit(
                 f"{prev_path} 는 다른 체크포인트·N·시드의 결과다. 이어 할 수 없다 (--fresh 로 새로, 또는 --out) / "

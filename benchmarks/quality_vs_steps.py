@@ -14,7 +14,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import fmt_table, load_benchmark_model, machine_info, merge_with_previous, portable_path, save_result
+from _common import (
+    checkpoint_fields,
+    fmt_table,
+    load_benchmark_model,
+    machine_info,
+    merge_with_previous,
+    same_checkpoint,
+    save_result,
+)
 
 
 def main() -> None:
@@ -95,8 +103,7 @@ def main() -> None:
 
         def same_run(old: dict) -> None:
             same = (
-                old.get("checkpoint") == portable_path(ckpt)
-                and old.get("checkpoint_step") == meta.get("step")
+                same_checkpoint(old, checkpoint_fields(ckpt, meta, provisional))
                 and old.get("seed") == a.seed
                 and old["results"]
                 and old["results"][0]["num"] == a.num
@@ -119,10 +126,7 @@ def main() -> None:
         a.out,
         {
             "what": "feature-FID/KID of N samples per sampler vs the Fashion-MNIST test split, with the real-vs-real floor at the same N",
-            "checkpoint": portable_path(ckpt),
-            "provisional": provisional,
-            "checkpoint_step": meta.get("step"),
-            "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
+            **checkpoint_fields(ckpt, meta, provisional),
             "classifier_test_accuracy": clf.meta.get("test_accuracy"),
             "seed": a.seed,
             "results": rows,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import fmt_table, load_benchmark_model, machine_info, portable_path, save_result
+from _common import checkpoint_fields, fmt_table, load_benchmark_model, machine_info, save_result
 
 
 def main() -> None:
@@ -103,10 +103,7 @@ def main() -> None:
         a.out,
         {
             "what": "wall-clock time to sample one batch (EMA weights, clip x0, eta=0 for DDIM, posterior variance for DDPM)",
-            "checkpoint": portable_path(ckpt),
-            "provisional": provisional,
-            "checkpoint_step": meta.get("step"),
-            "checkpoint_train_max_steps": (meta.get("train") or {}).get("max_steps"),
+            **checkpoint_fields(ckpt, meta, provisional),
             "parameters": sum(p.numel() for p in model.parameters()),
             "batch": a.batch,
             "device": str(device),

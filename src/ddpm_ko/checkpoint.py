@@ -12,6 +12,7 @@ safetensors 는 피클(pickle)을 쓰지 않으므로 남이 준 파일을 열�
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -35,6 +36,10 @@ __all__ = [
     "optimizer_state_to_tensors",
     "optimizer_state_from_tensors",
     "export_ema",
+    "file_sha256",
+    "init_provenance",
+    "total_training_steps",
+    "total_wall_time_s",
     "sub_state",
     "load_state_checked",
     "write_safetensors",
@@ -303,6 +308,55 @@ def load_model_from_checkpoint(path: str | os.PathLike, use_ema: bool = True, de
         raise CheckpointError(f"체크포인트에 모델 가중치가 없다 / no model weights in checkpoint: {path}")
     load_state_checked(model, state, str(path))
     return model.to(device).eval(), diffusion.to(device), meta
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """파일 내용의 SHA-256 (16진수)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def total_training_steps(meta: dict[str, Any]) -> int:
+    """이 가중치에 이르기까지 학습한 스텝 수: 이 체크포인트의 ``step`` 에 출발점(``init_from_model``)의 것을 더한다.
+
+    ``--init-from`` 으로 미세 조정한 모델의 ``step`` 은 0 부터 다시 센 수라서, 그것만으로는 전체 학습량이 아니다.
+    """
+    base = meta.get("init_from_model") or {}
+    return int(meta.get("step", 0)) + int(base.get("total_steps", base.get("step", 0)) or 0)
+
+
+def total_wall_time_s(meta: dict[str, Any]) -> float:
+    """이 가중치에 이르기까지 학습에 쓴 벽시계 시간(초): ``total_training_steps`` 처럼 출발점의 것을 더한다."""
+    base = meta.get("init_from_model") or {}
+    base_time = base.get("total_wall_time_s", base.get("wall_time_s", 0.0)) or 0.0
+    return float(meta.get("wall_time_s", 0.0)) + float(base_time)
+
+
+def init_provenance(path: str | os.PathLike, meta: dict[str, Any], source: str | None = None) -> dict[str, Any]:
+    """``--init-from`` 의 출발점을 체크포인트 메타데이터(``init_from_model``)에 남길 꼴로 요약한다.
+
+    파일 이름과 SHA-256 으로 어느 가중치인지 가리고, 그 가중치의 학습량(스텝, 시간, 그리고 출발점이 또 있으면 그것까지
+    더한 전체)을 적는다. 그래서 미세 조정한 모델의 ``total_training_steps`` 가 학습 전체를 센다. ``loss_history`` 는
+    출발점까지의 손실 기록 전체로, 스텝을 전체 학습의 스텝으로 센다 (7장이 미세 조정한 모델의 손실 기록을 잇는다).
+    """
+    path = Path(path)
+    earlier = meta.get("init_from_model") or {}
+    offset = total_training_steps(meta) - int(meta.get("step", 0))
+    history = [list(h) for h in earlier.get("loss_history", [])]
+    history += [[int(s) + offset, float(v)] for s, v in meta.get("loss_history", [])]
+    return {
+        "source": str(source if source is not None else path),
+        "file": path.name,
+        "sha256": file_sha256(path),
+        "step": int(meta.get("step", 0)),
+        "wall_time_s": float(meta.get("wall_time_s", 0.0)),
+        "total_steps": total_training_steps(meta),
+        "total_wall_time_s": round(total_wall_time_s(meta), 2),
+        "loss_history": history,
+    }
 
 
 def export_ema(src: str | os.PathLike, dst: str | os.PathLike, extra_meta: dict[str, Any] | None = None) -> Path:

@@ -280,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--init-from",
-        help="이 체크포인트(또는 'pretrained')의 가중치에서 시작한다 (initialise weights from a checkpoint)",
+        help="이 체크포인트(또는 'pretrained')의 가중치에서 새 옵티마이저로 시작한다: 미세 조정. 출발점은 체크포인트의 "
+        "init_from_model 에 남는다 (fine-tune from a checkpoint's weights)",
     )
 
     s = sub.add_parser("sample", help="체크포인트로 이미지 생성 / sample images from a checkpoint")

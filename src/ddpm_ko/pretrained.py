@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import os
 from importlib import resources
 from pathlib import Path
 
 import torch
 
-from .checkpoint import load_model_from_checkpoint
+from .checkpoint import file_sha256, load_model_from_checkpoint
 from .classifier import FashionClassifier, read_classifier
 from .errors import CheckpointError
 
@@ -74,15 +73,6 @@ def shipped_file(name: str) -> Path:
     if isinstance(res, Path):
         return res
     return _RESOURCE_FILES.enter_context(resources.as_file(res))
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """파일 내용의 SHA-256 (16진수)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_shipped_file(path: str | os.PathLike, name: str, env_var: str) -> None:

@@ -419,8 +419,10 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         self.model = Unet(self.unet_config).to(self.device)
+        #: --init-from 의 출발점 요약 (체크포인트의 init_from_model; 이어 학습이면 체크포인트에서 되살린다)
+        self.init_from_model: dict[str, Any] | None = None
         if cfg.init_from and resume is None:
-            load_initial_weights(self.model, cfg.init_from, self._info)
+            self.init_from_model = load_initial_weights(self.model, cfg.init_from, self._info)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.diffusion = GaussianDiffusion.from_schedule(

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .checkpoint import (
+    init_provenance,
     load_state_checked,
     optimizer_state_from_tensors,
     optimizer_state_to_tensors,
@@ -124,6 +125,8 @@ def checkpoint_contents(trainer: Any) -> tuple[dict[str, torch.Tensor], dict[str
     }
     if getattr(t, "budget", None) is not None:  # 시간 예산 학습만: 예산, 다다른 스텝, 추정 전체 스텝, 쓴 시간
         meta["time_budget"] = t.budget.record(t.step, t.wall_time)
+    if getattr(t, "init_from_model", None):  # --init-from 으로 시작했으면 그 출발점 (파일, SHA-256, 학습량)
+        meta["init_from_model"] = t.init_from_model
     return tensors, meta
 
 
@@ -160,6 +163,7 @@ def restore_training_state(trainer: Any, tensors: dict[str, torch.Tensor], meta:
         t.history_partial = bool(ts.get("history_partial", False))
         t.history = [list(h) for h in meta.get("loss_history", [])]
         t.wall_time = float(meta.get("wall_time_s", 0.0))
+        t.init_from_model = meta.get("init_from_model")
         if getattr(t, "budget", None) is not None:  # 잰 스텝당 시간 (새 프로세스가 다시 잴 때까지 쓴다)
             t.budget.restore(meta.get("time_budget"))
     except (KeyError, TypeError, ValueError) as e:
@@ -173,17 +177,19 @@ def restore_training_state(trainer: Any, tensors: dict[str, torch.Tensor], meta:
     t.last_good = (Path(source), t.step)
 
 
-def load_initial_weights(model: torch.nn.Module, source: str, info: Callable[[str], None]) -> None:
+def load_initial_weights(model: torch.nn.Module, source: str, info: Callable[[str], None]) -> dict[str, Any]:
     """``source`` (체크포인트 경로나 ``"pretrained"``) 의 가중치(EMA 가 있으면 EMA)로 ``model`` 을 채운다 (``--init-from``).
 
     신경망 설정이 같아야 한다. 하나만 다를 수 있다: 조건 없는 모델의 가중치로 조건부 모델을 시작하면, 그 파일에 없는
     레이블 임베딩(``class_emb.``)은 0 으로 둔다. 그러면 시작점의 출력이 조건 없는 모델 그대로다 (11장).
+    출발점의 요약(``checkpoint.init_provenance``: 파일, SHA-256, 학습량)을 돌려준다. 학습기는 그것을 체크포인트의
+    ``init_from_model`` 에 남긴다.
     """
     from .checkpoint import load_model_from_checkpoint
     from .pretrained import resolve_checkpoint_name
 
     path = resolve_checkpoint_path(resolve_checkpoint_name(source))
-    donor, _, _ = load_model_from_checkpoint(path, use_ema=True)
+    donor, _, donor_meta = load_model_from_checkpoint(path, use_ema=True)
     state = donor.state_dict()
     own = model.state_dict()
     new_only = sorted(k for k in own if k not in state)
@@ -197,3 +203,4 @@ def load_initial_weights(model: torch.nn.Module, source: str, info: Callable[[st
     load_state_checked(model, state, str(path))
     extra = " (레이블 임베딩은 0 으로 새로 / new label embedding starts at 0)" if new_only else ""
     info(f"가중치를 {path} 에서 가져와 시작한다 / initialised from {path}{extra}")
+    return init_provenance(path, donor_meta, source)
