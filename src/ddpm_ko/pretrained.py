@@ -52,7 +52,7 @@ CLASSIFIER_ENV = "DDPM_KO_CLASSIFIER"
 #: 패키지가 싣는 가중치 파일의 SHA-256 (이 값을 기록하는 유일한 곳).
 #: 가중치를 일부러 바꾸었다면(다시 학습해 내보냈다면) 오류 메시지에 나온 새 값으로 이곳을 고친다.
 SHIPPED_SHA256: dict[str, str] = {
-    PRETRAINED_NAME: "2657c673f9b16bad4291062c8869ed7d426a79bc2cb47f95a6147f99c180a76b",
+    PRETRAINED_NAME: "54c0aff97b42495275af366d6d2c6cca82ccf1df73e8a2679bfafb82f315aa02",
     PRETRAINED_CONDITIONAL_NAME: "c636d81135a3c505c5176cdb47798576d49ce4e03733fbca07afecc6c8ef3cc8",
     CLASSIFIER_NAME: "529fe47a7ca30963fc41de80253d287e1182cb78c89d08078130c11c5653d734",
 }

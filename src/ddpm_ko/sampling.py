@@ -48,8 +48,9 @@ __all__ = [
 SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
 
 # 책과 명령줄의 기본 샘플러. 규칙: DDPM 1000 스텝의 특징 FID 의 1.1배 안에 드는 설정 가운데 신경망 호출이 가장 적은 것
-# (benchmarks/quality_vs_nfe.py 가 N = 1000 장으로 잰다). 측정의 답: DPM-Solver++(2M) 10 스텝, λ 간격 — 특징 FID 7.68,
-# DDPM 1000 스텝(7.28)의 1.06배, 신경망 호출은 100분의 1 (tests/test_sampling.py 가 결과 파일과 맞춰 본다). DPM-Solver++ 의 스텝 수와
+# (benchmarks/quality_vs_nfe.py 가 N = 1000 장으로 잰다). 측정의 답 (4750 스텝 모델로 잰 값): DPM-Solver++(2M) 10 스텝, λ 간격 —
+# 특징 FID 7.68, DDPM 1000 스텝(7.28)의 1.06배, 신경망 호출은 100분의 1 (tests/test_sampling.py 가 결과 파일과 맞춰 본다).
+# 결과 파일의 checkpoint_sha256 이 어느 모델로 잰 것인지 밝힌다. DPM-Solver++ 의 스텝 수와
 # 타임스텝 간격의 기본값은 ``solvers.DEFAULT_STEPS``, ``solvers.DEFAULT_SPACING`` 이다.
 # (``GaussianDiffusion.sample`` 의 기본은 이 값이 아니라 언제나 알고리즘 2 인 "ddpm" 이다.)
 DEFAULT_SAMPLER = "dpm-solver++"
