@@ -502,7 +502,18 @@ def test_shipped_model_sidecar_tells_how_far_it_was_trained():
     header = read_checkpoint(weights, prefixes=())[1]
     end = sidecar["end"]
     assert end["step"] == sidecar["step"] == header["step"]
-    assert end["target_steps"] == sidecar["train"]["max_steps"]
-    assert end["reason"] in ("signal", "max_steps", "epochs")
-    # 목표에 이르지 못한 학습이면 그 까닭이 목표 도달일 수 없다
-    assert (end["reason"] in ("max_steps", "epochs")) == (end["step"] == end["target_steps"])
+    assert end["reason"] in ("signal", "max_steps", "epochs", "time_budget")
+    if end["reason"] == "time_budget":
+        # 시간 예산 학습: 목표는 마지막 추정 전체 스텝이고, 예산을 다 쓴 스텝에서 끝났다
+        budget = sidecar["time_budget"]
+        assert budget["reached"] and budget["steps_reached"] == end["step"] == end["target_steps"]
+        assert budget["estimated_total_steps"] == end["target_steps"]
+        assert budget["wall_time_s"] >= 60 * budget["minutes"] and sidecar["wall_time_s"] == budget["wall_time_s"]
+    else:
+        assert end["target_steps"] == sidecar["train"]["max_steps"]
+        # 목표에 이르지 못한 학습이면 그 까닭이 목표 도달일 수 없다
+        assert (end["reason"] in ("max_steps", "epochs")) == (end["step"] == end["target_steps"])
+    base = sidecar.get("init_from_model")
+    if base:  # 미세 조정한 모델: 출발점과 전체 학습량이 남아 있다
+        assert len(base["sha256"]) == 64 and base["total_steps"] >= base["step"] > 0
+        assert sidecar["training_cost"]["total_steps"] == end["step"] + base["total_steps"]
