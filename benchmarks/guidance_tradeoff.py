@@ -27,7 +27,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, fmt_table, machine_info, portable_command, portable_path, same_checkpoint, save_atomic
+from _common import (
+    RESULTS,
+    checkpoint_fields,
+    fmt_table,
+    machine_info,
+    portable_command,
+    portable_path,
+    same_checkpoint,
+    save_atomic,
+)
 
 ACCURACY_RULE = 0.90  # 기본 w 규칙: 이 정확도 이상인 w 가운데 FID 가 가장 낮은 것
 DEFAULT_WS = "0,0.5,1,2,3,5"
@@ -117,9 +126,7 @@ def main() -> None:
         "what": "classifier-free guidance sweep: class accuracy by the shipped classifier, feature-FID vs the test "
         "split (overall and per class vs that class's test images), diversity = mean pairwise feature distance "
         "within a class; same x_T and labels for every w",
-        "checkpoint": portable_path(ckpt),
-        "checkpoint_sha256": file_sha256(ckpt),
-        "checkpoint_step": meta.get("step"),
+        **checkpoint_fields(ckpt, meta, provisional="runs/" in str(ckpt)),  # 잠정: 학습 중인 runs/ 의 체크포인트
         "num": num,
         "num_per_class": a.num_per_class,
         "seed": a.seed,

@@ -54,6 +54,7 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     ckpt, model, diffusion, meta, provisional = load_benchmark_model(a.checkpoint, device)
+    measured = checkpoint_fields(ckpt, meta, provisional)  # 어느 모델인가 (SHA-256 은 한 번만 계산한다)
     clf = load_classifier()
     c = model.config
     machine = machine_info()
@@ -103,7 +104,7 @@ def main() -> None:
 
         def same_run(old: dict) -> None:
             same = (
-                same_checkpoint(old, checkpoint_fields(ckpt, meta, provisional))
+                same_checkpoint(old, measured)
                 and old.get("seed") == a.seed
                 and old["results"]
                 and old["results"][0]["num"] == a.num
@@ -126,7 +127,7 @@ def main() -> None:
         a.out,
         {
             "what": "feature-FID/KID of N samples per sampler vs the Fashion-MNIST test split, with the real-vs-real floor at the same N",
-            **checkpoint_fields(ckpt, meta, provisional),
+            **measured,
             "classifier_test_accuracy": clf.meta.get("test_accuracy"),
             "seed": a.seed,
             "results": rows,

@@ -344,16 +344,16 @@ def init_provenance(path: str | os.PathLike, meta: dict[str, Any], source: str |
     """
     path = Path(path)
     earlier = meta.get("init_from_model") or {}
-    offset = total_training_steps(meta) - int(meta.get("step", 0))
+    step, total = int(meta.get("step", 0)), total_training_steps(meta)
     history = [list(h) for h in earlier.get("loss_history", [])]
-    history += [[int(s) + offset, float(v)] for s, v in meta.get("loss_history", [])]
+    history += [[int(s) + total - step, float(v)] for s, v in meta.get("loss_history", [])]
     return {
         "source": str(source if source is not None else path),
         "file": path.name,
         "sha256": file_sha256(path),
-        "step": int(meta.get("step", 0)),
+        "step": step,
         "wall_time_s": float(meta.get("wall_time_s", 0.0)),
-        "total_steps": total_training_steps(meta),
+        "total_steps": total,
         "total_wall_time_s": round(total_wall_time_s(meta), 2),
         "loss_history": history,
     }
