@@ -517,3 +517,10 @@ def test_shipped_model_sidecar_tells_how_far_it_was_trained():
     if base:  # 미세 조정한 모델: 출발점과 전체 학습량이 남아 있다
         assert len(base["sha256"]) == 64 and base["total_steps"] >= base["step"] > 0
         assert sidecar["training_cost"]["total_steps"] == end["step"] + base["total_steps"]
+    # 학습 이력의 항목마다 스텝이 있고, 앞선 학습들은 그때 만든 파일의 SHA-256 을 남겼다 (벤치마크 결과가 어느 학습 뒤의 모델을 쟀는지 가린다)
+    from ddpm_ko.checkpoint import total_training_steps, training_stages
+
+    stages = training_stages(sidecar)
+    assert all(s["steps"] > 0 for s in stages) and stages[-1]["total_steps"] == total_training_steps(sidecar)
+    assert all(len(s["sha256"] or "") == 64 for s in stages[:-1]) and stages[0]["kind"] == "scratch"
+    assert training_stages(header) == stages  # 헤더와 JSON 사본이 같은 이야기를 한다

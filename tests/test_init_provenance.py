@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from conftest import TINY_TRAIN_UNET, tiny_train_config
-from ddpm_ko.checkpoint import export_ema, file_sha256, read_checkpoint, total_training_steps, total_wall_time_s
+from ddpm_ko.checkpoint import (
+    export_ema,
+    file_sha256,
+    read_checkpoint,
+    total_training_steps,
+    total_wall_time_s,
+    training_stages,
+)
+from ddpm_ko.pretrained import pretrained_stages, which_model
 from ddpm_ko.train import train
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (32, 8, 8), dtype=np.uint8)
@@ -75,3 +83,58 @@ def test_older_sidecars_without_totals_still_add_up():
     # 조건부 모델의 사이드카처럼 출발점에 total_steps 가 없던 때의 꼴: 출발점의 step 을 전체로 본다
     meta = {"step": 1500, "wall_time_s": 10.0, "init_from_model": {"step": 4750, "wall_time_s": 5.0}}
     assert total_training_steps(meta) == 6250 and total_wall_time_s(meta) == 15.0
+
+
+def test_training_stages_list_each_run_of_a_chain_with_the_files_it_made(tmp_path):
+    # 처음부터 2 스텝 → 미세 조정 3 스텝 → 다시 미세 조정 1 스텝: 단계 셋, 앞 두 단계의 SHA-256 은 그 단계가 만든 파일
+    donor = _run(tmp_path / "a", 2)
+    tuned = _run(tmp_path / "b", 3, init_from=donor["checkpoint"], flip=True)
+    again = _run(tmp_path / "c", 1, init_from=tuned["checkpoint"])
+    meta = _meta(again)
+    stages = training_stages(meta, file_sha256(again["checkpoint"]))
+    assert [s["kind"] for s in stages] == ["scratch", "fine-tune", "fine-tune"]
+    assert [s["steps"] for s in stages] == [2, 3, 1] and [s["total_steps"] for s in stages] == [2, 5, 6]
+    assert [s["sha256"] for s in stages] == [file_sha256(r["checkpoint"]) for r in (donor, tuned, again)]
+    assert [s["flip"] for s in stages] == [_meta(r)["train"]["flip"] for r in (donor, tuned, again)]
+    assert stages[1]["flip"] is True
+    assert stages[-1]["total_steps"] == total_training_steps(meta)
+    assert stages[-1]["total_wall_time_s"] == pytest.approx(total_wall_time_s(meta), abs=0.05)
+    assert stages[0]["hardware"]["cpu_count"] == _meta(donor)["environment"]["cpu_count"]
+    # 출발점의 기록은 그때까지의 단계를 품는다: 미세 조정한 모델을 다시 내보내도 그대로다
+    assert meta["init_from_model"]["stages"] == stages[:-1]
+    exported = export_ema(again["checkpoint"], tmp_path / "ema.safetensors")
+    assert training_stages(read_checkpoint(exported, prefixes=())[1])[:-1] == stages[:-1]
+
+
+def test_which_model_names_the_training_stage_a_benchmark_measured(tmp_path, monkeypatch):
+    donor = _run(tmp_path / "a", 2)
+    tuned = _run(tmp_path / "b", 3, init_from=donor["checkpoint"])
+    shipped = export_ema(tuned["checkpoint"], tmp_path / "ema.safetensors")
+    monkeypatch.setenv("DDPM_KO_PRETRAINED", str(shipped))  # 이 파일을 '책이 싣는 모델' 로 본다
+    assert [s["sha256"] for s in pretrained_stages()] == [file_sha256(donor["checkpoint"]), file_sha256(shipped)]
+    assert which_model(file_sha256(shipped)) == "지금 책이 싣는 모델"
+    assert which_model(file_sha256(donor["checkpoint"])) == "이전 배포 모델, 2 스텝"
+    assert which_model(file_sha256(tuned["checkpoint"])) == "알 수 없는 모델"  # 학습 체크포인트 ≠ 내보낸 파일
+    assert which_model(None) == "알 수 없는 모델"
+
+
+def test_training_stages_read_older_sidecars_without_a_stage_list():
+    # 단계 목록이 생기기 전의 사이드카 (지금 싣는 조건부 모델처럼): 출발점이 한 단계가 된다
+    first = {"sha256": "a" * 64, "step": 4750, "wall_time_s": 5.0, "flip": True, "command": "ddpm-ko train …"}
+    meta = {"step": 1500, "wall_time_s": 10.0, "train": {"flip": False}, "init_from_model": first}
+    stages = training_stages(meta)
+    assert [(s["kind"], s["steps"], s["total_steps"], s["flip"]) for s in stages] == [
+        ("scratch", 4750, 4750, True),
+        ("fine-tune", 1500, 6250, False),
+    ]
+    assert stages[0]["sha256"] == "a" * 64 and stages[0]["command"] == "ddpm-ko train …" and stages[1]["sha256"] is None
+    # 출발점 자신도 미세 조정한 모델이었다면 (total_steps > step) 그 앞은 내용을 모르는 한 단계로 센다
+    meta["init_from_model"] = {**first, "total_steps": 6000, "total_wall_time_s": 8.0}
+    stages = training_stages(meta)
+    assert [(s["kind"], s["steps"], s["total_steps"]) for s in stages] == [
+        ("unknown", 1250, 1250),
+        ("fine-tune", 4750, 6000),
+        ("fine-tune", 1500, 7500),
+    ]
+    assert stages[0]["wall_time_s"] == 3.0 and stages[-1]["total_wall_time_s"] == 18.0
+    assert training_stages({"step": 7, "wall_time_s": 1.0})[0]["kind"] == "scratch"

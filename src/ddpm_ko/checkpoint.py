@@ -38,6 +38,7 @@ __all__ = [
     "export_ema",
     "file_sha256",
     "init_provenance",
+    "training_stages",
     "total_training_steps",
     "total_wall_time_s",
     "sub_state",
@@ -335,14 +336,67 @@ def total_wall_time_s(meta: dict[str, Any]) -> float:
     return float(meta.get("wall_time_s", 0.0)) + float(base_time)
 
 
+def _stage_of(meta: dict[str, Any], kind: str, sha256: str | None) -> dict[str, Any]:
+    """메타데이터 한 벌이 기록한 학습 한 번 (스텝, 시간, 반전, 시간 예산, 명령, 하드웨어, 끝난 이유)."""
+    train = meta.get("train") or {}
+    env = meta.get("environment") or {}
+    budget = meta.get("time_budget") or {}
+    hardware = meta.get("hardware") or (
+        {k: env.get(k) for k in ("cpu_model", "cpu_count", "torch_threads", "gpu")} if env else None
+    )
+    return {
+        "kind": kind,
+        "steps": int(meta.get("step", 0)),
+        "wall_time_s": round(float(meta.get("wall_time_s", 0.0)), 2),
+        "flip": meta.get("flip", train.get("flip")),
+        "time_budget_minutes": budget.get("minutes", train.get("time_budget")),
+        "end": meta.get("end"),
+        "command": meta.get("command"),
+        "hardware": hardware,
+        "sha256": sha256,
+    }
+
+
+def training_stages(meta: dict[str, Any], sha256: str | None = None) -> list[dict[str, Any]]:
+    """이 가중치에 이르기까지의 학습을 한 번씩, 오래된 것부터 늘어놓는다.
+
+    처음부터 학습한 첫 학습(``kind="scratch"``) 뒤에 ``--init-from`` 의 미세 조정(``"fine-tune"``)이 이어진다.
+    각 항목은 그 학습의 스텝, 벽시계 시간, 좌우 반전, 시간 예산(분), 끝난 이유, 명령, 하드웨어와 그때까지의 누적
+    (``total_steps``, ``total_wall_time_s``), 그리고 알면 그 학습이 만든 파일의 SHA-256 이다 (마지막 항목은 ``sha256``
+    인자). 벤치마크 결과의 ``checkpoint_sha256`` 을 이 SHA-256 들과 견주면 결과가 어느 단계의 모델을 쟀는지 안다.
+    출발점의 기록에 단계 목록이 없는 옛 사이드카는 그 출발점을 한 단계로 본다.
+    """
+    base = meta.get("init_from_model") or {}
+    if base.get("stages"):
+        stages = [dict(s) for s in base["stages"]]
+    elif base:  # 단계 목록이 없던 때의 기록: 출발점 하나 (그 앞에 또 학습이 있었다면 내용을 모르는 한 단계)
+        earlier = int(base.get("total_steps", base.get("step", 0))) - int(base.get("step", 0))
+        stages = []
+        if earlier > 0:
+            unknown_s = float(base.get("total_wall_time_s", 0.0)) - float(base.get("wall_time_s", 0.0))
+            stages.append({**_stage_of({}, "unknown", None), "steps": earlier, "wall_time_s": round(unknown_s, 2)})
+        stages.append(_stage_of(base, "fine-tune" if earlier > 0 else "scratch", base.get("sha256")))
+    else:
+        stages = []
+    stages.append(_stage_of(meta, "fine-tune" if base else "scratch", sha256))
+    steps, wall = 0, 0.0
+    for stage in stages:
+        steps += stage["steps"]
+        wall += stage["wall_time_s"]
+        stage["total_steps"], stage["total_wall_time_s"] = steps, round(wall, 2)
+    return stages
+
+
 def init_provenance(path: str | os.PathLike, meta: dict[str, Any], source: str | None = None) -> dict[str, Any]:
     """``--init-from`` 의 출발점을 체크포인트 메타데이터(``init_from_model``)에 남길 꼴로 요약한다.
 
     파일 이름과 SHA-256 으로 어느 가중치인지 가리고, 그 가중치의 학습량(스텝, 시간, 그리고 출발점이 또 있으면 그것까지
     더한 전체)을 적는다. 그래서 미세 조정한 모델의 ``total_training_steps`` 가 학습 전체를 센다. ``loss_history`` 는
     출발점까지의 손실 기록 전체로, 스텝을 전체 학습의 스텝으로 센다 (7장이 미세 조정한 모델의 손실 기록을 잇는다).
+    ``stages`` 는 출발점까지의 학습 이력, 곧 학습 한 번씩의 목록이다 (``training_stages``).
     """
     path = Path(path)
+    sha = file_sha256(path)
     earlier = meta.get("init_from_model") or {}
     step, total = int(meta.get("step", 0)), total_training_steps(meta)
     history = [list(h) for h in earlier.get("loss_history", [])]
@@ -350,12 +404,13 @@ def init_provenance(path: str | os.PathLike, meta: dict[str, Any], source: str |
     return {
         "source": str(source if source is not None else path),
         "file": path.name,
-        "sha256": file_sha256(path),
+        "sha256": sha,
         "step": step,
         "wall_time_s": float(meta.get("wall_time_s", 0.0)),
         "total_steps": total,
         "total_wall_time_s": round(total_wall_time_s(meta), 2),
         "loss_history": history,
+        "stages": training_stages(meta, sha),
     }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import file_sha256, load_model_from_checkpoint
+from .checkpoint import file_sha256, load_model_from_checkpoint, read_checkpoint, training_stages
 from .classifier import FashionClassifier, read_classifier
 from .errors import CheckpointError
 
@@ -35,6 +35,8 @@ __all__ = [
     "locate_shipped_file",
     "pretrained_path",
     "load_pretrained",
+    "pretrained_stages",
+    "which_model",
     "CLASSIFIER_ENV",
     "classifier_path",
     "load_classifier",
@@ -146,6 +148,32 @@ def load_pretrained(device: torch.device | str = "cpu", kind: str = "uncondition
     ``kind="conditional"`` 이면 클래스 조건부 모델이다: ``model(x, t, labels)`` (11장).
     """
     return load_model_from_checkpoint(pretrained_path(kind), use_ema=True, device=device)
+
+
+def pretrained_stages(kind: str = "unconditional") -> list[dict]:
+    """책이 싣는 모델의 학습 이력: 그 모델에 이르기까지의 학습 한 번씩 (``checkpoint.training_stages``, 오래된 것부터).
+
+    마지막 단계가 지금 불러오는 파일이고, 그 ``sha256`` 은 그 파일의 것이다. 앞 단계들의 ``sha256`` 은 그때 배포했던
+    (또는 미세 조정의 출발점이 된) 파일의 것이다.
+    """
+    path = pretrained_path(kind)
+    return training_stages(read_checkpoint(path, prefixes=())[1], file_sha256(path))
+
+
+def which_model(sha256: str | None, kind: str = "unconditional") -> str:
+    """벤치마크 결과의 ``checkpoint_sha256`` 이 어느 모델의 것인지 한국어로 말한다.
+
+    지금 책이 싣는 파일이면 ``"지금 책이 싣는 모델"``, 그 모델에 이르는 앞선 학습이 만든 파일 가운데 하나면
+    ``"이전 배포 모델, 4,750 스텝"`` 처럼 그 단계까지의 전체 학습 스텝을, 어느 것도 아니면 ``"알 수 없는 모델"`` 을
+    돌려준다. 결과 파일에 적힌 ``checkpoint_step`` 은 미세 조정한 모델이면 0 부터 다시 센 수라 쓰지 않는다.
+    """
+    stages = pretrained_stages(kind)
+    if sha256 and sha256 == stages[-1]["sha256"]:
+        return "지금 책이 싣는 모델"
+    for stage in stages[:-1]:
+        if sha256 and sha256 == stage.get("sha256"):
+            return f"이전 배포 모델, {stage['total_steps']:,} 스텝"
+    return "알 수 없는 모델"
 
 
 def classifier_path() -> Path:
