@@ -112,13 +112,16 @@ def sample_in_saved_batches(
     g: Any,
     device: Any,
     part: Path | None,
+    model_sha256: str | None = None,
     **kw: Any,
 ) -> tuple[Any, float]:
     """``sample_with_oom_retry`` 와 같은 난수 순서로 N 장을 만든다: x_T 를 한꺼번에 뽑고, 배치마다 생성기를 이어 쓴다.
 
     ``part`` 가 있으면 배치가 끝날 때마다 지금까지의 결과, 생성기 상태, 걸린 시간을 그 파일에 (임시 파일 → 이름 바꾸기로)
     남기고, 다시 실행하면 끝난 배치를 건너뛰고 이어 간다. CPU 에서 한 시간이 넘는 DDPM 1000 단계를 세션을 넘겨 재려는 것이다.
-    같은 배치 크기로 이어 가면 결과는 한 번에 만든 것과 비트까지 같다. ``(이미지, 샘플링 초)`` 를 돌려준다.
+    같은 배치 크기로 이어 가면 결과는 한 번에 만든 것과 비트까지 같다. ``model_sha256`` (모델 파일의 SHA-256)을 주면
+    그 값도 남기고, 다른 모델이 남긴 배치에서는 이어 가지 않는다 (배치마다 다른 모델이 섞이지 않게). ``(이미지, 샘플링 초)``
+    를 돌려준다.
     """
     import numpy as np
     import torch
@@ -130,6 +133,13 @@ def sample_in_saved_batches(
         z = np.load(part)
         if int(z["num"]) != num or int(z["batch"]) != batch:
             raise SystemExit(f"{part}: N·배치가 다르다 / saved batches use another N or batch size")
+        saved_sha = str(z["model_sha256"]) if "model_sha256" in z.files else ""
+        if model_sha256 and saved_sha and saved_sha != model_sha256:
+            raise SystemExit(
+                f"{part}: 다른 모델(SHA-256 {saved_sha[:12]}…)이 남긴 배치다. 그 파일을 지우거나 다른 --samples-dir 를 쓰라 / "
+                f"saved batches come from another model ({saved_sha[:12]}…, now {model_sha256[:12]}…): delete the file "
+                "or use another --samples-dir"
+            )
         outputs = [torch.from_numpy(z["images"])]
         g.set_state(torch.from_numpy(z["generator_state"]))
         seconds = float(z["seconds"])
@@ -153,6 +163,7 @@ def sample_in_saved_batches(
                 seconds=seconds,
                 num=num,
                 batch=batch,
+                model_sha256=model_sha256 or "",
             )
             os.replace(tmp, part)
             print(f"[bench] {start}/{num} 장 / images ({seconds:.0f}s)", flush=True)
@@ -262,6 +273,7 @@ def main() -> None:
                 g,
                 device,
                 Path(a.samples_dir) / f"{label}.part.npz",
+                model_sha256=header["checkpoint_sha256"],
                 **kw,
             )
         else:

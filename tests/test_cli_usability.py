@@ -183,6 +183,55 @@ def test_benchmark_writer_records_portable_paths():
     assert _common.portable_path(ROOT / "runs" / "a.safetensors") == "runs/a.safetensors"
 
 
+def test_long_benchmark_points_resume_from_saved_batches_of_the_same_model_only(tmp_path, tiny_unet):
+    # quality_vs_nfe 의 DDPM 1000 스텝은 CPU 에서 한 시간이 넘어 배치마다 남기고 세션을 넘겨 잇는다: 이은 결과는 한 번에
+    # 만든 것과 비트까지 같아야 하고, 다른 모델이 남긴 배치에는 잇지 않아야 한다 (두 모델의 샘플이 섞인 FID 가 된다)
+    from ddpm_ko.diffusion import GaussianDiffusion
+    from ddpm_ko.schedules import beta_schedule
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import quality_vs_nfe
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    diffusion = GaussianDiffusion(beta_schedule("linear", 8))
+    shape = (tiny_unet.config.channels, 8, 8)
+
+    def run(part, sha, num=4):
+        return quality_vs_nfe.sample_in_saved_batches(
+            diffusion,
+            tiny_unet,
+            num,
+            shape,
+            2,
+            torch.Generator().manual_seed(0),
+            "cpu",
+            part,
+            model_sha256=sha,
+            sampler="ddpm",
+            steps=None,
+        )[0]
+
+    whole = run(None, None)
+    part = tmp_path / "DDPM-8.part.npz"
+    sample, calls = diffusion.sample, []
+
+    def stop_at_second_batch(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # 둘째 배치를 만들다 끊긴 세션
+        return sample(*args, **kw)
+
+    diffusion.sample = stop_at_second_batch
+    with pytest.raises(KeyboardInterrupt):
+        run(part, "a" * 64)
+    diffusion.sample = sample
+    assert len(np.load(part)["images"]) == 2  # 첫 배치만 남았다
+    with pytest.raises(SystemExit, match="another model"):
+        run(part, "b" * 64)  # 다른 모델로는 잇지 않는다
+    assert torch.equal(run(part, "a" * 64), whole)  # 같은 모델로 이으면 한 번에 만든 것과 같다
+
+
 # ---------------------------------------------------------------------------------------------- 3. 오프라인 데이터
 @pytest.fixture
 def no_local_data(tmp_path, monkeypatch):
