@@ -39,6 +39,7 @@ __all__ = [
     "file_sha256",
     "init_provenance",
     "training_stages",
+    "whole_loss_history",
     "total_training_steps",
     "total_wall_time_s",
     "sub_state",
@@ -336,6 +337,19 @@ def total_wall_time_s(meta: dict[str, Any]) -> float:
     return float(meta.get("wall_time_s", 0.0)) + float(base_time)
 
 
+def whole_loss_history(meta: dict[str, Any]) -> list[list[float]]:
+    """이 가중치에 이르기까지의 손실 기록 전체: ``[[전체 학습 스텝, 그 구간의 평균 손실], ...]``.
+
+    미세 조정한 모델이면 출발점의 기록(``init_from_model.loss_history``, 이미 전체 스텝으로 센 것)에 이 체크포인트의
+    기록을 전체 스텝으로 옮겨 잇는다 (7장의 손실 그림).
+    """
+    earlier = meta.get("init_from_model") or {}
+    offset = total_training_steps(meta) - int(meta.get("step", 0))
+    return [list(h) for h in earlier.get("loss_history", [])] + [
+        [int(s) + offset, float(v)] for s, v in meta.get("loss_history", [])
+    ]
+
+
 def _stage_of(meta: dict[str, Any], kind: str, sha256: str | None) -> dict[str, Any]:
     """메타데이터 한 벌이 기록한 학습 한 번 (스텝, 시간, 반전, 시간 예산, 명령, 하드웨어, 끝난 이유)."""
     train = meta.get("train") or {}
@@ -397,19 +411,15 @@ def init_provenance(path: str | os.PathLike, meta: dict[str, Any], source: str |
     """
     path = Path(path)
     sha = file_sha256(path)
-    earlier = meta.get("init_from_model") or {}
-    step, total = int(meta.get("step", 0)), total_training_steps(meta)
-    history = [list(h) for h in earlier.get("loss_history", [])]
-    history += [[int(s) + total - step, float(v)] for s, v in meta.get("loss_history", [])]
     return {
         "source": str(source if source is not None else path),
         "file": path.name,
         "sha256": sha,
-        "step": step,
+        "step": int(meta.get("step", 0)),
         "wall_time_s": float(meta.get("wall_time_s", 0.0)),
-        "total_steps": total,
+        "total_steps": total_training_steps(meta),
         "total_wall_time_s": round(total_wall_time_s(meta), 2),
-        "loss_history": history,
+        "loss_history": whole_loss_history(meta),
         "stages": training_stages(meta, sha),
     }
 
