@@ -206,12 +206,15 @@ def load_benchmark_model(explicit: str | None, device: Any) -> tuple[Path, Any, 
     잠정(provisional)이면 학습 중인 ``runs/`` 의 체크포인트를 읽은 것이고, 그 숫자는 책이 싣는 모델의 숫자가 아니다.
     책이 싣는 파일이면 그 학습 단계(메타데이터의 ``step``)를 결과에 함께 적는다.
     """
-    from ddpm_ko.checkpoint import load_model_from_checkpoint
+    from ddpm_ko.checkpoint import load_model_from_checkpoint, total_training_steps
 
     ckpt, provisional = shipped_or_provisional_checkpoint(explicit)
     model, diffusion, meta = load_model_from_checkpoint(ckpt, use_ema=True, device=device)
+    # 미세 조정한 모델의 step 은 0 부터 다시 센 수라, 앞선 학습까지 더한 전체 스텝을 함께 적는다
     print(
-        f"[bench] {portable_path(ckpt)} (step {meta.get('step')}{', provisional' if provisional else ''})", flush=True
+        f"[bench] {portable_path(ckpt)} (step {meta.get('step')}, {total_training_steps(meta):,} steps in all"
+        f"{', provisional' if provisional else ''})",
+        flush=True,
     )
     return ckpt, model, diffusion, meta, provisional
 

@@ -1,7 +1,7 @@
 """학습 처방 연구: 같은 시간 예산(기본 20분)에서 어느 처방이 더 좋은 샘플을 만드는가 (10장, issue 15).
 
 변형마다 ``ddpm-ko train --time-budget MINUTES`` 를 **새 프로세스**로 하나씩 차례로 돌리고(다른 무거운 작업 없이),
-끝난 EMA 가중치로 N 장(기본 1000)을 책의 기본 샘플러(DPM-Solver++(2M) 10 스텝, λ 간격)로 같은 시드에서 뽑아
+끝난 EMA 가중치로 N 장(기본 1000)을 ``EVAL_SAMPLER``(DPM-Solver++(2M) 10 스텝, λ 간격)로 같은 시드에서 뽑아
 ``ddpm_ko.evaluation.evaluate`` 로 특징 FID 와 같은 N 의 진짜 대 진짜 바닥값을 잰다. 시간 예산이 학습률 스케줄과
 EMA 를 정하므로(``ddpm_ko.time_budget``) 변형마다 학습 길이를 따로 맞출 필요가 없다: 처리량을 바꾸는 변형
 (배치, 너비, 어텐션)도 같은 벽시계 시간으로 공정하게 견준다.
@@ -45,6 +45,9 @@ VARIANTS: dict[str, list[str]] = {
 
 
 #: 결과에 적는 학습 설정: 기본값이 바뀌어도 각 행이 무엇을 학습했는지 스스로 말하게 한다
+# 연구의 평가 샘플러. 책의 기본 샘플러(ddpm_ko.sampling / solvers 의 상수)는 측정에 따라 바뀔 수 있지만, 한 연구의 행들은
+# 모두 같은 샘플러로 재야 견줄 수 있다. 그래서 이 연구를 시작할 때의 기본값(DPM-Solver++(2M) 10 스텝, λ 간격)에 묶어 둔다.
+EVAL_SAMPLER = {"sampler": "dpm-solver++", "steps": 10, "spacing": "logsnr"}
 RECIPE_KEYS = ("batch_size", "lr", "warmup_steps", "prediction_type", "loss_type", "min_snr_gamma", "flip", "schedule")
 
 
@@ -129,7 +132,6 @@ def cpu_bf16_check(threads: int, batch: int = 64, steps: int = 6) -> dict[str, A
 def main() -> None:
     import torch
 
-    from ddpm_ko import solvers
     from ddpm_ko.checkpoint import load_model_from_checkpoint
     from ddpm_ko.evaluation import evaluate
     from ddpm_ko.pretrained import load_classifier
@@ -175,7 +177,7 @@ def main() -> None:
         t0 = time.perf_counter()
         x, _ = sample_with_oom_retry(
             diffusion, model, a.num, shape, 250, g, torch.device("cpu"),
-            sampler="dpm-solver++", steps=solvers.DEFAULT_STEPS, spacing=solvers.DEFAULT_SPACING,
+            **EVAL_SAMPLER,
         )  # fmt: skip
         sample_seconds = time.perf_counter() - t0
         r = evaluate(x, seed=a.seed, classifier=clf, kid_subsets=50, kid_subset_size=min(1000, a.num))
