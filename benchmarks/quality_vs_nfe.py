@@ -14,7 +14,8 @@
 고를 수 있다 (없으면 ``ddpm_ko.solvers.DEFAULT_SPACING``).
 
 결과의 ``recommended`` 는 기본값을 정하는 규칙(``summarize``)의 답이다: 신경망 호출 25 번 이하의 설정 가운데 DDPM 1000
-단계의 특징 FID 의 1.1배 안에 드는 가장 싼 것 (그런 설정이 없으면 25 번 이하에서 가장 낮은 FID 의 1.1배 안). 그 값으로 ``ddpm_ko.sampling.DEFAULT_SAMPLER`` 와 ``ddpm_ko.solvers.DEFAULT_STEPS`` 를 고친다.
+단계의 특징 FID 의 1.1배 안에 드는 가장 싼 것 (그런 설정이 없으면 25 번 이하에서 가장 낮은 FID 의 1.1배 안).
+그 값으로 ``ddpm_ko.sampling.DEFAULT_SAMPLER`` 와 ``ddpm_ko.solvers.DEFAULT_STEPS`` 를 고친다.
 """
 
 from __future__ import annotations

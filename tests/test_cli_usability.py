@@ -183,6 +183,46 @@ def test_benchmark_writer_records_portable_paths():
     assert _common.portable_path(ROOT / "runs" / "a.safetensors") == "runs/a.safetensors"
 
 
+def test_default_sampler_rule_caps_the_calls_and_falls_back_to_the_best_cheap_setting():
+    # 기본값 규칙 (quality_vs_nfe.summarize): 호출 25 번 이하에서 기준 FID 의 1.1배 안에 드는 가장 싼 설정. 기준은 DDPM 1000
+    # 이고, 25 번 이하의 어느 설정도 그 1.1배 안에 못 들면 25 번 이하에서 가장 낮은 FID 다. 상한 밖의 설정은 답이 되지 않는다
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import quality_vs_nfe
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def row(sampler, steps, fid):
+        spacing = "logsnr" if sampler == "dpm-solver++" else None
+        nfe = 1000 if sampler == "ddpm" else steps
+        return {
+            "label": f"{sampler}-{steps}",
+            "sampler": sampler,
+            "steps": steps,
+            "spacing": spacing,
+            "nfe": nfe,
+            "fid": fid,
+        }
+
+    # 결정적 풀이법이 DDPM 을 따라가는 모델 (4750 스텝 모델의 모양): 기준은 DDPM, 답은 그 1.1배 안의 가장 싼 것
+    close = [
+        row("ddpm", 1000, 7.3),
+        row("dpm-solver++", 8, 8.3),
+        row("dpm-solver++", 10, 7.7),
+        row("dpm-solver++", 20, 7.6),
+    ]
+    rec = quality_vs_nfe.summarize(close)
+    assert (rec["reference"], rec["label"]) == ("ddpm", "dpm-solver++-10")
+    # DDPM 이 훨씬 좋은 모델 (지금 모델의 모양): DDPM 1000 이나 DDIM 100 이 답이 되지 않고, 25 번 이하의 가장 좋은 값이 기준
+    far = [row("ddpm", 1000, 1.6), row("ddim", 100, 1.7), row("dpm-solver++", 15, 2.6), row("dpm-solver++", 20, 2.36),
+           row("dpm-solver++", 25, 2.29)]  # fmt: skip
+    rec = quality_vs_nfe.summarize(far)
+    assert (rec["reference"], rec["reference_fid"], rec["label"]) == ("best_interactive", 2.29, "dpm-solver++-20")
+    assert rec["interactive_nfe"] == 25 and rec["ddpm_fid"] == 1.6
+    # 상한 안에 점이 없으면 답이 없다
+    assert quality_vs_nfe.summarize([row("ddpm", 1000, 1.6), row("ddim", 100, 1.7)]) is None
+
+
 def test_long_benchmark_points_resume_from_saved_batches_of_the_same_model_only(tmp_path, tiny_unet):
     # quality_vs_nfe 의 DDPM 1000 스텝은 CPU 에서 한 시간이 넘어 배치마다 남기고 세션을 넘겨 잇는다: 이은 결과는 한 번에
     # 만든 것과 비트까지 같아야 하고, 다른 모델이 남긴 배치에는 잇지 않아야 한다 (두 모델의 샘플이 섞인 FID 가 된다)

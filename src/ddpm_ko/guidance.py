@@ -25,8 +25,8 @@ __all__ = ["DEFAULT_GUIDANCE", "check_guidance", "to_diffusers_scale", "guided_m
 
 # 조건부 모델로 샘플링할 때의 기본 w. 규칙: 분류기가 요청한 클래스라고 답하는 비율이 90% 이상인 w 가운데 특징 FID 가
 # 가장 낮은 것 (benchmarks/guidance_tradeoff.py 가 N = 1000 장, 그때의 기본 샘플러 DPM-Solver++(2M) 10 스텝으로 쟀다 — 결과
-# 파일의 steps; tests/test_conditioning.py 가 결과 파일과 맞춰 본다). 측정의 답: w = 2 — 정확도 96.8%, 특징 FID 9.53 (조건부 모델의 출발점인 4750 스텝 조건 없는 모델 7.68 의
-# 1.24배). w = 1 은 89.3% 로 규칙에 못 미쳤다.
+# 파일의 steps; tests/test_conditioning.py 가 결과 파일과 맞춰 본다). 측정의 답: w = 2 — 정확도 96.8%, 특징 FID 9.53
+# (조건부 모델의 출발점인 4750 스텝 조건 없는 모델 7.68 의 1.24배). w = 1 은 89.3% 로 규칙에 못 미쳤다.
 DEFAULT_GUIDANCE = 2.0
 
 Model = Callable[..., torch.Tensor]
