@@ -141,7 +141,9 @@ def main() -> None:
     old: dict[str, Any] = {}
     if prev.is_file() and not a.fresh:
         old = json.loads(prev.read_text(encoding="utf-8"))
-        if not same_checkpoint(old, header) or any(old.get(k) != header[k] for k in ("num", "seed", "steps")):
+        if not same_checkpoint(old, header) or any(
+            old.get(k) != header[k] for k in ("num", "seed", "sampler", "steps", "spacing")
+        ):
             raise SystemExit(
                 f"{prev} 는 다른 설정의 결과다: --fresh 나 --out / different settings: use --fresh or --out"
             )

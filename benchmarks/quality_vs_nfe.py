@@ -10,11 +10,18 @@
     .venv/bin/python benchmarks/quality_vs_nfe.py --num 1000 --threads 2      # 이슈의 설정 (2코어 CPU 에서 두 시간 가까이)
     .venv/bin/python benchmarks/quality_vs_nfe.py --num 16 --points ddim:10,dpm-solver++:10 --out quality_vs_nfe_try
 
-점의 형식은 ``샘플러:단계`` 이고, DPM-Solver++ 는 ``dpm-solver++:단계:간격`` 으로 시각 간격(time, logsnr, karras)을
-고를 수 있다 (없으면 ``ddpm_ko.solvers.DEFAULT_SPACING``).
+점의 형식은 ``샘플러:단계`` 이고, DPM-Solver++ 와 그 SDE 판은 ``dpm-solver++:단계:간격``,
+``sde-dpm-solver++:단계:간격`` 으로 시각 간격(time, logsnr, karras)을 고를 수 있다 (없으면
+``ddpm_ko.solvers.DEFAULT_SPACING``). 확률적 샘플러(DDPM, SDE-DPM-Solver++)도 x_T 는 다른 점과 같고, 스텝마다의 노이즈는
+같은 시드의 생성기에서 이어 뽑는다.
+
+    .venv/bin/python benchmarks/quality_vs_nfe.py --num 1000 --threads 2 \
+        --points sde-dpm-solver++:10,sde-dpm-solver++:20,sde-dpm-solver++:25,sde-dpm-solver++:50
 
 결과의 ``recommended`` 는 기본값을 정하는 규칙(``summarize``)의 답이다: 신경망 호출 25 번 이하의 설정 가운데 DDPM 1000
 단계의 특징 FID 의 1.1배 안에 드는 가장 싼 것 (그런 설정이 없으면 25 번 이하에서 가장 낮은 FID 의 1.1배 안).
+같은 점을 다른 시드로 잰 파일 ``{out}_seed*.json`` 이 있으면 그 점은 시드들의 평균 FID 로 견준다. 파일을 더한 뒤에는
+``--summarize`` 로 답만 다시 계산한다.
 그 값으로 ``ddpm_ko.sampling.DEFAULT_SAMPLER`` 와 ``ddpm_ko.solvers.DEFAULT_STEPS`` 를 고친다.
 """
 
@@ -53,7 +60,7 @@ INTERACTIVE_NFE = 25
 
 def parse_point(item: str) -> dict[str, Any]:
     """``"ddim:50"`` / ``"dpm-solver++:10:logsnr"`` → ``{"sampler", "steps", "spacing"}``."""
-    from ddpm_ko.sampling import SAMPLERS
+    from ddpm_ko.sampling import SAMPLERS, SOLVER_SAMPLERS
     from ddpm_ko.solvers import DEFAULT_SPACING, SPACINGS
 
     parts = item.strip().split(":")
@@ -61,22 +68,24 @@ def parse_point(item: str) -> dict[str, Any]:
         raise SystemExit(f"점의 형식이 틀렸다 / bad point {item!r}: use sampler:steps[:spacing], sampler in {SAMPLERS}")
     sampler, steps = parts[0], int(parts[1])
     spacing = None
-    if sampler == "dpm-solver++":
+    if sampler in SOLVER_SAMPLERS:
         spacing = parts[2] if len(parts) == 3 else DEFAULT_SPACING
         if spacing not in SPACINGS:
             raise SystemExit(f"알 수 없는 간격 / unknown spacing {spacing!r}: choose one of {SPACINGS}")
     elif len(parts) == 3:
-        raise SystemExit(f"간격은 DPM-Solver++ 에만 / a spacing only applies to dpm-solver++: {item!r}")
+        raise SystemExit(f"간격은 DPM-Solver++ 에만 / a spacing only applies to {SOLVER_SAMPLERS}: {item!r}")
     return {"sampler": sampler, "steps": steps, "spacing": spacing}
 
 
 def point_label(p: dict[str, Any]) -> str:
-    name = {"ddpm": "DDPM", "ddim": "DDIM", "dpm-solver++": "DPM-Solver++"}[p["sampler"]]
+    name = {"ddpm": "DDPM", "ddim": "DDIM", "dpm-solver++": "DPM-Solver++", "sde-dpm-solver++": "SDE-DPM-Solver++"}[
+        p["sampler"]
+    ]
     return f"{name}-{p['steps']}" + (f"-{p['spacing']}" if p["spacing"] else "")
 
 
 def network_evaluations(diffusion: Any, p: dict[str, Any]) -> int:
-    """이 설정이 이미지 한 장에 신경망을 부르는 횟수 (DPM-Solver++ 는 반올림으로 겹친 시각을 뺀 수)."""
+    """이 설정이 이미지 한 장에 신경망을 부르는 횟수 (두 DPM-Solver++ 는 반올림으로 겹친 시각을 뺀 수)."""
     if p["sampler"] == "ddpm":
         return diffusion.num_timesteps
     if p["sampler"] == "ddim":
@@ -84,42 +93,71 @@ def network_evaluations(diffusion: Any, p: dict[str, Any]) -> int:
     return len(diffusion.solver_timesteps(p["steps"], p["spacing"]))
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def load_reruns(out: str, header: dict[str, Any]) -> list[dict[str, Any]]:
+    """``{out}_seed*.json``: 같은 모델(SHA-256)·같은 N 의 점들을 다른 시드로 다시 잰 결과 파일들 (시드 순).
+
+    N = 1000 의 특징 FID 는 시드(x_T, 걸음마다의 노이즈, 바닥값을 재는 진짜 이미지)에 따라 바닥값 표준편차(≈ 0.3)만큼
+    흔들린다. 규칙의 답이 그 흔들림에 달리지 않도록, 답을 가를 점들은 시드를 바꿔 다시 재어 여기에 둔다.
+    """
+    found = []
+    for path in sorted(RESULTS.glob(f"{out}_seed*.json")):
+        b = json.loads(path.read_text(encoding="utf-8"))
+        if same_checkpoint(b, header) and b.get("num") == header.get("num") and b.get("seed") != header.get("seed"):
+            found.append(b)
+    return sorted(found, key=lambda b: b["seed"])
+
+
+def summarize(rows: list[dict[str, Any]], reruns: list[dict[str, Any]] = ()) -> dict[str, Any] | None:
     """DDPM 1000 단계 대비 FID·속도를 채우고, 기본값 규칙에 맞는 설정을 고른다.
 
     규칙: 신경망 호출이 ``INTERACTIVE_NFE`` 번 이하인 설정 가운데 기준 FID 의 ``RULE_FACTOR`` 배 안에 드는 가장 싼 것.
     기준은 DDPM 1000 단계의 FID 다. 다만 상한 안의 어느 설정도 그 배수 안에 들지 못하면 (모델이 좋아져 결정적 풀이법이
     확률적인 DDPM 사슬을 따라가지 못하면) 상한 안에서 가장 낮은 FID 를 기준으로 삼는다.
+
+    ``reruns`` (``load_reruns``) 에서 같은 점을 다른 시드로도 쟀으면, 규칙은 그 점의 FID 를 모든 시드의 평균으로 본다. 행마다
+    ``fid_seed_mean`` (규칙이 쓴 값)과 ``fid_seeds`` (평균한 시드들)를 채운다.
     """
     ref = next((r for r in rows if r["sampler"] == "ddpm"), None)
     if ref is None:
         return None
     for r in rows:
-        r["fid_vs_ddpm"] = round(r["fid"] / ref["fid"], 3) if ref["fid"] > 0 else None
+        seeds, fids = [None], [r["fid"]]
+        for b in reruns:
+            again = next((x for x in b["results"] if x["label"] == r["label"]), None)
+            if again is not None:
+                seeds.append(b["seed"])
+                fids.append(again["fid"])
+        r["fid_seeds"] = seeds
+        r["fid_seed_mean"] = round(sum(fids) / len(fids), 4)
+    for r in rows:
+        r["fid_vs_ddpm"] = round(r["fid_seed_mean"] / ref["fid_seed_mean"], 3) if ref["fid_seed_mean"] > 0 else None
         # 시간이 없는 점(예: 여러 번 이어 재어 벽시계 시간을 믿을 수 없는 점)은 속도 비교에서 뺀다
         times = (ref.get("sample_seconds"), r.get("sample_seconds"))
         r["speedup_vs_ddpm"] = round(times[0] / times[1], 1) if None not in times and times[1] > 0 else None
     cheap = [r for r in rows if r["nfe"] <= INTERACTIVE_NFE]
     if not cheap:
         return None
-    matches_ddpm = any(r["fid"] <= RULE_FACTOR * ref["fid"] for r in cheap)
-    reference = ref["fid"] if matches_ddpm else min(r["fid"] for r in cheap)
-    ok = [r for r in cheap if r["fid"] <= RULE_FACTOR * reference]
-    best = min(ok, key=lambda r: (r["nfe"], r["fid"]))
+    fid = {r["label"]: r["fid_seed_mean"] for r in rows}
+    matches_ddpm = any(fid[r["label"]] <= RULE_FACTOR * fid[ref["label"]] for r in cheap)
+    reference = fid[ref["label"]] if matches_ddpm else min(fid[r["label"]] for r in cheap)
+    ok = [r for r in cheap if fid[r["label"]] <= RULE_FACTOR * reference]
+    best = min(ok, key=lambda r: (r["nfe"], fid[r["label"]]))
     return {
         "rule": f"fewest network evaluations (at most {INTERACTIVE_NFE}) with feature-FID <= {RULE_FACTOR} x the "
         f"reference: DDPM-{ref['steps']}, or the best setting within {INTERACTIVE_NFE} evaluations if none comes "
-        f"within {RULE_FACTOR} x DDPM-{ref['steps']}",
+        f"within {RULE_FACTOR} x DDPM-{ref['steps']}; a point measured with several seeds counts with its mean FID",
         "label": best["label"],
         "sampler": best["sampler"],
         "steps": best["steps"],
         "spacing": best["spacing"],
         "nfe": best["nfe"],
-        "fid": best["fid"],
-        "ddpm_fid": ref["fid"],
+        "fid": fid[best["label"]],
+        "fid_seeds": len(best["fid_seeds"]),
+        "ddpm_fid": fid[ref["label"]],
         "reference": "ddpm" if matches_ddpm else "best_interactive",
         "reference_fid": reference,
         "interactive_nfe": INTERACTIVE_NFE,
+        "rerun_seeds": [b["seed"] for b in reruns],
     }
 
 
@@ -210,6 +248,11 @@ def main() -> None:
     p.add_argument("--out", default="quality_vs_nfe")
     p.add_argument("--fresh", action="store_true", help="기존 결과를 무시하고 처음부터 (기본은 이어 하기)")
     p.add_argument(
+        "--summarize",
+        action="store_true",
+        help="샘플링 없이 규칙의 답(recommended)만 다시 계산해 저장한다 (다른 시드의 파일 {out}_seed*.json 을 더했을 때)",
+    )
+    p.add_argument(
         "--samples-dir",
         help="점마다 만든 이미지를 uint8 .npy 로 남길 디렉터리 (지표를 다시 잴 때). "
         "DDPM 점은 배치마다 여기에 남겨, 멈춘 뒤 다시 실행하면 이어 간다",
@@ -238,6 +281,7 @@ def main() -> None:
     }
     rows: list[dict[str, Any]] = []
     earlier: list[dict[str, Any]] = []
+    kept: dict[str, Any] = {}  # 이어 잴 때 앞 파일에서 그대로 옮기는 설명 (손으로 적은 note)
     prev_path = RESULTS / f"{a.out}.json"
     if prev_path.is_file() and not a.fresh:
         old = json.loads(prev_path.read_text(encoding="utf-8"))
@@ -249,6 +293,7 @@ def main() -> None:
             )
         rows = old.get("results", [])
         earlier = old.get("runs", [])
+        kept = {k: old[k] for k in ("note",) if k in old}
         print(f"[bench] {prev_path.name}: {len(rows)} 점을 이어 간다 / resuming with {len(rows)} points", flush=True)
     run = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -257,13 +302,14 @@ def main() -> None:
     }
 
     def save() -> None:
-        summary = summarize(rows)
+        summary = summarize(rows, load_reruns(a.out, header))
         machine["load_average_now"] = machine_info()["load_average_1_5_15min"]
         floor = rows[0]["fid_floor"] if rows else None
         save_atomic(
             a.out,
             {
                 **header,
+                **kept,
                 "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "fid_floor": floor,
                 "recommended": summary,
@@ -273,6 +319,11 @@ def main() -> None:
         )
 
     done = {r["label"] for r in rows}
+    if a.summarize:
+        if not rows:
+            raise SystemExit(f"{prev_path} 에 잰 점이 없다 / nothing measured yet")
+        points = []
+        run["command"] += " (규칙만 다시 계산 / summary only)"
     for pt in points:
         label = point_label(pt)
         if label in done:
@@ -338,10 +389,17 @@ def main() -> None:
         )
     save()
     rows.sort(key=lambda r: (r["sampler"] != "ddpm", r["sampler"], r["nfe"]))
-    print(fmt_table(rows, ["label", "nfe", "fid", "fid_floor", "fid_vs_ddpm", "speedup_vs_ddpm", "s_per_image"]))
-    summary = summarize(rows)
+    print(
+        fmt_table(
+            rows, ["label", "nfe", "fid", "fid_seed_mean", "fid_floor", "fid_vs_ddpm", "speedup_vs_ddpm", "s_per_image"]
+        )
+    )
+    summary = summarize(rows, load_reruns(a.out, header))
     if summary:
-        print(f"[bench] 규칙 / rule ({summary['rule']}): {summary['label']} (NFE {summary['nfe']})")
+        print(
+            f"[bench] 규칙 / rule ({summary['rule']}): {summary['label']} (NFE {summary['nfe']}, "
+            f"FID {summary['fid']:.3f} over {summary['fid_seeds']} seed(s))"
+        )
     print(f"[bench] wrote {prev_path.relative_to(RESULTS.parents[1])}")
 
 

@@ -183,7 +183,9 @@ def test_benchmark_writer_records_portable_paths():
     assert _common.portable_path(ROOT / "runs" / "a.safetensors") == "runs/a.safetensors"
 
 
-def test_default_sampler_rule_caps_the_calls_and_falls_back_to_the_best_cheap_setting():
+def test_default_sampler_rule_caps_the_calls_falls_back_to_the_best_cheap_setting_and_averages_seeds():
+    import copy
+
     # 기본값 규칙 (quality_vs_nfe.summarize): 호출 25 번 이하에서 기준 FID 의 1.1배 안에 드는 가장 싼 설정. 기준은 DDPM 1000
     # 이고, 25 번 이하의 어느 설정도 그 1.1배 안에 못 들면 25 번 이하에서 가장 낮은 FID 다. 상한 밖의 설정은 답이 되지 않는다
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -221,6 +223,18 @@ def test_default_sampler_rule_caps_the_calls_and_falls_back_to_the_best_cheap_se
     assert rec["interactive_nfe"] == 25 and rec["ddpm_fid"] == 1.6
     # 상한 안에 점이 없으면 답이 없다
     assert quality_vs_nfe.summarize([row("ddpm", 1000, 1.6), row("ddim", 100, 1.7)]) is None
+    # 같은 점을 다른 시드로도 쟀으면 평균으로 견준다: 한 시드에서 운 좋게 낮았던 점(20 스텝)은 평균이 1.1배 밖이라 답이 아니고,
+    # 시드마다 고르게 낮은 점(25 스텝)이 답이다. 다른 시드에 없는 점(DDPM)은 그 한 값 그대로다
+    lucky = [row("ddpm", 1000, 1.6), row("sde-dpm-solver++", 20, 1.4), row("sde-dpm-solver++", 25, 1.69)]
+    assert quality_vs_nfe.summarize(copy.deepcopy(lucky))["label"] == "sde-dpm-solver++-20"
+    reruns = [
+        {"seed": 1, "results": [row("sde-dpm-solver++", 20, 1.92), row("sde-dpm-solver++", 25, 1.71)]},
+        {"seed": 2, "results": [row("sde-dpm-solver++", 20, 2.25), row("sde-dpm-solver++", 25, 1.69)]},
+    ]
+    rows = copy.deepcopy(lucky)
+    rec = quality_vs_nfe.summarize(rows, reruns)
+    assert (rec["label"], rec["fid"], rec["fid_seeds"], rec["ddpm_fid"]) == ("sde-dpm-solver++-25", 1.6967, 3, 1.6)
+    assert rec["rerun_seeds"] == [1, 2] and rows[1]["fid_seeds"] == [None, 1, 2] and rows[0]["fid_seeds"] == [None]
 
 
 def test_long_benchmark_points_resume_from_saved_batches_of_the_same_model_only(tmp_path, tiny_unet):

@@ -3,6 +3,7 @@
 - DDPM (알고리즘 2, 사후 분산, x̂_0 자르기)      ↔ ``DDPMScheduler``
 - DDIM (η = 0, η > 0 에서 같은 난수)           ↔ ``DDIMScheduler(use_clipped_model_output=True)``
 - DPM-Solver++(2M)                             ↔ ``DPMSolverMultistepScheduler(algorithm_type="dpmsolver++")``
+- SDE-DPM-Solver++(2M) (같은 난수)             ↔ ``DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++")``
 
 두 쪽에 같은 "신경망 출력"을 주려고 가중치가 필요 없는 결정적 가짜 모델(x 와 t 의 고정된 무작위 선형 사상,
 float64)을 쓴다. diffusers 는 스케줄 표(betas, alphas_cumprod, sigmas)를 float32 로 만든다. 여기서는 알고리즘을
@@ -15,7 +16,9 @@ float64 연산 순서뿐이다.
 - DPM-Solver++: ``DPMSolverMultistepScheduler.step`` 은 매 단계 현재 표본을 float32 로 바꿔 계산한다
   (``sample.to(torch.float32)``). 그 반올림은 단계마다 |x|·2⁻²⁴ 이고, 자르지 않은 이 가짜 모델에서는 |x| 가 40 까지
   커지므로 한 단계에 2.4e-6 까지다. 앞 단계의 오차는 σ_{t_i}/σ_{t_{i−1}} < 1 배로 줄며 전해지므로 크게 쌓이지
-  않는다 (실제 최대 2.6e-6). 그래서 이슈의 목표 1e-5 를 그대로 쓴다.
+  않는다 (실제 최대 2.6e-6). 그래서 이슈의 목표 1e-5 를 그대로 쓴다. SDE 판은 diffusers 가 노이즈 z 도 float32 로 바꾼다.
+  그 반올림은 |z|·2⁻²⁴·σ_t ≲ 3e-7 로 위보다 작고, 앞 단계의 오차는 (σ_{t_i}/σ_{t_{i−1}}) e^{−h_i} < 1 배로 줄며 전해지므로
+  같은 1e-5 를 쓴다.
 """
 
 from __future__ import annotations
@@ -160,8 +163,10 @@ def test_ddim_trajectory_matches_ddim_scheduler(prediction_type, clip, eta, step
 # ---------------------------------------------------------------------------- DPM-Solver++(2M)
 
 
-def dpm_scheduler(d: GaussianDiffusion, prediction_type: str, clip: bool, timesteps: list[int]):
-    """이 책의 DPM-Solver++(2M) 와 같은 설정의 diffusers 스케줄러.
+def dpm_scheduler(
+    d: GaussianDiffusion, prediction_type: str, clip: bool, timesteps: list[int], algorithm_type: str = "dpmsolver++"
+):
+    """이 책의 DPM-Solver++(2M) (``algorithm_type="sde-dpmsolver++"`` 이면 그 SDE 판)와 같은 설정의 diffusers 스케줄러.
 
     ``thresholding=True, sample_max_value=1.0`` 은 동적 임계값의 s 를 1 에 묶으므로 x̂_0 을 [−1, 1] 로 자르는 것과
     같다. 시각은 패키지가 고른 정수 시각을 그대로 넘긴다 (diffusers 의 λ 균등·Karras 간격은 σ 를 반올림 전 값으로
@@ -170,7 +175,7 @@ def dpm_scheduler(d: GaussianDiffusion, prediction_type: str, clip: bool, timest
     sch = DPMSolverMultistepScheduler(
         num_train_timesteps=T,
         trained_betas=d.betas.numpy(),
-        algorithm_type="dpmsolver++",
+        algorithm_type=algorithm_type,
         solver_order=2,
         solver_type="midpoint",
         lower_order_final=True,
@@ -203,6 +208,38 @@ def test_dpm_solver_trajectory_matches_dpm_solver_multistep_scheduler(prediction
         x = sch.step(model(x, t), t, x).prev_sample
         torch.testing.assert_close(traj[i + 1], x, **TOL_DPM, msg=lambda m, i=i, t=t: f"step {i} (t={t}): {m}")
     assert len(traj) == len(ts) + 1
+
+
+@pytest.mark.parametrize("prediction_type", ["eps", "v"])
+@pytest.mark.parametrize("clip", [True, False])
+@pytest.mark.parametrize("spacing", ["logsnr", "karras"])
+@pytest.mark.parametrize("steps", [5, 10, 25])
+def test_sde_dpm_solver_trajectory_matches_sde_dpmsolver_plus_plus(prediction_type, clip, spacing, steps):
+    """SDE 판: 이 책은 신경망을 부른 뒤 마지막 단계(σ = 0 으로 가는)를 빼고 단계마다 생성기에서 z 를 하나 뽑는다.
+    diffusers 에는 같은 생성기에서 같은 순서로 뽑은 z 를 ``variance_noise`` 로 넘긴다."""
+    d, model = package(prediction_type), FakeModel()
+    ts = d.solver_timesteps(steps, spacing)
+    _, traj = d.sample_trajectory(
+        model,
+        SHAPE,
+        sampler="sde-dpm-solver++",
+        steps=steps,
+        spacing=spacing,
+        clip_x0=clip,
+        x_T=x_T(),
+        generator=torch.Generator().manual_seed(5),
+    )
+    sch = dpm_scheduler(d, prediction_type, clip, ts, algorithm_type="sde-dpmsolver++")
+    g = torch.Generator().manual_seed(5)
+    x = x_T()
+    for i, t in enumerate(sch.timesteps.tolist()):
+        last = i == len(ts) - 1  # σ = 0 으로 가는 마지막 단계: 노이즈의 몫이 0 이라 이 책은 뽑지 않는다
+        z = torch.zeros(SHAPE, dtype=F64) if last else torch.randn(SHAPE, generator=g, dtype=F64)
+        x = sch.step(model(x, t), t, x, variance_noise=z).prev_sample
+        torch.testing.assert_close(traj[i + 1], x, **TOL_DPM, msg=lambda m, i=i, t=t: f"step {i} (t={t}): {m}")
+    assert len(traj) == len(ts) + 1
+    ode = d.sample(model, SHAPE, sampler="dpm-solver++", steps=steps, spacing=spacing, clip_x0=clip, x_T=x_T())
+    assert (ode - x).abs().max() > 100 * TOL_DPM["atol"]  # 노이즈가 실제로 더해졌다 (ODE 판과 다르다)
 
 
 @pytest.mark.parametrize("steps", [5, 8, 10, 15, 20, 25])

@@ -55,7 +55,9 @@ def test_each_sampler_calls_the_model_at_its_timesteps():
         ({"sampler": "ddim", "steps": 0}, "steps must be a positive integer"),
         ({"sampler": "ddim", "steps": 2.5}, "steps must be a positive integer"),
         ({"sampler": "ddim", "spacing": "logsnr"}, "spacing only applies"),
-        ({"sampler": "dpm-solver++", "eta": 0.5}, "eta must be 0"),
+        ({"sampler": "dpm-solver++", "eta": 0.5}, "eta only applies to DDIM"),
+        ({"sampler": "sde-dpm-solver++", "eta": 1.0}, "eta only applies to DDIM"),
+        ({"sampler": "sde-dpm-solver++", "steps": 0}, "positive integer"),
     ],
 )
 def test_sampler_options_refuse_bad_values(kwargs, message):
@@ -244,9 +246,14 @@ def test_defaults_follow_the_measured_rule():
         import quality_vs_nfe
     finally:
         sys.path.remove(benchmarks)
-    best = quality_vs_nfe.summarize(copy.deepcopy(rows))  # summarize 는 행에 DDPM 대비 값을 채워 넣는다
+    reruns = quality_vs_nfe.load_reruns("quality_vs_nfe", bench)  # 같은 모델·N 을 다른 시드로 다시 잰 점들
+    assert all(b["checkpoint_sha256"] == bench["checkpoint_sha256"] and b["num"] == bench["num"] for b in reruns)
+    best = quality_vs_nfe.summarize(copy.deepcopy(rows), reruns)  # summarize 는 행에 DDPM 대비 값을 채워 넣는다
     assert best is not None, "호출 상한 안의 점이 측정에 없다"
+    assert best["rerun_seeds"] == [b["seed"] for b in reruns]
+    # 답은 모든 시드에서 잰 점이어야 한다 (한 시드의 운 좋은 값이 여러 시드의 평균을 이기지 않도록)
+    assert best["fid_seeds"] == 1 + len(reruns), "답을 다른 시드의 파일에서도 재야 한다 (quality_vs_nfe.py --seed K)"
     assert bench["recommended"] == best
     assert sampling.DEFAULT_SAMPLER == best["sampler"]
-    if best["sampler"] == "dpm-solver++":
+    if best["sampler"] in sampling.SOLVER_SAMPLERS:
         assert (solvers.DEFAULT_STEPS, solvers.DEFAULT_SPACING) == (best["steps"], best["spacing"])

@@ -222,11 +222,82 @@ def test_dpm_solver_reaches_point_mass_exactly(spacing):
     torch.testing.assert_close(out, torch.full_like(out, point), rtol=0, atol=1e-9)
 
 
+# ---------------------------------------------------------------------------- SDE 판 (SDE-DPM-Solver++(2M))
+
+
+@pytest.mark.parametrize("clip", [False, True])
+@pytest.mark.parametrize("t, t_prev", [(999, 888), (500, 300), (20, 0), (0, -1)])
+def test_sde_first_order_step_equals_ddim_eta1(t, t_prev, clip):
+    """SDE 판의 1차 갱신은 DDIM η = 1 과 같은 분포의 같은 값이다 (같은 생성기에서 같은 z 를 뽑는다, 식 ch9-eq-sde-dpm).
+
+    평균 (σ_s/σ_t)e^{−h} x_t + α_s(1 − e^{−2h}) x̂_0 과 표준편차 σ_s √(1 − e^{−2h}) 을 다른 순서로 계산할 뿐이므로
+    float64 반올림 몇 번 분량의 차이만 남는다.
+    """
+    d = diffusion64()
+    model = gaussian_eps_oracle(d)
+    x = torch.randn(4, 1, 3, 3, generator=torch.Generator().manual_seed(0), dtype=F64) * 1.5
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    ours, x0 = d.dpm_solver_step(model, x, t, t_prev, None, clip_x0=clip, stochastic=True, generator=g1)
+    ddim, x0_ddim = d.ddim_step(model, x, t, t_prev, eta=1.0, clip_x0=clip, generator=g2)
+    torch.testing.assert_close(ours, ddim, rtol=1e-10, atol=1e-10)
+    assert torch.equal(x0, x0_ddim)
+    assert torch.equal(g1.get_state(), g2.get_state())  # 두 쪽이 노이즈를 같은 수만큼 뽑았다 (끝 단계는 0 번)
+
+
+def test_sde_dpm_solver_keeps_the_marginal_and_forgets_x_T():
+    """자료 ~ N(μ, s²) 와 최적 예측기에서, SDE 판은 ODE 판처럼 평균과 표준편차를 지키지만 x_T 를 거의 잊는다.
+
+    정방향 과정에서 x_T 와 x_0 의 상관은 √ᾱ_T s / √(ᾱ_T s² + 1 − ᾱ_T) ≈ 0.003 이다. 결정적인 ODE 는 x_T 를 단조롭게
+    옮기므로 상관이 1 이고, 스텝마다 새 노이즈를 더하는 SDE 는 그 작은 값 가까이로 돌아간다. N = 20000 이면 평균의
+    표준오차는 s/√N ≈ 0.0035, 표준편차의 표준오차는 s/√(2N) ≈ 0.0025 이고, 25 스텝의 이산화 오차(잰 값 ≈ 0.013)를
+    더해 평균 0.02, 표준편차 0.03 안으로 본다. 노이즈의 몫을 잘못 쓰면(√ 를 빠뜨리는 등) 표준편차가 여기서 벗어난다.
+    """
+    d = diffusion64()
+    model = gaussian_eps_oracle(d)
+    x_T = torch.randn(20000, 1, 1, 1, generator=torch.Generator().manual_seed(0), dtype=F64)
+
+    def run(sampler: str, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        # λ 간격: 모든 걸음의 h 가 같아 이산화 오차가 고르다 (Karras 간격은 노이즈가 큰 쪽 걸음이 커서 25 스텝에서
+        # 이 가우스 자료의 표준편차를 0.04 크게 낸다. 여기서 보려는 것은 간격이 아니라 노이즈의 몫이다)
+        return d.sample(
+            model, x_T.shape, sampler=sampler, steps=25, spacing="logsnr", clip_x0=False, x_T=x_T, generator=g
+        )
+
+    def corr(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+
+    sde, sde_other_seed, ode = run("sde-dpm-solver++", 1), run("sde-dpm-solver++", 2), run("dpm-solver++", 1)
+    for out in (sde, sde_other_seed):
+        assert abs(float(out.mean()) - MU) < 0.02 and abs(float(out.std()) - S) < 0.03
+    assert abs(corr(x_T, sde)) < 0.05 and corr(x_T, ode) > 0.99
+    assert abs(corr(sde, sde_other_seed)) < 0.05  # 같은 x_T 라도 다른 시드면 거의 독립인 표본
+
+
+def test_sde_dpm_solver_is_reproducible_by_seed_and_has_the_same_defaults():
+    d = diffusion64("linear", 100)
+    model = gaussian_eps_oracle(d)
+    x_T = torch.randn(2, 1, 2, 2, dtype=F64, generator=torch.Generator().manual_seed(5))
+
+    def run(seed: int, **kw) -> torch.Tensor:
+        return d.sample(
+            model, x_T.shape, sampler="sde-dpm-solver++", x_T=x_T, generator=torch.Generator().manual_seed(seed), **kw
+        )
+
+    default = run(0)
+    assert torch.equal(default, run(0, steps=solvers.DEFAULT_STEPS, spacing=solvers.DEFAULT_SPACING))
+    assert not torch.equal(default, run(1))
+    traj = d.sample_trajectory(
+        model, x_T.shape, sampler="sde-dpm-solver++", x_T=x_T, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(traj.images, default) and len(traj.frames) == len(d.solver_timesteps()) + 1
+
+
 # ---------------------------------------------------------------------------- sample() 연결
 
 
 def test_sampler_name_and_defaults():
-    assert "dpm-solver++" in SAMPLERS
+    assert "dpm-solver++" in SAMPLERS and "sde-dpm-solver++" in SAMPLERS
     assert solvers.DEFAULT_SPACING in solvers.SPACINGS
     d = diffusion64("linear", 100)
     model = gaussian_eps_oracle(d)
@@ -243,8 +314,12 @@ def test_dpm_solver_argument_errors():
     model = gaussian_eps_oracle(d)
     with pytest.raises(ValueError, match="cannot exceed"):
         d.sample(model, (1, 1, 2, 2), sampler="dpm-solver++", steps=21)
-    with pytest.raises(ValueError, match="eta must be 0"):
+    with pytest.raises(ValueError, match="eta only applies to DDIM"):
         d.sample(model, (1, 1, 2, 2), sampler="dpm-solver++", eta=0.5)
+    with pytest.raises(ValueError, match="use sampler='sde-dpm-solver\\+\\+'"):
+        d.sample(model, (1, 1, 2, 2), sampler="sde-dpm-solver++", eta=1.0)
+    with pytest.raises(ValueError, match="cannot exceed"):
+        d.sample(model, (1, 1, 2, 2), sampler="sde-dpm-solver++", steps=21)
     with pytest.raises(ValueError, match="spacing only applies"):
         d.sample(model, (1, 1, 2, 2), sampler="ddim", spacing="logsnr")
     with pytest.raises(ValueError, match="unknown spacing"):

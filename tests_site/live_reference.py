@@ -5,6 +5,8 @@
   신경망은 사이트에 실린 바로 그 ONNX 파일을 onnxruntime 으로 돌린다 (``ddpm_ko.onnx_export.OnnxUnet``).
   η > 0 이면 패키지가 단계마다 뽑는 노이즈(``ddpm_ko.diffusion._randn``) 자리에 같은 수열의 다음 값을 넣는다.
   브라우저도 x_T 를 먼저 뽑고 단계마다 z 를 같은 순서로 뽑으므로, 두 쪽이 같은 난수를 쓴다.
+- ``reference_dpm_solver`` 는 DPM-Solver++(2M) 이고, ``stochastic=True`` 면 그 SDE 판이다. SDE 판도 DDIM 처럼
+  패키지가 단계마다 뽑는 노이즈 자리에 같은 수열의 다음 값을 넣는다.
 - ``reference_guided`` 는 클래스를 고른 경우다: 사이트의 조건부 모델(``unet_cond.onnx``)로 패키지 샘플러의
   분류기 없는 가이던스(``sample(labels=…, guidance=w)``, ``ddpm_ko.guidance.guided_model``)를 돌린다.
 """
@@ -93,8 +95,15 @@ def package_has_dpm_solver() -> bool:
     return "dpm-solver++" in SAMPLERS
 
 
-def reference_dpm_solver(site_dir: Path, seed: int, num: int, steps: int, spacing: str) -> dict[str, np.ndarray]:
-    """브라우저와 같은 x_T 로 패키지의 DPM-Solver++(2M) 를 돌린 결과 {"xT", "final"} (난수는 x_T 에만 쓴다)."""
+def reference_dpm_solver(
+    site_dir: Path, seed: int, num: int, steps: int, spacing: str, stochastic: bool = False
+) -> dict[str, np.ndarray]:
+    """브라우저와 같은 x_T 로 패키지의 DPM-Solver++(2M) 를 돌린 결과 {"xT", "final"}.
+
+    ODE 판은 난수를 x_T 에만 쓴다. ``stochastic`` 이면 SDE 판(``sampler="sde-dpm-solver++"``)이고, 단계마다의 노이즈도
+    브라우저와 같은 수열에서 이어 뽑는다.
+    """
+    import ddpm_ko.diffusion as diffusion_module
     from ddpm_ko.diffusion import GaussianDiffusion
     from ddpm_ko.onnx_export import OnnxUnet
 
@@ -105,15 +114,21 @@ def reference_dpm_solver(site_dir: Path, seed: int, num: int, steps: int, spacin
         info["diffusion"]["timesteps"],
         prediction_type=info["diffusion"]["prediction_type"],
     )
-    x_T = NormalStream(seed).take(int(np.prod(shape))).reshape(shape)
-    final = diffusion.sample(
-        OnnxUnet(site_dir / "_static" / "live" / "unet.onnx"),
-        shape,
-        sampler="dpm-solver++",
-        steps=steps,
-        spacing=spacing,
-        x_T=torch.from_numpy(x_T.copy()),
-    )
+    stream = NormalStream(seed)
+    x_T = stream.take(int(np.prod(shape))).reshape(shape)
+
+    def same_noise(noise_shape, generator, device, dtype=torch.float32):
+        return torch.from_numpy(stream.take(int(np.prod(noise_shape))).reshape(noise_shape)).to(device, dtype)
+
+    with mock.patch.object(diffusion_module, "_randn", same_noise):
+        final = diffusion.sample(
+            OnnxUnet(site_dir / "_static" / "live" / "unet.onnx"),
+            shape,
+            sampler="sde-dpm-solver++" if stochastic else "dpm-solver++",
+            steps=steps,
+            spacing=spacing,
+            x_T=torch.from_numpy(x_T.copy()),
+        )
     return {"xT": x_T, "final": final.numpy()}
 
 
@@ -122,7 +137,8 @@ def reference_guided(
 ) -> dict[str, np.ndarray]:
     """브라우저와 같은 시드로 조건부 ONNX 파일에 패키지의 가이던스 샘플러를 돌린 결과 {"xT", "final"}.
 
-    ``sampler`` 는 쪽의 선택지 값(``ddim``, ``dpm-logsnr``, ``dpm-time``)이다. 모든 이미지가 클래스 ``label`` 이다.
+    ``sampler`` 는 쪽의 선택지 값(``ddim``, ``sde-dpm-karras``, ``dpm-logsnr``, ``dpm-time`` 등)이다. 모든 이미지가
+    클래스 ``label`` 이다.
     """
     import ddpm_ko.diffusion as diffusion_module
     from ddpm_ko.diffusion import GaussianDiffusion
@@ -135,11 +151,12 @@ def reference_guided(
         info["diffusion"]["timesteps"],
         prediction_type=info["diffusion"]["prediction_type"],
     )
-    options = (
-        {"sampler": "ddim", "eta": eta}
-        if sampler == "ddim"
-        else {"sampler": "dpm-solver++", "spacing": sampler.removeprefix("dpm-")}
-    )
+    if sampler == "ddim":
+        options = {"sampler": "ddim", "eta": eta}
+    elif sampler.startswith("sde-dpm-"):
+        options = {"sampler": "sde-dpm-solver++", "spacing": sampler.removeprefix("sde-dpm-")}
+    else:
+        options = {"sampler": "dpm-solver++", "spacing": sampler.removeprefix("dpm-")}
     stream = NormalStream(seed)
     x_T = stream.take(int(np.prod(shape))).reshape(shape)
 

@@ -104,7 +104,7 @@ def _run(
     page.fill("#live-steps", str(steps))
     if page.is_enabled("#live-eta"):
         page.fill("#live-eta", str(eta))
-    else:  # DPM-Solver++ 는 결정적이라 η 칸이 0 으로 잠긴다
+    else:  # η 는 DDIM 에만: DPM-Solver++ 두 판에서는 η 칸이 0 으로 잠긴다
         assert eta == 0 and page.input_value("#live-eta") == "0"
     page.fill("#live-seed", str(seed))
     page.select_option("#live-num", str(num))
@@ -160,12 +160,16 @@ def test_page_defaults_follow_the_package(live) -> None:
     from ddpm_ko import sampling, solvers
 
     page, _ = live
-    option = {"ddim": "ddim", "dpm-solver++": f"dpm-{solvers.DEFAULT_SPACING}"}.get(sampling.DEFAULT_SAMPLER)
+    option = {
+        "ddim": "ddim",
+        "dpm-solver++": f"dpm-{solvers.DEFAULT_SPACING}",
+        "sde-dpm-solver++": f"sde-dpm-{solvers.DEFAULT_SPACING}",
+    }.get(sampling.DEFAULT_SAMPLER)
     assert option is not None, f"쪽에 패키지의 기본 샘플러 {sampling.DEFAULT_SAMPLER!r} 가 없다"
     assert page.input_value("#live-sampler") == option
-    if sampling.DEFAULT_SAMPLER == "dpm-solver++":
+    if sampling.DEFAULT_SAMPLER in sampling.SOLVER_SAMPLERS:
         assert page.input_value("#live-steps") == str(solvers.DEFAULT_STEPS)
-        assert not page.is_enabled("#live-eta") and page.input_value("#live-eta") == "0"  # 결정적: η 칸이 잠긴다
+        assert not page.is_enabled("#live-eta") and page.input_value("#live-eta") == "0"  # η 는 DDIM 에만: 칸이 잠긴다
 
 
 def test_class_picker_and_guidance_follow_the_package(live) -> None:
@@ -294,7 +298,7 @@ needs_dpm = pytest.mark.skipif(
 
 
 @needs_dpm
-@pytest.mark.parametrize("spacing", ["logsnr", "time"])
+@pytest.mark.parametrize("spacing", ["logsnr", "karras", "time"])
 def test_dpm_solver_timesteps_match_package(live, spacing) -> None:
     """DPM-Solver++ 의 시각(λ 보간과 반올림, 겹친 시각 빼기까지)이 패키지의 solver_timesteps 와 똑같다."""
     from ddpm_ko.diffusion import GaussianDiffusion
@@ -329,6 +333,29 @@ def test_dpm_solver_sampling_matches_python(live, steps, spacing) -> None:
     # 한 번 더 쓰지만 그 계수(1/(2r))는 1 안팎이라 오차를 키우지 않는다.
     assert diff < 2e-3, f"브라우저와 파이썬의 최대 차이 {diff:.2e}"
     assert _pixel_smoothness(_canvas_tiles(page, "live-xt", num)) > 0.5
+    _assert_clean(log)
+    page.select_option("#live-sampler", "ddim")
+
+
+@needs_dpm
+def test_sde_dpm_solver_sampling_matches_python(live) -> None:
+    """브라우저의 SDE-DPM-Solver++(2M) = 같은 x_T, 단계마다 같은 난수열의 z 로 패키지의 SDE 판을 돌린 이미지.
+
+    시드를 바꾸면 ODE 판과 달리 다른 이미지가 나온다 (x_T 도 바뀌므로 여기서는 같은 시드의 ODE 판과 다름을 본다).
+    """
+    page, log = live
+    seed, num, steps = 33, 4, 6
+    result = _run(page, steps=steps, eta=0.0, seed=seed, num=num, sampler="sde-dpm-karras")
+    _record_timing(f"phone_{num}img_sde_dpm{steps}_karras", result)
+    ref = live_reference.reference_dpm_solver(SITE_DIR, seed, num, steps, "karras", stochastic=True)
+    ode = live_reference.reference_dpm_solver(SITE_DIR, seed, num, steps, "karras")
+    final = np.array(result["final"], dtype=np.float32).reshape(ref["final"].shape)
+    np.testing.assert_array_equal(np.array(result["xT"], dtype=np.float32).reshape(ref["xT"].shape), ref["xT"])
+    diff = float(np.abs(final - ref["final"]).max())
+    # ODE 판과 같은 까닭으로 2e-3. 새 노이즈의 몫 σ√(1 − e^{−2h}) 은 난수 그 자체라 float32 의 반올림만 더한다
+    assert diff < 2e-3, f"브라우저와 파이썬의 최대 차이 {diff:.2e}"
+    assert float(np.abs(final - ode["final"]).max()) > 0.1  # 노이즈가 실제로 더해졌다
+    assert not page.is_enabled("#live-eta")
     _assert_clean(log)
     page.select_option("#live-sampler", "ddim")
 
@@ -393,7 +420,8 @@ def conditional_model() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sampler", "steps", "eta", "label", "w"), [("dpm-logsnr", 4, 0.0, 9, 2.5), ("ddim", 3, 0.7, 3, 0.0)]
+    ("sampler", "steps", "eta", "label", "w"),
+    [("dpm-logsnr", 4, 0.0, 9, 2.5), ("sde-dpm-karras", 4, 0.0, 2, 2.5), ("ddim", 3, 0.7, 3, 0.0)],
 )
 def test_guided_sampling_matches_python(live, conditional_model, sampler, steps, eta, label, w) -> None:
     """클래스를 고른 브라우저의 최종 이미지 = 같은 x_T·클래스·w 로 조건부 ONNX 파일에 패키지의 가이던스 샘플러를

@@ -3,8 +3,9 @@
     ddpm-ko train  [--data-dir D] [--epochs N | --max-steps N] [--time-budget MINUTES] [--out-dir D]
                    [--checkpoint-every N] [--resume PATH] [--seed K] ...
     ddpm-ko train  --conditional [--init-from PATH|pretrained] [--p-uncond P] ...   (클래스 조건부, 11장)
-    ddpm-ko sample [--checkpoint PATH|pretrained|pretrained-conditional] --num N [--sampler ddpm|ddim|dpm-solver++]
-                   [--steps S] [--eta E] [--label K|NAME|all] [--guidance W] [--seed K] [--out FILE.npy] [--gif FILE.gif]
+    ddpm-ko sample [--checkpoint PATH|pretrained|pretrained-conditional] --num N
+                   [--sampler ddpm|ddim|dpm-solver++|sde-dpm-solver++] [--steps S] [--eta E]
+                   [--label K|NAME|all] [--guidance W] [--seed K] [--out FILE.npy] [--gif FILE.gif]
     ddpm-ko export --checkpoint PATH --out FILE.safetensors
     ddpm-ko export --checkpoint PATH|pretrained|pretrained-conditional --format onnx --out FILE.onnx
     ddpm-ko train-classifier [--out FILE.safetensors]      (평가용 특징 신경망, ddpm_ko.classifier)
@@ -301,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--steps",
         type=positive_int,
-        help="신경망 호출 수 = 샘플링 스텝 수 (sampling steps): DDIM 기본 T, DPM-Solver++ 기본 "
+        help="신경망 호출 수 = 샘플링 스텝 수 (sampling steps): DDIM 기본 T, (SDE-)DPM-Solver++ 기본 "
         "ddpm_ko.solvers.DEFAULT_STEPS; DDPM 은 언제나 T",
     )
     s.add_argument("--eta", type=float, default=0.0, help="DDIM 의 η, 0..1 (DDIM eta; 기본 0)")

@@ -516,18 +516,23 @@ class GaussianDiffusion(nn.Module):
         t_prev: int,
         history: tuple[int, torch.Tensor] | None = None,
         clip_x0: bool = True,
+        stochastic: bool = False,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """DPM-Solver++(2M) 의 한 스텝: 타임스텝 ``t`` 에서 ``t_prev`` (< t, −1 이면 σ = 0 인 끝) 로 간다.
 
         Args:
             history: 바로 앞 스텝의 ``(타임스텝, x̂_0)``. 없으면(첫 스텝) 1차, 있으면 2차 갱신을 한다.
             clip_x0: x̂_0 을 [−1, 1] 로 자를지 (데이터 예측 형태라서 자른 x̂_0 이 곧 갱신에 들어간다).
+            stochastic: 참이면 SDE 판(SDE-DPM-Solver++(2M), 식 ch9-eq-sde-dpm)으로, 스텝마다 ``generator`` 로
+                새 노이즈 z 를 뽑아 더한다.
 
         ``(x_{t_prev}, x̂_0)`` 를 돌려준다. 다음 스텝에는 ``history=(t, x̂_0)`` 을 넘긴다.
 
         마지막 스텝(``t_prev = −1``)은 언제나 1차다. σ = 0 이면 λ = +∞ 라서 e^{−h} = 0, σ_{t_prev}/σ_t = 0 이고
         1차 갱신이 x̂_0 자체가 된다 (2차 보정의 r = h_{i−1}/h_i 는 0 이 되어 쓸 수 없다).
-        diffusers 의 ``DPMSolverMultistepScheduler(final_sigmas_type="zero")`` 와 같은 처리다.
+        diffusers 의 ``DPMSolverMultistepScheduler(final_sigmas_type="zero")`` 와 같은 처리다. SDE 판도 같다
+        (σ = 0 이면 새 노이즈의 몫 σ √(1 − e^{−2h}) 도 0 이다).
         """
         tt = self.check_t(t, xt.shape[0], xt.device)
         _, x0 = self._model_predictions(model, xt, tt, clip_x0)
@@ -536,6 +541,14 @@ class GaussianDiffusion(nn.Module):
         _, sigma_cur, lam_cur = self._alpha_sigma_lambda(t)
         alpha_next, sigma_next, lam_next = self._alpha_sigma_lambda(t_prev)
         h = lam_next - lam_cur
+        if stochastic:  # 식 ch9-eq-sde-dpm: 1차면 d = x̂_0, 2차면 d = D_i
+            if history is None:
+                d = x0
+            else:
+                t_before, x0_before = history
+                d = solvers.second_order_data(x0, x0_before, h, lam_cur - self._alpha_sigma_lambda(t_before)[2])
+            z = _randn(tuple(xt.shape), generator, xt.device, xt.dtype)
+            return solvers.sde_dpm_solver_update(xt, d, alpha_next, sigma_next, sigma_cur, h, z), x0
         if history is None:  # 1차 (식 ch9-eq-dpm1)
             x_next = solvers.dpm_solver_first_order(xt, x0, alpha_next, sigma_next, sigma_cur, h)
         else:  # 2차 (식 ch9-eq-dpm2)

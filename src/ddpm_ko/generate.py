@@ -13,7 +13,7 @@ from .conditioning import model_num_classes
 from .configs import require
 from .guidance import DEFAULT_GUIDANCE
 from .pretrained import resolve_checkpoint_name
-from .sampling import DEFAULT_SAMPLER, SamplerOptions, sample_with_oom_retry
+from .sampling import DEFAULT_SAMPLER, SOLVER_SAMPLERS, SamplerOptions, sample_with_oom_retry
 from .utils import pick_device
 
 __all__ = ["sample_images"]
@@ -44,7 +44,7 @@ def sample_images(
     """
     require(num >= 1, f"num 은 1 이상 / num must be >= 1, got {num}")
     require(batch_size >= 1, f"batch_size 는 1 이상 / batch_size must be >= 1, got {batch_size}")
-    if sampler == "dpm-solver++" and steps is None:
+    if sampler in SOLVER_SAMPLERS and steps is None:
         steps = solvers.DEFAULT_STEPS  # 궤적 간격(stride)을 실제 샘플링 스텝 수로 잡도록 미리 정한다
     # 모델을 불러오기 전에 값싼 검사부터 (잘못된 인자로 큰 체크포인트를 읽지 않게)
     if guidance is None:

@@ -1,4 +1,4 @@
-"""샘플링: 노이즈 x_T 에서 이미지까지 내려가는 반복 (8장의 알고리즘 2, 9장의 DDIM 과 DPM-Solver++).
+"""샘플링: 노이즈 x_T 에서 이미지까지 내려가는 반복 (8장의 알고리즘 2, 9장의 DDIM 과 DPM-Solver++, 그 SDE 판).
 
 한 스텝의 식(``p_sample``, ``ddim_step``, ``dpm_solver_step``)은 확산 모델 ``GaussianDiffusion`` 에 있고,
 이 모듈은 그 스텝을 어느 타임스텝에서 어느 타임스텝으로 몇 번 부를지를 정한다.
@@ -9,7 +9,7 @@
 - ``sample_with_oom_retry`` — 많은 장을 배치로 나눠 만들고, 장치 메모리가 모자라면 배치를 줄인다.
 
 조건부 모델(11장)이면 ``labels`` 를 주고, 반복은 신경망 대신 가이던스로 섞은 ε̃ (``guidance.guided_model``) 을
-부른다. 세 샘플러가 모두 그대로 쓴다.
+부른다. 모든 샘플러가 그대로 쓴다.
 
 반복이 확산 모델에서 쓰는 것은 출발점(``sample_prior``), 타임스텝, 그리고 한 스텝의 식 세 가지뿐이다. 이 모듈은
 실행할 때 ``diffusion.py`` 를 import 하지 않는다: ``GaussianDiffusion.sample`` 이 이 모듈의 ``sample`` 로 넘기기
@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # 타입 검사에서만 읽는다. 실행할 때는 diffusio
 
 __all__ = [
     "SAMPLERS",
+    "SOLVER_SAMPLERS",
     "DEFAULT_SAMPLER",
     "SamplerOptions",
     "Trajectory",
@@ -45,16 +46,21 @@ __all__ = [
     "is_out_of_memory",
 ]
 
-SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
+SAMPLERS = ("ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++")
+# DPM-Solver++ 의 타임스텝(``solvers.solver_timesteps``)과 간격(spacing)을 쓰는 샘플러: ODE 판과 SDE 판
+SOLVER_SAMPLERS = ("dpm-solver++", "sde-dpm-solver++")
 
 # 책과 명령줄의 기본 샘플러. 규칙: 신경망 호출 25 번 이하의 설정 가운데 기준 특징 FID 의 1.1배 안에 드는 가장 싼 것.
 # 기준은 DDPM 1000 스텝의 FID 이고, 25 번 이하의 어느 설정도 그 1.1배 안에 들지 못하면 25 번 이하에서 가장 낮은 FID 다
 # (benchmarks/quality_vs_nfe.py 가 N = 1000 장으로 잰다; tests/test_sampling.py 가 결과 파일과 맞춰 본다).
-# 지금 싣는 모델로 잰 답: DPM-Solver++(2M) 20 스텝, λ 간격. DDPM 1000 스텝(FID 1.60, 바닥값 0.78 의 2.1배)이 호출 25 번
-# 이하의 어느 결정적 풀이법보다 분명히 좋아서 기준이 25 번 이하의 가장 좋은 값(DPM-Solver++ 25 스텝, 2.29)이 되었고, 20 스텝(2.36)이
-# 그 1.1배 안에 드는 가장 싼 설정이다. 가장 좋은 품질이 필요하면 sampler="ddpm" 을 이름으로 고른다 (호출 1000 번).
-# 4750 스텝 모델로 잰 이전 측정에서는 10 스텝이 DDPM 1000 스텝의 1.06배로 답이었다.
-# 결과 파일의 checkpoint_sha256 이 어느 모델로 잰 것인지 밝힌다. DPM-Solver++ 의 스텝 수와
+# 같은 점을 다른 시드로도 잰 파일(quality_vs_nfe_seed*.json)이 있으면 그 점은 시드들의 평균 FID 로 견준다. N = 1000 의
+# FID 는 시드에 따라 바닥값 표준편차(≈ 0.3)만큼 흔들리기 때문이다.
+# 지금 싣는 모델로 잰 답: DPM-Solver++(2M) 15 스텝, Karras 간격 (시드 0–3 평균 FID 1.68; DDPM 1000 스텝은 시드 0 에서 1.60).
+# 큰 차이를 낸 것은 타임스텝 간격이다: 같은 ODE 판 10 스텝이 λ 간격 3.45, Karras 간격 1.94 다 (시드 0). 스텝마다 새 노이즈를
+# 더하는 SDE 판(sampler="sde-dpm-solver++")은 20 스텝, Karras 간격에서 평균 1.51 로 호출 25 번 이하에서 가장 낮지만 더 비싸다.
+# 한 번 잰 FID 는 흔들린다: SDE 판 20 스텝, λ 간격은 시드 0 에서 1.40 이었지만 시드마다 1.40–2.25 (평균 1.81) 였다.
+# 이전 측정의 답: 4750 스텝 모델은 DPM-Solver++(2M) 10 스텝 λ 간격, 미세 조정한 지금 모델을 λ 간격만 잰 때는 20 스텝(2.36).
+# 결과 파일의 checkpoint_sha256 이 어느 모델로 잰 것인지 밝힌다. 두 DPM-Solver++ 의 스텝 수와
 # 타임스텝 간격의 기본값은 ``solvers.DEFAULT_STEPS``, ``solvers.DEFAULT_SPACING`` 이다.
 # (``GaussianDiffusion.sample`` 의 기본은 이 값이 아니라 언제나 알고리즘 2 인 "ddpm" 이다.)
 DEFAULT_SAMPLER = "dpm-solver++"
@@ -85,11 +91,12 @@ class SamplerOptions:
     """어떤 샘플러를 어떻게 돌릴지. 만들 때 값을 검사하고, T 와 맞는지는 ``timesteps`` 가 검사한다.
 
     Attributes:
-        sampler: ``"ddpm"`` (알고리즘 2, T 스텝 조상 샘플링), ``"ddim"`` 또는 ``"dpm-solver++"`` (DPM-Solver++(2M)).
-        steps: DDIM·DPM-Solver++ 의 샘플링 스텝 수 = 신경망 호출 수 (기본: DDIM 은 T, DPM-Solver++ 는
+        sampler: ``"ddpm"`` (알고리즘 2, T 스텝 조상 샘플링), ``"ddim"``, ``"dpm-solver++"`` (DPM-Solver++(2M))
+            또는 ``"sde-dpm-solver++"`` (SDE-DPM-Solver++(2M): 같은 2차 갱신에 스텝마다 새 노이즈를 더한다).
+        steps: DDIM·DPM-Solver++ 의 샘플링 스텝 수 = 신경망 호출 수 (기본: DDIM 은 T, 두 DPM-Solver++ 는
             ``solvers.DEFAULT_STEPS``). DDPM 은 언제나 T 스텝이다.
         eta: DDIM 의 η (식 ch9-eq-sigma). 0 이면 결정적, 1 이면 DDPM 과 같은 분산.
-        spacing: DPM-Solver++ 의 타임스텝 간격 ``"time"``, ``"logsnr"``, ``"karras"`` (기본: ``solvers.DEFAULT_SPACING``).
+        spacing: 두 DPM-Solver++ 의 타임스텝 간격 ``"time"``, ``"logsnr"``, ``"karras"`` (기본: ``solvers.DEFAULT_SPACING``).
         clip_x0: 스텝마다 예측한 x̂_0 을 [−1, 1] 로 자를지.
         variance: DDPM 한 스텝의 분산 σ_t² — ``"posterior"`` 는 β̃_t (식 ch8-eq-beta-tilde), ``"beta"`` 는 β_t
             (검사는 그 한 스텝 ``GaussianDiffusion.p_sample`` 이 한다).
@@ -115,13 +122,15 @@ class SamplerOptions:
             f"steps 는 1 이상의 정수여야 한다 / steps must be a positive integer, got {self.steps!r}",
         )
         require(
-            self.spacing is None or s == "dpm-solver++",
-            f"spacing 은 DPM-Solver++ 에만 쓴다 / spacing only applies to sampler='dpm-solver++', got sampler={s!r}",
+            self.spacing is None or s in SOLVER_SAMPLERS,
+            f"spacing 은 DPM-Solver++ 에만 쓴다 / spacing only applies to {' and '.join(SOLVER_SAMPLERS)}, "
+            f"got sampler={s!r}",
         )
         require(
-            s != "dpm-solver++" or self.eta == 0.0,
-            f"DPM-Solver++(2M) 은 결정적이라 η 를 받지 않는다 / DPM-Solver++(2M) is deterministic: "
-            f"eta must be 0, got {self.eta}",
+            s not in SOLVER_SAMPLERS or self.eta == 0.0,
+            f"η 는 DDIM 에만 쓴다: DPM-Solver++(2M) 은 결정적이고, 노이즈를 더하려면 sampler='sde-dpm-solver++' 를 "
+            f"골라라 / eta only applies to DDIM: DPM-Solver++(2M) is deterministic, use sampler='sde-dpm-solver++' "
+            f"for the stochastic version; got eta={self.eta}",
         )
 
     def timesteps(self, diffusion: GaussianDiffusion) -> list[int]:
@@ -178,8 +187,9 @@ def _run(
             x, _ = diffusion.p_sample(model, x, t, o.clip_x0, generator, o.variance)
         elif o.sampler == "ddim":  # 식 ch9-eq-ddim-step
             x, _ = diffusion.ddim_step(model, x, t, t_prev, o.eta, o.clip_x0, generator)
-        else:  # 식 ch9-eq-dpm1 (첫 스텝), ch9-eq-dpm2
-            x, x0 = diffusion.dpm_solver_step(model, x, t, t_prev, history, o.clip_x0)
+        else:  # 식 ch9-eq-dpm1 (첫 스텝), ch9-eq-dpm2; SDE 판은 식 ch9-eq-sde-dpm
+            stochastic = o.sampler == "sde-dpm-solver++"
+            x, x0 = diffusion.dpm_solver_step(model, x, t, t_prev, history, o.clip_x0, stochastic, generator)
             history = (t, x0)
         if on_step is not None:
             on_step(i, len(ts), x)

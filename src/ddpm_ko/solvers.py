@@ -1,4 +1,4 @@
-"""DPM-Solver++(2M): 확산 ODE 의 2차 다단계(multistep) 풀이법과 그 타임스텝 간격(spacing).
+"""DPM-Solver++(2M): 확산 ODE 의 2차 다단계(multistep) 풀이법, 그 확률적(SDE) 판, 그리고 타임스텝 간격(spacing).
 
 Lu 등(2022)의 DPM-Solver++ 는 DDIM(η = 0)이 따라가는 확률 흐름 ODE 를 신호 대 잡음비의 로그로 변수를 바꿔
 푼다. 기호는 그 논문을 따르되 DDPM 의 ᾱ_t 로 쓴다.
@@ -8,6 +8,9 @@ Lu 등(2022)의 DPM-Solver++ 는 DDIM(η = 0)이 따라가는 확률 흐름 ODE 
 - 한 스텝 t_{i−1} → t_i 의 간격  h_i = λ_{t_i} − λ_{t_{i−1}} > 0
 - 1차 갱신 (= DDIM, η = 0; 식 ch9-eq-dpm1):  x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i} (e^{−h_i} − 1) x̂_0(t_{i−1})
 - 2차 갱신 (식 ch9-eq-dpm2): x̂_0 자리에 D_i = (1 + 1/(2r_i)) x̂_0(t_{i−1}) − 1/(2r_i) x̂_0(t_{i−2}),  r_i = h_{i−1} / h_i
+- SDE 판 (식 ch9-eq-sde-dpm; Lu 등 2022 의 SDE-DPM-Solver++(2M), diffusers 의 ``sde-dpmsolver++``):
+  x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) e^{−h_i} x_{t_{i−1}} + α_{t_i}(1 − e^{−2h_i}) D_i + σ_{t_i} √(1 − e^{−2h_i}) z,  z ~ N(0, I).
+  1차(D_i = x̂_0)는 DDIM η = 1, 곧 DDPM 의 사후 분포 q(x_{t_i} | x_{t_{i−1}}, x̂_0) 에서 한 번 뽑는 것과 같다.
 
 이 모듈은 위 식과 타임스텝 고르기만 담는다. 신경망을 부르고 x̂_0 을 만드는 일은
 ``GaussianDiffusion.dpm_solver_step`` 이, 스텝을 잇는 반복은 ``sampling.py`` 가 한다.
@@ -29,23 +32,29 @@ __all__ = [
     "solver_timesteps",
     "dpm_solver_first_order",
     "dpm_solver_second_order",
+    "second_order_data",
+    "sde_dpm_solver_update",
 ]
 
 SPACINGS = ("time", "logsnr", "karras")
 
-# 기본 타임스텝 간격: λ 에서 고르게 ("logsnr").
-# - 지수 적분기의 한 스텝 오차는 h_i = λ_{t_i} − λ_{t_{i−1}} 로 정해지므로, h 를 모두 같게 두면 스텝마다 오차가 고르다.
-#   Lu 등은 작은 해상도(CIFAR-10 32×32 등)에서 λ 균등 간격을 권했다. Fashion-MNIST(28×28)도 작은 이미지다.
+# 기본 타임스텝 간격: 측정이 정한다 (benchmarks/quality_vs_nfe.py 의 규칙이 샘플러·스텝 수와 함께 고른다).
+# - 처음의 기본값은 λ 에서 고르게("logsnr")였다. 지수 적분기의 한 스텝 오차는 h_i = λ_{t_i} − λ_{t_{i−1}} 로 정해지므로,
+#   h 를 모두 같게 두면 스텝마다 오차가 고르다. Lu 등은 작은 해상도(CIFAR-10 32×32 등)에서 λ 균등 간격을 권했다.
 # - 선형 β 스케줄(T = 1000)에서 λ 는 t = T−1 의 −5.1 에서 t = 0 의 4.6 까지 내려온다. t 에서 고르게 10 개를 고르면
 #   마지막 한 스텝(t = 111 → 0)이 λ 1.1 → 4.6, 곧 전체 범위의 3분의 1 넘게를 한 번에 건너뛴다. 세부가 정해지는
-#   노이즈가 작은 구간이다. λ 에서 고르게 고르면 모든 스텝의 h 가 같다.
-# 측정(benchmarks/quality_vs_nfe.py)이 다른 간격을 가리키면 이 상수 하나만 바꾼다.
-DEFAULT_SPACING = "logsnr"
+#   노이즈가 작은 구간이다. "logsnr" 과 "karras" 는 이 구간을 잘게 나눈다.
+# - 지금 싣는 모델로 재 보니(benchmarks/results/quality_vs_nfe.json) 간격이 결과를 크게 갈랐다. 같은 DPM-Solver++(2M) 10 스텝이
+#   λ 간격 3.45, Karras 간격 1.94 이고, 규칙의 답도 Karras 간격 15 스텝이다 (시드 네 개 평균 1.68). Karras 간격은 노이즈가 작은
+#   쪽에 스텝을 몰아, 옷의 무늬와 가장자리가 정해지는 마지막 구간을 더 잘게 밟는다.
+# 측정이 다른 간격을 가리키면 이 상수 하나만 바꾼다.
+DEFAULT_SPACING = "karras"
 
-# DPM-Solver++ 의 기본 신경망 호출 수(= 샘플링 스텝 수). 규칙은 ``sampling.DEFAULT_SAMPLER`` 의 주석에 있다.
-# 지금 싣는 모델로 잰 benchmarks/results/quality_vs_nfe.json (N = 1000) 의 답이 20 이다 (4750 스텝 모델로 잰 이전 측정의
-# 답은 10 이었다). 모델이나 측정이 바뀌면 그 규칙으로 이 값을 고친다.
-DEFAULT_STEPS = 20
+# 두 DPM-Solver++ (ODE 판과 SDE 판)의 기본 신경망 호출 수(= 샘플링 스텝 수). 규칙은 ``sampling.DEFAULT_SAMPLER`` 의
+# 주석에 있다. 지금 싣는 모델로 잰 benchmarks/results/quality_vs_nfe.json (N = 1000, 답을 가른 점은 시드 네 개의 평균) 의
+# 답이 ODE 판 15 스텝, Karras 간격이다 (λ 간격만 잰 때의 답은 20 스텝, 4750 스텝 모델로 잰 이전 측정의 답은 10 스텝이었다).
+# 모델이나 측정이 바뀌면 그 규칙으로 이 값을 고친다.
+DEFAULT_STEPS = 15
 
 KARRAS_RHO = 7.0  # Karras 등(2022)의 σ 간격 지수 ρ. 클수록 작은 노이즈 쪽에 스텝이 몰린다
 
@@ -134,6 +143,35 @@ def dpm_solver_second_order(
     r_i = h_{i−1}/h_i,  D_i = (1 + 1/(2r_i)) x̂_0(t_{i−1}) − 1/(2r_i) x̂_0(t_{i−2}),
     x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i}(e^{−h_i} − 1) D_i.
     """
-    r = h_before / h
-    d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_before  # D_i: x̂_0 을 λ 에서 직선으로 늘인 것 (식 ch9-eq-dpm2-d)
+    d = second_order_data(x0, x0_before, h, h_before)
     return dpm_solver_first_order(x, d, alpha_next, sigma_next, sigma_cur, h)
+
+
+def second_order_data(x0: torch.Tensor, x0_before: torch.Tensor, h: float, h_before: float) -> torch.Tensor:
+    """D_i = (1 + 1/(2r_i)) x̂_0(t_{i−1}) − 1/(2r_i) x̂_0(t_{i−2}),  r_i = h_{i−1}/h_i (식 ch9-eq-dpm2-d).
+
+    x̂_0 을 λ 에서 직선으로 늘여 한 스텝의 가운데 값을 어림한 것이다. ODE 판과 SDE 판이 같이 쓴다.
+    """
+    r = h_before / h
+    return (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_before
+
+
+def sde_dpm_solver_update(
+    x: torch.Tensor,
+    d: torch.Tensor,
+    alpha_next: float,
+    sigma_next: float,
+    sigma_cur: float,
+    h: float,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    """SDE-DPM-Solver++ 한 스텝 (식 ch9-eq-sde-dpm). ``d`` 가 x̂_0 이면 1차, ``second_order_data`` 면 2차(2M)다.
+
+    x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) e^{−h_i} x_{t_{i−1}} + α_{t_i}(1 − e^{−2h_i}) d + σ_{t_i} √(1 − e^{−2h_i}) z.
+
+    ODE 판(``dpm_solver_first_order``)과 견주면, 앞 x 의 몫이 e^{−h} 만큼 더 줄고 그만큼을 새 노이즈 z 가 채운다.
+    그래서 앞 스텝들의 오차가 x 에 덜 남는다. 1 − e^{−2h} 은 ``-math.expm1(-2h)`` 로 계산해 h 가 작아도 정확하다.
+    """
+    keep = -math.expm1(-2.0 * h)  # 1 − e^{−2h}
+    decay = sigma_next / sigma_cur * math.exp(-h)  # 앞 x 의 몫: ODE 판의 σ_{t_i}/σ_{t_{i−1}} 에 e^{−h} 가 더 곱해진다
+    return decay * x + (alpha_next * keep) * d + (sigma_next * math.sqrt(keep)) * noise

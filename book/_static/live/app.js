@@ -1,5 +1,5 @@
 // "브라우저에서 샘플링" 쪽의 화면: 단추를 누르면 책의 U-Net 을 onnxruntime-web(WASM)으로 돌려 샘플링한다.
-// 샘플러의 산수는 ddim.js (DDIM) 와 dpm_solver.js (DPM-Solver++(2M)), 난수는 prng.js 에 있다.
+// 샘플러의 산수는 ddim.js (DDIM) 와 dpm_solver.js (DPM-Solver++(2M) 과 그 SDE 판), 난수는 prng.js 에 있다.
 // 클래스를 골랐을 때의 분류기 없는 가이던스는 guidance.js 에 있다. 이 파일은 불러오기, 입력 읽기, 그리기만 한다.
 //
 // 클래스를 고르지 않으면 조건 없는 모델(unet.onnx)을 쓴다. 클래스를 처음 고르면 그때 조건부 모델(unet_cond.onnx,
@@ -128,9 +128,12 @@ function loadConditional() {
   return state.condLoading;
 }
 
-// 샘플러 선택지: DDIM, 또는 DPM-Solver++(2M) 과 그 시각 간격
+// 샘플러 선택지: DDIM, 또는 SDE-DPM-Solver++(2M)·DPM-Solver++(2M) 과 그 시각 간격
 const SAMPLERS = {
   ddim: { kind: "ddim" },
+  "sde-dpm-karras": { kind: "sde-dpm-solver++", spacing: "karras" },
+  "sde-dpm-logsnr": { kind: "sde-dpm-solver++", spacing: "logsnr" },
+  "dpm-karras": { kind: "dpm-solver++", spacing: "karras" },
   "dpm-logsnr": { kind: "dpm-solver++", spacing: "logsnr" },
   "dpm-time": { kind: "dpm-solver++", spacing: "time" },
 };
@@ -151,7 +154,7 @@ function readInputs() {
   if (!(eta >= 0 && eta <= 1)) throw new Error("η 는 0 에서 1 사이여야 한다");
   if (!Number.isInteger(seed) || seed < 0 || seed > 4294967295) throw new Error("시드는 0 에서 4294967295 사이의 정수여야 한다");
   if (!Number.isInteger(num) || num < 1 || num > 64) throw new Error("이미지 수는 1 에서 64 사이여야 한다");
-  if (sampler.kind !== "ddim" && eta !== 0) throw new Error("DPM-Solver++(2M) 은 결정적이라 η 는 0 이어야 한다");
+  if (sampler.kind !== "ddim" && eta !== 0) throw new Error("η 는 DDIM 에만 쓴다: DPM-Solver++ 를 고르면 0 이어야 한다");
   return { sampler, steps, eta, seed, num, label, guidance };
 }
 
@@ -243,7 +246,9 @@ async function sample() {
       const s = ddimStep(schedule, x, eps, t, tPrev, eta, z);
       step = { xNext: s.xPrev, x0: s.x0 };
     } else {
-      step = dpmSolverStep(schedule, x, eps, t, tPrev, history);
+      // SDE 판은 마지막 단계(σ = 0 으로 가는)를 빼고 스텝마다 z 를 뽑는다 (패키지와 같은 순서)
+      const z = sampler.kind === "sde-dpm-solver++" && tPrev >= 0 ? rng.take(x.length) : null;
+      step = dpmSolverStep(schedule, x, eps, t, tPrev, history, true, z);
       history = { t, x0: step.x0 };
     }
     ui.xtLabel.textContent = `현재 xₜ (t = ${t + 1})`;
@@ -296,11 +301,11 @@ async function onRun() {
 }
 
 ui.run.addEventListener("click", onRun);
-// DPM-Solver++(2M) 은 결정적이므로 η 칸을 잠근다 (처음 고른 샘플러에도 바로 적용한다)
+// η 는 DDIM 에만 있으므로 DPM-Solver++ 두 판에서는 η 칸을 잠근다 (처음 고른 샘플러에도 바로 적용한다)
 function syncEta() {
-  const deterministic = SAMPLERS[ui.sampler.value]?.kind !== "ddim";
-  if (deterministic) ui.eta.value = "0";
-  ui.eta.disabled = deterministic;
+  const noEta = SAMPLERS[ui.sampler.value]?.kind !== "ddim";
+  if (noEta) ui.eta.value = "0";
+  ui.eta.disabled = noEta;
 }
 ui.sampler.addEventListener("change", syncEta);
 syncEta();
