@@ -22,7 +22,8 @@
 단계의 특징 FID 의 1.1배 안에 드는 가장 싼 것 (그런 설정이 없으면 25 번 이하에서 가장 낮은 FID 의 1.1배 안).
 같은 점을 다른 시드로 잰 파일 ``{out}_seed*.json`` 이 있으면 그 점은 시드들의 평균 FID 로 견준다. 파일을 더한 뒤에는
 ``--summarize`` 로 답만 다시 계산한다.
-그 값으로 ``ddpm_ko.sampling.DEFAULT_SAMPLER`` 와 ``ddpm_ko.solvers.DEFAULT_STEPS`` 를 고친다.
+그 값으로 ``ddpm_ko.sampling.DEFAULT_SAMPLER``, ``ddpm_ko.solvers.DEFAULT_STEPS``, ``ddpm_ko.solvers.DEFAULT_SPACING`` 을
+고친다.
 """
 
 from __future__ import annotations
