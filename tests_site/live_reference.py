@@ -63,20 +63,24 @@ def model_info(site_dir: Path, stem: str = "unet") -> dict:
     return json.loads((site_dir / "_static" / "live" / f"{stem}.json").read_text(encoding="utf-8"))
 
 
-def reference_ddim(site_dir: Path, seed: int, num: int, steps: int, eta: float) -> dict[str, np.ndarray]:
-    """브라우저와 같은 시드·설정으로 패키지의 DDIM 샘플러를 돌린 결과 {"xT", "final"} (둘 다 (N, C, H, W))."""
+def _reference(site_dir: Path, stem: str, seed: int, num: int, **sample_kw) -> dict[str, np.ndarray]:
+    """사이트의 ``{stem}.onnx`` 를 신경망으로, 브라우저와 같은 난수열로 패키지의 ``GaussianDiffusion.sample`` 을 돌린다.
+
+    x_T 를 먼저 수열에서 뽑고, 패키지가 스텝마다 뽑는 노이즈(``ddpm_ko.diffusion._randn``: DDIM η > 0, DDPM, SDE 판) 자리에
+    같은 수열의 다음 값을 넣는다. 브라우저도 같은 순서로 뽑는다. 결과는 {"xT", "final"} (둘 다 (N, C, H, W)).
+    """
     import ddpm_ko.diffusion as diffusion_module
     from ddpm_ko.diffusion import GaussianDiffusion
     from ddpm_ko.onnx_export import OnnxUnet
 
-    info = model_info(site_dir)
+    info = model_info(site_dir, stem)
     shape = (num, info["channels"], info["image_size"], info["image_size"])
     diffusion = GaussianDiffusion.from_schedule(
         info["diffusion"]["schedule"],
         info["diffusion"]["timesteps"],
         prediction_type=info["diffusion"]["prediction_type"],
     )
-    model = OnnxUnet(site_dir / "_static" / "live" / "unet.onnx")
+    model = OnnxUnet(site_dir / "_static" / "live" / f"{stem}.onnx")
     stream = NormalStream(seed)
     x_T = stream.take(int(np.prod(shape))).reshape(shape)
 
@@ -84,8 +88,13 @@ def reference_ddim(site_dir: Path, seed: int, num: int, steps: int, eta: float) 
         return torch.from_numpy(stream.take(int(np.prod(noise_shape))).reshape(noise_shape)).to(device, dtype)
 
     with mock.patch.object(diffusion_module, "_randn", same_noise):
-        final = diffusion.sample(model, shape, sampler="ddim", steps=steps, eta=eta, x_T=torch.from_numpy(x_T.copy()))
+        final = diffusion.sample(model, shape, x_T=torch.from_numpy(x_T.copy()), **sample_kw)
     return {"xT": x_T, "final": final.numpy()}
+
+
+def reference_ddim(site_dir: Path, seed: int, num: int, steps: int, eta: float) -> dict[str, np.ndarray]:
+    """브라우저와 같은 시드·설정으로 패키지의 DDIM 샘플러를 돌린 결과 {"xT", "final"} (둘 다 (N, C, H, W))."""
+    return _reference(site_dir, "unet", seed, num, sampler="ddim", steps=steps, eta=eta)
 
 
 def package_has_dpm_solver() -> bool:
@@ -103,33 +112,8 @@ def reference_dpm_solver(
     ODE 판은 난수를 x_T 에만 쓴다. ``stochastic`` 이면 SDE 판(``sampler="sde-dpm-solver++"``)이고, 단계마다의 노이즈도
     브라우저와 같은 수열에서 이어 뽑는다.
     """
-    import ddpm_ko.diffusion as diffusion_module
-    from ddpm_ko.diffusion import GaussianDiffusion
-    from ddpm_ko.onnx_export import OnnxUnet
-
-    info = model_info(site_dir)
-    shape = (num, info["channels"], info["image_size"], info["image_size"])
-    diffusion = GaussianDiffusion.from_schedule(
-        info["diffusion"]["schedule"],
-        info["diffusion"]["timesteps"],
-        prediction_type=info["diffusion"]["prediction_type"],
-    )
-    stream = NormalStream(seed)
-    x_T = stream.take(int(np.prod(shape))).reshape(shape)
-
-    def same_noise(noise_shape, generator, device, dtype=torch.float32):
-        return torch.from_numpy(stream.take(int(np.prod(noise_shape))).reshape(noise_shape)).to(device, dtype)
-
-    with mock.patch.object(diffusion_module, "_randn", same_noise):
-        final = diffusion.sample(
-            OnnxUnet(site_dir / "_static" / "live" / "unet.onnx"),
-            shape,
-            sampler="sde-dpm-solver++" if stochastic else "dpm-solver++",
-            steps=steps,
-            spacing=spacing,
-            x_T=torch.from_numpy(x_T.copy()),
-        )
-    return {"xT": x_T, "final": final.numpy()}
+    sampler = "sde-dpm-solver++" if stochastic else "dpm-solver++"
+    return _reference(site_dir, "unet", seed, num, sampler=sampler, steps=steps, spacing=spacing)
 
 
 def reference_guided(
@@ -140,37 +124,12 @@ def reference_guided(
     ``sampler`` 는 쪽의 선택지 값(``ddim``, ``sde-dpm-karras``, ``dpm-logsnr``, ``dpm-time`` 등)이다. 모든 이미지가
     클래스 ``label`` 이다.
     """
-    import ddpm_ko.diffusion as diffusion_module
-    from ddpm_ko.diffusion import GaussianDiffusion
-    from ddpm_ko.onnx_export import OnnxUnet
-
-    info = model_info(site_dir, "unet_cond")
-    shape = (num, info["channels"], info["image_size"], info["image_size"])
-    diffusion = GaussianDiffusion.from_schedule(
-        info["diffusion"]["schedule"],
-        info["diffusion"]["timesteps"],
-        prediction_type=info["diffusion"]["prediction_type"],
-    )
     if sampler == "ddim":
         options = {"sampler": "ddim", "eta": eta}
     elif sampler.startswith("sde-dpm-"):
         options = {"sampler": "sde-dpm-solver++", "spacing": sampler.removeprefix("sde-dpm-")}
     else:
         options = {"sampler": "dpm-solver++", "spacing": sampler.removeprefix("dpm-")}
-    stream = NormalStream(seed)
-    x_T = stream.take(int(np.prod(shape))).reshape(shape)
-
-    def same_noise(noise_shape, generator, device, dtype=torch.float32):
-        return torch.from_numpy(stream.take(int(np.prod(noise_shape))).reshape(noise_shape)).to(device, dtype)
-
-    with mock.patch.object(diffusion_module, "_randn", same_noise):
-        final = diffusion.sample(
-            OnnxUnet(site_dir / "_static" / "live" / "unet_cond.onnx"),
-            shape,
-            steps=steps,
-            labels=torch.full((num,), label),
-            guidance=w,
-            x_T=torch.from_numpy(x_T.copy()),
-            **options,
-        )
-    return {"xT": x_T, "final": final.numpy()}
+    return _reference(
+        site_dir, "unet_cond", seed, num, steps=steps, labels=torch.full((num,), label), guidance=w, **options
+    )

@@ -541,21 +541,17 @@ class GaussianDiffusion(nn.Module):
         _, sigma_cur, lam_cur = self._alpha_sigma_lambda(t)
         alpha_next, sigma_next, lam_next = self._alpha_sigma_lambda(t_prev)
         h = lam_next - lam_cur
-        if stochastic:  # 식 ch9-eq-sde-dpm: 1차면 d = x̂_0, 2차면 d = D_i
-            if history is None:
-                d = x0
-            else:
-                t_before, x0_before = history
-                d = solvers.second_order_data(x0, x0_before, h, lam_cur - self._alpha_sigma_lambda(t_before)[2])
+        if history is None:  # 1차: x̂_0 그대로 (식 ch9-eq-dpm1)
+            d = x0
+        else:  # 2차: x̂_0 을 λ 에서 직선으로 늘인 D_i (식 ch9-eq-dpm2-d)
+            t_before, x0_before = history
+            d = solvers.second_order_data(x0, x0_before, h, lam_cur - self._alpha_sigma_lambda(t_before)[2])
+        if stochastic:  # SDE 판 (식 ch9-eq-sde-dpm)
             z = _randn(tuple(xt.shape), generator, xt.device, xt.dtype)
             return solvers.sde_dpm_solver_update(xt, d, alpha_next, sigma_next, sigma_cur, h, z), x0
-        if history is None:  # 1차 (식 ch9-eq-dpm1)
-            x_next = solvers.dpm_solver_first_order(xt, x0, alpha_next, sigma_next, sigma_cur, h)
-        else:  # 2차 (식 ch9-eq-dpm2)
-            t_before, x0_before = history
-            h_before = lam_cur - self._alpha_sigma_lambda(t_before)[2]
-            x_next = solvers.dpm_solver_second_order(xt, x0, x0_before, alpha_next, sigma_next, sigma_cur, h, h_before)
-        return x_next, x0
+        return solvers.dpm_solver_first_order(
+            xt, d, alpha_next, sigma_next, sigma_cur, h
+        ), x0  # 식 ch9-eq-dpm1, ch9-eq-dpm2
 
     # ------------------------------------------------------------------ 샘플링 (반복은 sampling.py)
     def sample(

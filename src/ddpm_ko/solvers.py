@@ -31,7 +31,6 @@ __all__ = [
     "half_log_snr",
     "solver_timesteps",
     "dpm_solver_first_order",
-    "dpm_solver_second_order",
     "second_order_data",
     "sde_dpm_solver_update",
 ]
@@ -123,28 +122,10 @@ def dpm_solver_first_order(
 ) -> torch.Tensor:
     """1차 DPM-Solver++ (= DDIM, η = 0):  x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i}(e^{−h_i} − 1) x̂_0.
 
+    ``x0`` 자리에 ``second_order_data`` 의 D_i 를 주면 2차 다단계(2M) 갱신(식 ch9-eq-dpm2)이다.
     ``math.expm1(−h)`` 는 e^{−h} − 1 을 h 가 작아도 정확히 계산한다.
     """
     return (sigma_next / sigma_cur) * x - (alpha_next * math.expm1(-h)) * x0  # 식 ch9-eq-dpm1
-
-
-def dpm_solver_second_order(
-    x: torch.Tensor,
-    x0: torch.Tensor,
-    x0_before: torch.Tensor,
-    alpha_next: float,
-    sigma_next: float,
-    sigma_cur: float,
-    h: float,
-    h_before: float,
-) -> torch.Tensor:
-    """2차 다단계 DPM-Solver++ (2M) 한 스텝.
-
-    r_i = h_{i−1}/h_i,  D_i = (1 + 1/(2r_i)) x̂_0(t_{i−1}) − 1/(2r_i) x̂_0(t_{i−2}),
-    x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i}(e^{−h_i} − 1) D_i.
-    """
-    d = second_order_data(x0, x0_before, h, h_before)
-    return dpm_solver_first_order(x, d, alpha_next, sigma_next, sigma_cur, h)
 
 
 def second_order_data(x0: torch.Tensor, x0_before: torch.Tensor, h: float, h_before: float) -> torch.Tensor:
