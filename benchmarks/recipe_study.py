@@ -1,13 +1,15 @@
 """학습 처방 연구: 같은 시간 예산(기본 20분)에서 어느 처방이 더 좋은 샘플을 만드는가 (10장, issue 15).
 
 변형마다 ``ddpm-ko train --time-budget MINUTES`` 를 **새 프로세스**로 하나씩 차례로 돌리고(다른 무거운 작업 없이),
-끝난 EMA 가중치로 N 장(기본 1000)을 ``EVAL_SAMPLER``(DPM-Solver++(2M) 10 스텝, λ 간격)로 같은 시드에서 뽑아
+끝난 EMA 가중치로 N 장(기본 1000)을 ``--eval-sampler`` 로 같은 시드에서 뽑아 (기본 ``pinned``: 첫 연구의
+DPM-Solver++(2M) 10 스텝, λ 간격; ``default`` 면 책의 지금 기본 샘플러)
 ``ddpm_ko.evaluation.evaluate`` 로 특징 FID 와 같은 N 의 진짜 대 진짜 바닥값을 잰다. 시간 예산이 학습률 스케줄과
 EMA 를 정하므로(``ddpm_ko.time_budget``) 변형마다 학습 길이를 따로 맞출 필요가 없다: 처리량을 바꾸는 변형
 (배치, 너비, 어텐션)도 같은 벽시계 시간으로 공정하게 견준다.
 
     .venv/bin/python benchmarks/recipe_study.py --variants flip,no-flip,flip-min-snr-5,no-flip-min-snr-5   # 변형마다 ~22분
     .venv/bin/python benchmarks/recipe_study.py --variants default --minutes 1 --num 64 --out recipe_try  # 동작 확인
+    .venv/bin/python benchmarks/recipe_study.py --variants default,bf16 --eval-sampler default --bf16-check --out recipe_study_round3
 
 변형 하나가 끝날 때마다 ``benchmarks/results/<out>.json`` 을 저장하고, 다시 실행하면 이미 잰 변형은 건너뛴다
 (시간 예산·N·시드가 같을 때). 학습 디렉터리(``--runs``)에 끝난 학습이 있으면 평가만 한다.
@@ -41,14 +43,45 @@ VARIANTS: dict[str, list[str]] = {
     "warmup-50": ["--warmup-steps", "50"],
     "attention-none": ["--attention", "none"],
     "dim-24": ["--dim", "24"],
+    # CPU 의 bf16 자동 혼합 정밀도 (bf16 커널이 있는 CPU 에서만: ddpm_ko.precision.cpu_bf16_supported)
+    "bf16": ["--precision", "bf16"],
+    "bf16-lr-2e-3": ["--precision", "bf16", "--lr", "2e-3"],
+    "bf16-batch-32": ["--precision", "bf16", "--batch-size", "32", "--lr", "7e-4"],
 }
 
 
 #: 결과에 적는 학습 설정: 기본값이 바뀌어도 각 행이 무엇을 학습했는지 스스로 말하게 한다
-# 연구의 평가 샘플러. 책의 기본 샘플러(ddpm_ko.sampling / solvers 의 상수)는 측정에 따라 바뀔 수 있지만, 한 연구의 행들은
-# 모두 같은 샘플러로 재야 견줄 수 있다. 그래서 이 연구를 시작할 때의 기본값(DPM-Solver++(2M) 10 스텝, λ 간격)에 묶어 둔다.
+# 연구의 평가 샘플러. 책의 기본 샘플러(ddpm_ko.sampling / solvers 의 상수)는 측정에 따라 바뀔 수 있지만, 한 결과 파일의 행들은
+# 모두 같은 샘플러로 재야 견줄 수 있다. 그래서 파일마다 샘플러를 적어 두고(``eval_sampler``), 다른 샘플러로 이어 재기를 거절한다.
+# 첫 두 차례(recipe_study.json, _round2)는 그때의 기본값(DPM-Solver++(2M) 10 스텝, λ 간격)으로 쟀다.
 EVAL_SAMPLER = {"sampler": "dpm-solver++", "steps": 10, "spacing": "logsnr"}
-RECIPE_KEYS = ("batch_size", "lr", "warmup_steps", "prediction_type", "loss_type", "min_snr_gamma", "flip", "schedule")
+RECIPE_KEYS = (
+    "batch_size", "lr", "warmup_steps", "prediction_type", "loss_type", "min_snr_gamma", "flip", "schedule", "precision",
+)  # fmt: skip
+
+
+def parse_eval_sampler(text: str) -> dict[str, Any]:
+    """``pinned`` (첫 연구의 샘플러), ``default`` (책의 지금 기본 샘플러) 또는 ``SAMPLER:STEPS[:SPACING]``."""
+    from ddpm_ko.solvers import DEFAULT_SPACING, DEFAULT_STEPS, SPACINGS
+
+    if text == "pinned":
+        return dict(EVAL_SAMPLER)
+    if text == "default":
+        from ddpm_ko.sampling import DEFAULT_SAMPLER
+
+        return {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "spacing": DEFAULT_SPACING}
+    parts = text.split(":")
+    try:
+        sampler, steps = parts[0], int(parts[1])
+    except (IndexError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"'{text}': pinned, default 또는 SAMPLER:STEPS[:SPACING] 로 적는다 / use pinned, default or "
+            "SAMPLER:STEPS[:SPACING], e.g. dpm-solver++:15:karras"
+        ) from None
+    spacing = parts[2] if len(parts) > 2 else None
+    if spacing is not None and spacing not in SPACINGS:
+        raise argparse.ArgumentTypeError(f"알 수 없는 간격 '{spacing}' / unknown spacing: choose from {list(SPACINGS)}")
+    return {"sampler": sampler, "steps": steps, **({"spacing": spacing} if spacing else {})}
 
 
 def parse_variants(text: str) -> list[str]:
@@ -146,6 +179,13 @@ def main() -> None:
     p.add_argument("--runs", default=str(ROOT / "runs" / "recipe_study"), help="학습 디렉터리를 둘 곳")
     p.add_argument("--out", default="recipe_study")
     p.add_argument(
+        "--eval-sampler",
+        type=parse_eval_sampler,
+        default=dict(EVAL_SAMPLER),
+        help="평가 샘플러: pinned (기본, DPM-Solver++(2M) 10 스텝 λ 간격), default (책의 지금 기본 샘플러) 또는 "
+        "SAMPLER:STEPS[:SPACING]",
+    )
+    p.add_argument(
         "--bf16-check", action="store_true", help="CPU 의 bf16 autocast 학습 속도를 fp32 와 번갈아 잰다 (~1분)"
     )
     a = p.parse_args()
@@ -155,6 +195,12 @@ def main() -> None:
     old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     rows: list[dict[str, Any]] = old.get("results", [])
     bf16 = old.get("cpu_bf16")
+    eval_sampler = old.get("eval_sampler", dict(EVAL_SAMPLER) if rows else a.eval_sampler)
+    if eval_sampler != a.eval_sampler:
+        sys.exit(
+            f"{path.name} 의 행들은 {eval_sampler} 로 쟀다: 같은 샘플러를 주거나 --out 으로 새 파일을 써라 / "
+            f"rows in {path.name} were scored with {eval_sampler}; pass the same --eval-sampler or a new --out"
+        )
     if a.bf16_check:
         bf16 = cpu_bf16_check(a.threads)
         print(f"[study] bf16 autocast on CPU: {bf16}", flush=True)
@@ -177,7 +223,7 @@ def main() -> None:
         t0 = time.perf_counter()
         x, _ = sample_with_oom_retry(
             diffusion, model, a.num, shape, 250, g, torch.device("cpu"),
-            **EVAL_SAMPLER,
+            **eval_sampler,
         )  # fmt: skip
         sample_seconds = time.perf_counter() - t0
         r = evaluate(x, seed=a.seed, classifier=clf, kid_subsets=50, kid_subset_size=min(1000, a.num))
@@ -204,6 +250,7 @@ def main() -> None:
             "sample_seconds": round(sample_seconds, 1),
             "parameters": model.num_parameters(),
             "recipe": {k: train_cfg.get(k) for k in RECIPE_KEYS},
+            "precision": meta.get("precision"),  # 실제로 쓴 정밀도 (recipe 의 precision 은 요청한 값)
             "unet": {k: (meta.get("unet") or {}).get(k) for k in ("dim", "dim_mults", "stage_attention")},
             "time_budget": budget,
         }
@@ -216,8 +263,9 @@ def main() -> None:
                 **old,  # 손으로 더한 항목(버린 실행과 그 까닭, 채택한 기본값)은 그대로 둔다
                 "benchmark": a.out,
                 "what": "train each recipe variant for the same wall-clock budget with ddpm-ko train --time-budget, "
-                "one at a time on an otherwise idle machine, then feature-FID of N EMA samples (DPM-Solver++(2M) "
-                "10 steps, logSNR spacing, same seed) vs the test split, with the real-vs-real floor at the same N",
+                "one at a time on an otherwise idle machine, then feature-FID of N EMA samples (sampler in "
+                "eval_sampler, same seed) vs the test split, with the real-vs-real floor at the same N",
+                "eval_sampler": eval_sampler,
                 "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "command": portable_command([Path(sys.executable).name, *sys.argv]),
                 "machine": machine,

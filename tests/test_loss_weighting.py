@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -139,7 +141,6 @@ def test_a_checkpoint_from_before_the_weighting_resumes_without_it(tmp_path):
 def test_default_recipe_follows_the_study():
     """기본 처방은 측정이 정한다 (issue 15, 10장): ``benchmarks/results/recipe_study.json`` 에서 같은 20분 시간 예산으로
     학습한 변형 가운데 특징 FID (N ≥ 1000) 가 가장 낮은 것의 좌우 반전·Min-SNR 설정이 ``TrainConfig()`` 의 기본값이다."""
-    import json
     from pathlib import Path
 
     study = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/recipe_study.json").read_text())
@@ -157,3 +158,31 @@ def test_default_recipe_follows_the_study():
             defaults.lr,
             defaults.prediction_type,
         )
+
+
+def test_recipe_study_eval_sampler_option():
+    """처방 연구의 ``--eval-sampler``: 한 결과 파일의 행은 같은 샘플러로 잰다. ``default`` 는 책의 지금 기본 샘플러다."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    from ddpm_ko.sampling import DEFAULT_SAMPLER
+    from ddpm_ko.solvers import DEFAULT_SPACING, DEFAULT_STEPS
+
+    benchmarks = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, benchmarks)
+    try:
+        import recipe_study
+    finally:
+        sys.path.remove(benchmarks)
+    parse = recipe_study.parse_eval_sampler
+    assert parse("pinned") == recipe_study.EVAL_SAMPLER == {"sampler": "dpm-solver++", "steps": 10, "spacing": "logsnr"}
+    assert parse("default") == {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "spacing": DEFAULT_SPACING}
+    assert parse("sde-dpm-solver++:20:karras") == {"sampler": "sde-dpm-solver++", "steps": 20, "spacing": "karras"}
+    assert parse("ddim:50") == {"sampler": "ddim", "steps": 50}
+    for bad in ("ddim", "ddim:many", "dpm-solver++:10:cosine"):
+        with pytest.raises(argparse.ArgumentTypeError, match="/"):
+            parse(bad)
+    # 세 번째 연구의 파일은 책의 기본 샘플러로 쟀고, 그 사실이 파일에 적혀 있다
+    study = json.loads((Path(benchmarks) / "results/recipe_study_round3.json").read_text(encoding="utf-8"))
+    assert study["eval_sampler"]["spacing"] == "karras" and study["eval_sampler"]["steps"] == 15

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ddpm_ko.cli import build_parser
-from ddpm_ko.precision import PRECISIONS, autocast_for, resolve_precision
+from ddpm_ko.precision import PRECISIONS, autocast_for, cpu_bf16_native, cpu_bf16_supported, resolve_precision
 from ddpm_ko.train import TrainConfig, Trainer
 
 
@@ -30,14 +30,64 @@ def test_explicit_choices_on_cuda() -> None:
     assert "bf16" in str(info.value) and "/" in str(info.value)
 
 
-@pytest.mark.parametrize("device", ["cpu", "mps"])
-def test_non_cuda_stays_fp32(device: str) -> None:
-    never = lambda: pytest.fail("CPU 에서는 GPU 능력을 묻지 않는다")  # noqa: E731
-    assert resolve_precision("auto", device, bf16_supported=never) == "fp32"
-    assert resolve_precision("fp32", device, bf16_supported=never) == "fp32"
+def test_mps_stays_fp32() -> None:
+    never = lambda: pytest.fail("MPS 에서는 bf16 능력을 묻지 않는다")  # noqa: E731
+    assert resolve_precision("auto", "mps", bf16_supported=never) == "fp32"
+    assert resolve_precision("fp32", "mps", bf16_supported=never) == "fp32"
     for p in ("bf16", "fp16"):
-        with pytest.raises(ValueError, match="CUDA"):
-            resolve_precision(p, device, bf16_supported=never)
+        with pytest.raises(ValueError, match="mps"):
+            resolve_precision(p, "mps", bf16_supported=never)
+
+
+def test_cpu_auto_is_fp32_and_bf16_needs_cpu_support() -> None:
+    """CPU 의 auto 는 fp32 다 (bf16 은 골라야 쓴다). bf16 은 oneDNN 의 bf16 커널이 있는 CPU 에서만 받는다."""
+    never = lambda: pytest.fail("auto·fp32 는 CPU 의 bf16 능력을 묻지 않는다")  # noqa: E731
+    assert resolve_precision("auto", "cpu", bf16_supported=never) == "fp32"
+    assert resolve_precision("fp32", "cpu", bf16_supported=never) == "fp32"
+    assert resolve_precision("bf16", "cpu", bf16_supported=lambda: True) == "bf16"
+    with pytest.raises(ValueError, match="AVX512") as info:  # AVX2 까지만 있는 CPU: 열 배 느렸다
+        resolve_precision("bf16", "cpu", bf16_supported=lambda: False)
+    assert "fp32" in str(info.value) and "/" in str(info.value)
+    with pytest.raises(ValueError, match="CUDA"):
+        resolve_precision("fp16", "cpu", bf16_supported=never)
+
+
+def test_cpu_bf16_probes(tmp_path) -> None:
+    assert isinstance(cpu_bf16_supported(), bool)  # 이 기계의 답이 무엇이든 bool 이고 예외가 없다
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n", encoding="utf-8")
+    assert cpu_bf16_native(flags)
+    flags.write_text("processor : 0\nflags : fpu avx2 amx_tile amx_bf16\n", encoding="utf-8")
+    assert cpu_bf16_native(flags)
+    flags.write_text("processor : 0\nflags : fpu avx2 avx512f\n", encoding="utf-8")
+    assert not cpu_bf16_native(flags)
+    assert not cpu_bf16_native(tmp_path / "missing")
+
+
+def test_cpu_bf16_training_step(tmp_path, tiny_config, monkeypatch) -> None:
+    """CPU 에서 bf16 을 고르면 순전파가 bf16 autocast 안에서 돌고, 가중치와 EMA 는 fp32 로 남으며 사이드카에 bf16 이 적힌다."""
+    train_mod = importlib.import_module("ddpm_ko.train")
+    monkeypatch.setattr(
+        train_mod, "resolve_precision", lambda requested, device_type: resolve_precision(
+            requested, device_type, bf16_supported=lambda: True
+        )
+    )  # fmt: skip
+    images = (torch.arange(8 * 28 * 28) % 255).reshape(8, 28, 28).to(torch.uint8).numpy()
+    cfg = TrainConfig(
+        out_dir=str(tmp_path), max_steps=2, batch_size=4, timesteps=10, sample_steps=5, progress=False,
+        device="cpu", precision="bf16",
+    )  # fmt: skip
+    trainer = Trainer(tiny_config, cfg, images=images, log=lambda m: None)
+    assert trainer.precision == "bf16" and trainer.scaler is None
+    seen: list[torch.dtype] = []
+    hook = trainer.model.init_conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    result = trainer.run()
+    hook.remove()
+    assert seen and all(d == torch.bfloat16 for d in seen)
+    assert all(torch.isfinite(torch.tensor(v)) for _, v in result["loss_history"])
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    meta = json.loads((tmp_path / "checkpoint.json").read_text(encoding="utf-8"))
+    assert meta["precision"] == "bf16" and meta["train"]["precision"] == "bf16"
 
 
 def test_unknown_precision_is_rejected() -> None:
@@ -49,7 +99,7 @@ def test_unknown_precision_is_rejected() -> None:
 
 def test_autocast_helper() -> None:
     assert isinstance(autocast_for("fp32", "cuda"), nullcontext)
-    # CPU 에서도 만들 수 있는 autocast 로 dtype 을 확인한다 (실제 학습은 CUDA 에서만 쓴다)
+    # CPU 에서도 만들 수 있는 autocast 로 dtype 을 확인한다
     with autocast_for("bf16", "cpu"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
 
@@ -112,3 +162,18 @@ def test_fp16_path_with_grad_scaler_runs_and_resumes(tmp_path, tiny_config, monk
     cfg2 = _fp16_config(tmp_path, max_steps=3)
     resumed = Trainer(tiny_config, cfg2, resume=tmp_path / "checkpoint.safetensors", images=images, log=lambda m: None)
     assert resumed.scaler.get_scale() == meta["grad_scaler"]["scale"] <= 1024.0
+
+
+def test_cpu_auto_follows_the_study() -> None:
+    """CPU 의 auto 는 측정이 정한다 (issue 15, 10장): ``recipe_study_round3.json`` 은 AVX512-BF16 이 있는 CPU 에서 같은 20분
+    시간 예산으로 fp32 와 bf16 autocast 를 학습해 견줬다. bf16 은 처리량이 더 컸는데도 FID 가 더 나빴으므로 auto 는 fp32 다."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks/results/recipe_study_round3.json"
+    study = json.loads(path.read_text(encoding="utf-8"))
+    rows = {(r["variant"], r["seed"]): r for r in study["results"] if r["minutes"] == 20 and r["num"] >= 1000}
+    fp32, bf16 = rows[("default", 0)], rows[("bf16", 0)]
+    assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")  # 실제로 쓴 정밀도가 사이드카에 남았다
+    assert study["cpu_bf16"]["bf16_over_fp32"] > 1 and bf16["steps"] > fp32["steps"]  # bf16 이 빨랐던 기계다
+    bf16_wins = bf16["fid"] < fp32["fid"]
+    assert (resolve_precision("auto", "cpu", bf16_supported=lambda: True) == "bf16") == bf16_wins

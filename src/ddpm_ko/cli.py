@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         help="학습 정밀도 (training precision; 기본 auto: CUDA 면 bf16, bf16 이 없는 GPU 는 fp16 + 스케일러, "
-        "CPU 는 fp32)",
+        "CPU 는 fp32. CPU 에서 bf16 은 AVX512·AMX 가 있을 때만 고를 수 있다)",
     )
     t.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     t.add_argument(
