@@ -51,24 +51,24 @@ VARIANTS: dict[str, list[str]] = {
 
 
 #: 결과에 적는 학습 설정: 기본값이 바뀌어도 각 행이 무엇을 학습했는지 스스로 말하게 한다
-# 연구의 평가 샘플러. 책의 기본 샘플러(ddpm_ko.sampling / solvers 의 상수)는 측정에 따라 바뀔 수 있지만, 한 결과 파일의 행들은
-# 모두 같은 샘플러로 재야 견줄 수 있다. 그래서 파일마다 샘플러를 적어 두고(``eval_sampler``), 다른 샘플러로 이어 재기를 거절한다.
-# 첫 두 차례(recipe_study.json, _round2)는 그때의 기본값(DPM-Solver++(2M) 10 스텝, λ 간격)으로 쟀다.
-EVAL_SAMPLER = {"sampler": "dpm-solver++", "steps": 10, "spacing": "logsnr"}
 RECIPE_KEYS = (
     "batch_size", "lr", "warmup_steps", "prediction_type", "loss_type", "min_snr_gamma", "flip", "schedule", "precision",
 )  # fmt: skip
 
+# 연구의 평가 샘플러. 책의 기본 샘플러(ddpm_ko.sampling / solvers 의 상수)는 측정에 따라 바뀔 수 있지만, 한 결과 파일의 행들은
+# 모두 같은 샘플러로 재야 견줄 수 있다. 그래서 파일마다 샘플러를 적어 두고(``eval_sampler``), 다른 샘플러로 이어 재기를 거절한다.
+# 첫 두 차례(recipe_study.json, _round2)는 그때의 기본값(DPM-Solver++(2M) 10 스텝, λ 간격)으로 쟀다.
+EVAL_SAMPLER = {"sampler": "dpm-solver++", "steps": 10, "spacing": "logsnr"}
+
 
 def parse_eval_sampler(text: str) -> dict[str, Any]:
     """``pinned`` (첫 연구의 샘플러), ``default`` (책의 지금 기본 샘플러) 또는 ``SAMPLER:STEPS[:SPACING]``."""
+    from ddpm_ko.sampling import DEFAULT_SAMPLER, SAMPLERS
     from ddpm_ko.solvers import DEFAULT_SPACING, DEFAULT_STEPS, SPACINGS
 
     if text == "pinned":
         return dict(EVAL_SAMPLER)
     if text == "default":
-        from ddpm_ko.sampling import DEFAULT_SAMPLER
-
         return {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "spacing": DEFAULT_SPACING}
     parts = text.split(":")
     try:
@@ -78,6 +78,10 @@ def parse_eval_sampler(text: str) -> dict[str, Any]:
             f"'{text}': pinned, default 또는 SAMPLER:STEPS[:SPACING] 로 적는다 / use pinned, default or "
             "SAMPLER:STEPS[:SPACING], e.g. dpm-solver++:15:karras"
         ) from None
+    if sampler not in SAMPLERS:
+        raise argparse.ArgumentTypeError(
+            f"알 수 없는 샘플러 '{sampler}' / unknown sampler: choose from {list(SAMPLERS)}"
+        )
     spacing = parts[2] if len(parts) > 2 else None
     if spacing is not None and spacing not in SPACINGS:
         raise argparse.ArgumentTypeError(f"알 수 없는 간격 '{spacing}' / unknown spacing: choose from {list(SPACINGS)}")

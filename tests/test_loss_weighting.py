@@ -180,7 +180,7 @@ def test_recipe_study_eval_sampler_option():
     assert parse("default") == {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "spacing": DEFAULT_SPACING}
     assert parse("sde-dpm-solver++:20:karras") == {"sampler": "sde-dpm-solver++", "steps": 20, "spacing": "karras"}
     assert parse("ddim:50") == {"sampler": "ddim", "steps": 50}
-    for bad in ("ddim", "ddim:many", "dpm-solver++:10:cosine"):
+    for bad in ("ddim", "ddim:many", "dpm-solver++:10:cosine", "euler:10"):
         with pytest.raises(argparse.ArgumentTypeError, match="/"):
             parse(bad)
     # 세 번째 연구의 파일은 책의 기본 샘플러로 쟀고, 그 사실이 파일에 적혀 있다
