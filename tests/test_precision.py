@@ -86,6 +86,7 @@ def test_cpu_bf16_training_step(tmp_path, tiny_config, monkeypatch) -> None:
     assert seen and all(d == torch.bfloat16 for d in seen)
     assert all(torch.isfinite(torch.tensor(v)) for _, v in result["loss_history"])
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert all(p.dtype == torch.float32 for p in trainer.ema.model.parameters())
     meta = json.loads((tmp_path / "checkpoint.json").read_text(encoding="utf-8"))
     assert meta["precision"] == "bf16" and meta["train"]["precision"] == "bf16"
 

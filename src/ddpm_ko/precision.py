@@ -71,8 +71,8 @@ def resolve_precision(
     if device_type != "cuda":
         if requested in ("bf16", "fp16"):
             raise ValueError(
-                f"--precision {requested} 는 CUDA 와 (bf16 은) CPU 에서만 쓴다 / {requested} autocast is not used on "
-                f"{device_type}; use --precision auto or fp32"
+                f"{device_type} 에서는 --precision {requested} 를 쓰지 않는다 (bf16 은 CUDA 와 CPU, fp16 은 CUDA 에서만) / "
+                f"{requested} autocast is not used on {device_type}; use --precision auto or fp32"
             )
         return "fp32"
     if requested in ("auto", "bf16"):
