@@ -305,3 +305,26 @@ def import_lucidrains(ext_dir: str | os.PathLike = PEERS) -> Any:
     sys.modules[spec.name] = mod  # type: ignore[union-attr]
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     return mod
+
+
+def parse_point(item: str) -> dict[str, Any]:
+    """샘플러 설정 ``"ddim:50"`` / ``"dpm-solver++:10:logsnr"`` → ``{"sampler", "steps", "spacing"}``.
+
+    간격을 생략한 DPM-Solver++ 는 ``solvers.DEFAULT_SPACING``, DDIM·DDPM 의 간격은 ``None`` 이다. 형식이 틀리면 고칠 방법을
+    말하는 ``SystemExit`` (quality_vs_nfe 의 ``--points``, recipe_study 의 ``--eval-sampler``).
+    """
+    from ddpm_ko.sampling import SAMPLERS, SOLVER_SAMPLERS
+    from ddpm_ko.solvers import DEFAULT_SPACING, SPACINGS
+
+    parts = item.strip().split(":")
+    if len(parts) not in (2, 3) or parts[0] not in SAMPLERS or not parts[1].isdigit() or int(parts[1]) < 1:
+        raise SystemExit(f"점의 형식이 틀렸다 / bad point {item!r}: use sampler:steps[:spacing], sampler in {SAMPLERS}")
+    sampler, steps = parts[0], int(parts[1])
+    spacing = None
+    if sampler in SOLVER_SAMPLERS:
+        spacing = parts[2] if len(parts) == 3 else DEFAULT_SPACING
+        if spacing not in SPACINGS:
+            raise SystemExit(f"알 수 없는 간격 / unknown spacing {spacing!r}: choose one of {SPACINGS}")
+    elif len(parts) == 3:
+        raise SystemExit(f"간격은 DPM-Solver++ 에만 / a spacing only applies to {SOLVER_SAMPLERS}: {item!r}")
+    return {"sampler": sampler, "steps": steps, "spacing": spacing}

@@ -42,6 +42,7 @@ from _common import (
     fmt_table,
     load_benchmark_model,
     machine_info,
+    parse_point,
     portable_command,
     same_checkpoint,
     save_atomic,
@@ -57,25 +58,6 @@ RULE_FACTOR = 1.1  # 기본값 규칙: 기준 FID 의 이 배수 안
 # 25 번이면 브라우저 한 스레드에서 16장에 12초 남짓이다 (book/live_sampling.md 의 표). 이보다 비싼 설정(DDPM 1000 등)은
 # 이름으로 골라 쓴다.
 INTERACTIVE_NFE = 25
-
-
-def parse_point(item: str) -> dict[str, Any]:
-    """``"ddim:50"`` / ``"dpm-solver++:10:logsnr"`` → ``{"sampler", "steps", "spacing"}``."""
-    from ddpm_ko.sampling import SAMPLERS, SOLVER_SAMPLERS
-    from ddpm_ko.solvers import DEFAULT_SPACING, SPACINGS
-
-    parts = item.strip().split(":")
-    if len(parts) not in (2, 3) or parts[0] not in SAMPLERS or not parts[1].isdigit() or int(parts[1]) < 1:
-        raise SystemExit(f"점의 형식이 틀렸다 / bad point {item!r}: use sampler:steps[:spacing], sampler in {SAMPLERS}")
-    sampler, steps = parts[0], int(parts[1])
-    spacing = None
-    if sampler in SOLVER_SAMPLERS:
-        spacing = parts[2] if len(parts) == 3 else DEFAULT_SPACING
-        if spacing not in SPACINGS:
-            raise SystemExit(f"알 수 없는 간격 / unknown spacing {spacing!r}: choose one of {SPACINGS}")
-    elif len(parts) == 3:
-        raise SystemExit(f"간격은 DPM-Solver++ 에만 / a spacing only applies to {SOLVER_SAMPLERS}: {item!r}")
-    return {"sampler": sampler, "steps": steps, "spacing": spacing}
 
 
 def point_label(p: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, ROOT, fmt_table, machine_info, portable_command, save_atomic
+from _common import RESULTS, ROOT, fmt_table, machine_info, parse_point, portable_command, save_atomic
 
 #: 변형 이름 → ``ddpm-ko train`` 에 더하는 인자. 연구한 손잡이(좌우 반전, Min-SNR-γ)는 기본값이 바뀌어도 뜻이 같도록
 #: 값을 늘 적는다. 나머지는 지금의 기본 처방에서 하나씩만 바꾼다. 결과의 각 행에는 실제로 학습한 설정(``recipe``)이 함께 남는다.
@@ -62,30 +62,18 @@ EVAL_SAMPLER = {"sampler": "dpm-solver++", "steps": 10, "spacing": "logsnr"}
 
 
 def parse_eval_sampler(text: str) -> dict[str, Any]:
-    """``pinned`` (첫 연구의 샘플러), ``default`` (책의 지금 기본 샘플러) 또는 ``SAMPLER:STEPS[:SPACING]``."""
-    from ddpm_ko.sampling import DEFAULT_SAMPLER, SAMPLERS
-    from ddpm_ko.solvers import DEFAULT_SPACING, DEFAULT_STEPS, SPACINGS
+    """``pinned`` (첫 연구의 샘플러), ``default`` (책의 지금 기본 샘플러) 또는 ``SAMPLER:STEPS[:SPACING]`` (``parse_point``)."""
+    from ddpm_ko.sampling import DEFAULT_SAMPLER
+    from ddpm_ko.solvers import DEFAULT_SPACING, DEFAULT_STEPS
 
     if text == "pinned":
         return dict(EVAL_SAMPLER)
     if text == "default":
         return {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "spacing": DEFAULT_SPACING}
-    parts = text.split(":")
     try:
-        sampler, steps = parts[0], int(parts[1])
-    except (IndexError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"'{text}': pinned, default 또는 SAMPLER:STEPS[:SPACING] 로 적는다 / use pinned, default or "
-            "SAMPLER:STEPS[:SPACING], e.g. dpm-solver++:15:karras"
-        ) from None
-    if sampler not in SAMPLERS:
-        raise argparse.ArgumentTypeError(
-            f"알 수 없는 샘플러 '{sampler}' / unknown sampler: choose from {list(SAMPLERS)}"
-        )
-    spacing = parts[2] if len(parts) > 2 else None
-    if spacing is not None and spacing not in SPACINGS:
-        raise argparse.ArgumentTypeError(f"알 수 없는 간격 '{spacing}' / unknown spacing: choose from {list(SPACINGS)}")
-    return {"sampler": sampler, "steps": steps, **({"spacing": spacing} if spacing else {})}
+        return parse_point(text)
+    except SystemExit as err:  # argparse 가 사용법과 함께 알리도록
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def parse_variants(text: str) -> list[str]:

@@ -179,8 +179,9 @@ def test_recipe_study_eval_sampler_option():
     assert parse("pinned") == recipe_study.EVAL_SAMPLER == {"sampler": "dpm-solver++", "steps": 10, "spacing": "logsnr"}
     assert parse("default") == {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "spacing": DEFAULT_SPACING}
     assert parse("sde-dpm-solver++:20:karras") == {"sampler": "sde-dpm-solver++", "steps": 20, "spacing": "karras"}
-    assert parse("ddim:50") == {"sampler": "ddim", "steps": 50}
-    for bad in ("ddim", "ddim:many", "dpm-solver++:10:cosine", "euler:10"):
+    assert parse("ddim:50") == {"sampler": "ddim", "steps": 50, "spacing": None}
+    assert parse("dpm-solver++:15") == {"sampler": "dpm-solver++", "steps": 15, "spacing": DEFAULT_SPACING}
+    for bad in ("ddim", "ddim:many", "dpm-solver++:10:cosine", "euler:10", "ddim:50:karras"):
         with pytest.raises(argparse.ArgumentTypeError, match="/"):
             parse(bad)
     # 세 번째 연구의 파일은 책의 기본 샘플러로 쟀고, 그 사실이 파일에 적혀 있다
