@@ -41,8 +41,10 @@ VARIANTS: dict[str, list[str]] = {
     "batch-32": ["--batch-size", "32", "--lr", "7e-4"],
     "batch-128": ["--batch-size", "128", "--lr", "1.4e-3"],
     "warmup-50": ["--warmup-steps", "50"],
+    "ema-window-0.2": ["--ema-window", "0.2"],
     "attention-none": ["--attention", "none"],
     "dim-24": ["--dim", "24"],
+    "dim-40": ["--dim", "40"],
     # CPU 의 bf16 자동 혼합 정밀도 (bf16 커널이 있는 CPU 에서만: ddpm_ko.precision.cpu_bf16_supported)
     "bf16": ["--precision", "bf16"],
     "bf16-lr-2e-3": ["--precision", "bf16", "--lr", "2e-3"],

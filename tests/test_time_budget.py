@@ -95,6 +95,7 @@ def test_budget_run_stops_when_the_trained_time_reaches_the_budget(straight):
         "wall_time_s": 15.0,
         "seconds_per_step": DT,
         "ema_decay": budget_ema_decay(steps),
+        "ema_window": EMA_WINDOW_FRACTION,
         "reached": True,
     }
     assert not any("warm-up" in m for m in straight.logs)  # 워밍업 3 스텝은 60 스텝 예산에 짧다: 경고 없음
@@ -113,6 +114,23 @@ def test_budget_lr_decays_to_the_floor_at_the_end_and_warms_up_as_before(straigh
     assert straight.ema_decay == budget_ema_decay(60)
     # 0.1 의 float 반올림 때문에 1/(0.1·60) 는 1/6 에서 마지막 비트가 다를 수 있다 (1e-15 상대)
     assert 1 / (1 - straight.ema_decay) == pytest.approx(EMA_WINDOW_FRACTION * 60, rel=1e-12)
+
+
+def test_ema_window_sets_the_budget_ema_and_is_recorded(tmp_path):
+    """``ema_window`` (``--ema-window``): EMA 창 1/(1 − d) 가 전체 스텝의 그 몫이 되고, 사이드카에 남는다."""
+    trainer = budget_trainer(tmp_path, step_clock(), ema_window=0.5)
+    trainer.run()
+    assert trainer.ema.decay == budget_ema_decay(60, 0.5)
+    assert 1 / (1 - trainer.ema.decay) == pytest.approx(30, rel=1e-12)  # 60 스텝의 절반
+    record = sidecar(tmp_path)["time_budget"]
+    assert record["ema_window"] == 0.5 and record["ema_decay"] == trainer.ema.decay
+    assert budget_ema_decay(60, 1 / 60) == 0.0  # 창이 한 스텝이면 평균하지 않는다
+
+
+@pytest.mark.parametrize("window", [0.0, -0.1, 1.5])
+def test_impossible_ema_window_is_refused(tmp_path, window):
+    with pytest.raises(ValueError, match=r"ema_window.*/"):
+        tiny_train_config(tmp_path, time_budget=BUDGET_MIN, ema_window=window)
 
 
 def test_without_a_budget_the_schedule_is_the_old_one(tmp_path):
@@ -263,6 +281,13 @@ def test_cli_passes_the_time_budget(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "train", fake_train)
     assert cli.main(["train", "--time-budget", "20", "--out-dir", str(tmp_path), "--no-progress"]) == 0
     assert seen["cfg"].time_budget == 20.0 and seen["cfg"].max_steps is None
+    assert seen["cfg"].ema_window == EMA_WINDOW_FRACTION
+    args = ["train", "--time-budget", "20", "--ema-window", "0.2", "--out-dir", str(tmp_path), "--no-progress"]
+    assert cli.main(args) == 0 and seen["cfg"].ema_window == 0.2
+    # 예산 없이 주면 아무 일도 하지 않는 옵션이므로 학습을 시작하기 전에 거부한다
+    seen.clear()
+    assert cli.main(["train", "--max-steps", "3", "--ema-window", "0.2", "--out-dir", str(tmp_path)]) == 2
+    assert not seen
 
 
 # ------------------------------------------------------------------------------------------ 여러 프로세스

@@ -223,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_positive_float, help="학습률 (learning rate; 기본 1e-3)")
     t.add_argument("--warmup-steps", type=_non_negative_int, help="학습률 워밍업 스텝 수 (LR warmup steps; 기본 200)")
     t.add_argument("--ema-decay", type=float, help="EMA 감쇠율 d, 0 <= d < 1 (EMA decay; 기본 0.999)")
+    t.add_argument(
+        "--ema-window",
+        type=_positive_float,
+        metavar="FRACTION",
+        help="--time-budget 에서 EMA 평균 창 1/(1-d) 를 추정 전체 스텝 수의 이 몫으로 (EMA window as a fraction of "
+        "the run, 0 < f <= 1; 기본 0.1; --ema-decay 대신)",
+    )
     t.add_argument("--schedule", choices=sorted(SCHEDULES), help="β 스케줄 (noise schedule; 기본 linear)")
     t.add_argument("--timesteps", type=positive_int, help="타임스텝 수 T (diffusion timesteps; 기본 1000)")
     t.add_argument("--prediction", choices=PREDICTION_TYPES, help="예측 대상 (prediction target; 기본 eps)")
@@ -409,6 +416,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         "lr": a.lr,
         "warmup_steps": a.warmup_steps,
         "ema_decay": a.ema_decay,
+        "ema_window": a.ema_window,
         "schedule": a.schedule,
         "timesteps": a.timesteps,
         "prediction_type": a.prediction,
@@ -440,6 +448,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
             unet_cfg = None  # 신경망 설정도 체크포인트 것 (주었으면 Trainer 가 무시한다고 알린다)
     else:
         cfg = TrainConfig(**given)
+    if a.ema_window is not None and cfg.time_budget is None:
+        raise ValueError(
+            "--ema-window 은 --time-budget 과 함께 쓴다 (예산이 없으면 --ema-decay) / --ema-window only applies with "
+            "--time-budget; without a budget set --ema-decay"
+        )
     result = train(unet_cfg, cfg, resume=a.resume)
     end = result.get("end") or {}
     if end.get("reason") == "signal":  # 신호를 받아 그 학습 스텝을 마치고 저장한 뒤 멈췄다

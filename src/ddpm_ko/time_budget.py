@@ -10,8 +10,8 @@
   평균 속도로) 다시 추정한다. 남은 시간이 줄수록 추정의 오차도 줄어, 속도가 도중에 바뀌어도 끝은 예산에 맞는다.
 - **학습률**: 워밍업은 예산이 없을 때와 같다. 그 위에 N̂ 까지 코사인으로 ``LR_FLOOR`` 배까지 줄이는 상한을 씌운다
   (``budget_lr``). 추정이 나오기 전에는 예산이 없을 때와 같은 학습률이다.
-- **EMA**: 평균하는 창 1/(1 − d) 가 N̂ 의 ``EMA_WINDOW_FRACTION`` 이 되게 감쇠율 d 를 정한다
-  (``budget_ema_decay``). 학습 설정의 ``ema_decay`` 대신 이 값을 쓰고, ``ema_decay_at`` 의 워밍업은 그대로다.
+- **EMA**: 평균하는 창 1/(1 − d) 가 N̂ 의 몫 ``ema_window`` (학습 설정, 기본 ``EMA_WINDOW_FRACTION``) 가 되게
+  감쇠율 d 를 정한다 (``budget_ema_decay``). 학습 설정의 ``ema_decay`` 대신 이 값을 쓰고, ``ema_decay_at`` 의 워밍업은 그대로다.
 - **끝**: 학습에 쓴 벽시계 시간(``wall_time``, 체크포인트의 ``wall_time_s``)이 예산에 이른 스텝에서 끝난다.
   넘는 것은 많아야 한 스텝과 마지막 저장이다. 프로세스 시작(데이터 읽기, 모델 만들기)은 세지 않는다.
 - **이어 학습**: ``wall_time`` 은 체크포인트에 있으므로 이어 학습은 남은 예산(예산 − 이미 쓴 시간)만 학습한다.
@@ -51,8 +51,9 @@ MEASURE_STEPS = 20
 #: 예산 끝의 학습률 = lr × LR_FLOOR. 0 까지 내리면 마지막 스텝들이 거의 배우지 못한다. 마지막 10 % 의 학습률로도
 #: 조금씩 배우고, 그 구간을 EMA 가 평균한다.
 LR_FLOOR = 0.1
-#: EMA 가 평균하는 창 1/(1 − d) 를 추정한 전체 스텝 수의 이 몫으로 둔다. Karras 외(2024, EDM2)는 EMA 의 폭을
-#: 학습 길이에 대한 비율로 재어, 0.05~0.15 안팎이 좋다고 보고했다. 그 가운데 값이다.
+#: EMA 가 평균하는 창 1/(1 − d) 를 추정한 전체 스텝 수의 이 몫으로 둔다 (기본값; 학습 설정 ``ema_window``,
+#: ``--ema-window`` 로 바꾼다). Karras 외(2024, EDM2)는 EMA 의 폭을 학습 길이에 대한 비율로 재어, 0.05~0.15 안팎이
+#: 좋다고 보고했다. 그 가운데 값이다.
 EMA_WINDOW_FRACTION = 0.1
 
 
@@ -71,9 +72,9 @@ def budget_lr(step: int, warmup_lr: float, lr: float, estimated_total: float | N
     return min(warmup_lr, lr * (LR_FLOOR + (1.0 - LR_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * p))))
 
 
-def budget_ema_decay(estimated_total: float) -> float:
-    """창 1/(1 − d) 가 ``EMA_WINDOW_FRACTION``·N̂ 인 감쇠율 d (창이 한 스텝 이하면 0: 평균하지 않는다)."""
-    return max(0.0, 1.0 - 1.0 / (EMA_WINDOW_FRACTION * estimated_total))
+def budget_ema_decay(estimated_total: float, window: float = EMA_WINDOW_FRACTION) -> float:
+    """창 1/(1 − d) 가 ``window``·N̂ 인 감쇠율 d (창이 한 스텝 이하면 0: 평균하지 않는다)."""
+    return max(0.0, 1.0 - 1.0 / (window * estimated_total))
 
 
 @dataclass
@@ -85,6 +86,8 @@ class TimeBudget:
     """
 
     minutes: float
+    #: EMA 의 평균 창을 추정 전체 스텝 수 N̂ 의 이 몫으로 둔다 (학습 설정의 ``ema_window``)
+    ema_window: float = EMA_WINDOW_FRACTION
     #: 잰 (또는 체크포인트에서 물려받은) 스텝당 시간(초)
     seconds_per_step: float | None = None
     #: 추정한 전체 스텝 수 N̂ (아직 추정 전이면 None)
@@ -102,7 +105,9 @@ class TimeBudget:
     @classmethod
     def from_config(cls, cfg: Any) -> TimeBudget | None:
         """학습 설정의 ``time_budget`` (분) 으로 만든다. 예산이 없으면 ``None``."""
-        return None if cfg.time_budget is None else cls(float(cfg.time_budget))
+        if cfg.time_budget is None:
+            return None
+        return cls(float(cfg.time_budget), ema_window=float(getattr(cfg, "ema_window", EMA_WINDOW_FRACTION)))
 
     # ------------------------------------------------------------------ 순수한 계산
     def restart(self, step: int, wall_time: float) -> None:
@@ -148,7 +153,8 @@ class TimeBudget:
             "estimated_total_steps": None if est is None else round(est),
             "wall_time_s": round(wall_time, 2),
             "seconds_per_step": self.seconds_per_step,
-            "ema_decay": None if est is None else budget_ema_decay(est),
+            "ema_decay": None if est is None else budget_ema_decay(est, self.ema_window),
+            "ema_window": self.ema_window,
             "reached": self.reached,
         }
 
@@ -195,7 +201,7 @@ class TimeBudget:
 
     def _apply(self, trainer: Any) -> None:
         if self.estimated_total is not None:
-            trainer.ema.decay = budget_ema_decay(self.estimated_total)
+            trainer.ema.decay = budget_ema_decay(self.estimated_total, self.ema_window)
 
 
 def _shared_wall_time(trainer: Any) -> float:

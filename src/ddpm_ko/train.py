@@ -49,7 +49,7 @@ from .guidance import DEFAULT_GUIDANCE
 from .precision import PRECISIONS, autocast_for, resolve_precision
 from .schedules import SCHEDULES
 from .stop_on_signal import StopOnSignal
-from .time_budget import TimeBudget
+from .time_budget import EMA_WINDOW_FRACTION, TimeBudget
 from .training_state import (
     MACHINE_KEYS,
     adopt_checkpoint_config,
@@ -100,6 +100,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     adam_betas: tuple[float, float] = (0.9, 0.99)
     ema_decay: float = 0.999
+    ema_window: float = EMA_WINDOW_FRACTION  # 시간 예산에서만: EMA 평균 창 = 추정 전체 스텝 × 이 몫 (ema_decay 대신)
     grad_clip: float = 1.0
     schedule: str = "linear"
     timesteps: int = 1000
@@ -179,6 +180,10 @@ class TrainConfig:
         require(self.subset is None or self.subset >= 1, "subset 은 1 이상 / subset must be >= 1")
         require(0.0 <= self.ema_decay < 1.0, f"ema_decay 는 [0, 1) / ema_decay must be in [0, 1), got {self.ema_decay}")
         require(self.warmup_steps >= 0, "warmup_steps 는 0 이상 / warmup_steps must be >= 0")
+        require(
+            0.0 < self.ema_window <= 1.0,
+            f"ema_window 는 (0, 1] (전체 스텝의 몫) / ema_window is a fraction of the run in (0, 1], got {self.ema_window}",
+        )
         require(self.grad_clip >= 0, "grad_clip 은 0 이상 / grad_clip must be >= 0")
         require(self.label_lr_mult > 0, f"label_lr_mult 는 양수 / label_lr_mult must be > 0, got {self.label_lr_mult}")
         require(0.0 <= self.p_uncond < 1.0, f"p_uncond 는 [0, 1) / p_uncond must be in [0, 1), got {self.p_uncond}")
