@@ -187,3 +187,30 @@ def test_recipe_study_eval_sampler_option():
     # 세 번째 연구의 파일은 책의 기본 샘플러로 쟀고, 그 사실이 파일에 적혀 있다
     study = json.loads((Path(benchmarks) / "results/recipe_study_round3.json").read_text(encoding="utf-8"))
     assert study["eval_sampler"]["spacing"] == "karras" and study["eval_sampler"]["steps"] == 15
+
+
+def test_recipe_study_rescored_files_are_the_same_runs():
+    """샘플러만 바꿔 다시 잰 처방 연구 파일의 행은 세 번째 연구의 같은 학습이다 (다시 학습하지 않았다).
+
+    같은 (변형, 시드) 의 행끼리 학습 스텝, 학습 시간, 마지막 손실, 처방이 같아야 하고, 평가 샘플러만 다르다.
+    """
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+    def rows(name: str) -> tuple[dict, dict]:
+        data = json.loads((results / f"{name}.json").read_text(encoding="utf-8"))
+        return data["eval_sampler"], {(r["variant"], r["seed"]): r for r in data["results"]}
+
+    base_sampler, base = rows("recipe_study_round3")
+    base.update(rows("recipe_study_round3_dim24")[1])
+    seen = 0
+    for name in ("recipe_study_round3_pinned", "recipe_study_round3_sde20"):
+        sampler, rescored = rows(name)
+        assert sampler != base_sampler
+        for key, r in rescored.items():
+            b = base[key]  # 세 번째 연구에 없는 (변형, 시드) 는 없다
+            fingerprint = ("steps", "train_seconds", "final_loss", "recipe", "precision", "unet")
+            assert {k: r[k] for k in fingerprint} == {k: b[k] for k in fingerprint}, key
+            seen += 1
+    assert seen >= 2
