@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +219,14 @@ def tiny_train_config(out_dir: str | os.PathLike, **overrides: Any) -> TrainConf
 TINY_TRAIN_FLAGS = (
     "--batch-size 8 --dim 8 --dim-mults 1-2 --attention none --timesteps 50 --threads 1 --device cpu".split()
 )
+
+
+def import_benchmark(name: str) -> Any:
+    """``benchmarks/NAME.py`` 를 모듈로 불러온다. ``benchmarks/`` 는 패키지가 아니므로 불러오는 동안만 ``sys.path`` 에 둔다
+    (그 안의 ``from _common import ...`` 도 함께 풀린다)."""
+    path = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, path)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(path)

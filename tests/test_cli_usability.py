@@ -31,7 +31,7 @@ import ddpm_ko.classifier as classifier_mod
 import ddpm_ko.data as data
 import ddpm_ko.evaluation as evaluation
 import ddpm_ko.pretrained as pretrained
-from conftest import TINY_TRAIN_FLAGS, TINY_TRAIN_UNET, tiny_train_config
+from conftest import TINY_TRAIN_FLAGS, TINY_TRAIN_UNET, import_benchmark, tiny_train_config
 from ddpm_ko.checkpoint import read_checkpoint
 from ddpm_ko.classifier import ClassifierConfig, FashionClassifier
 from ddpm_ko.cli import build_parser, main
@@ -159,11 +159,7 @@ def test_benchmark_results_hold_no_machine_paths():
 
 
 def test_benchmark_writer_records_portable_paths():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import _common
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    _common = import_benchmark("_common")
     cmd = _common.portable_command(
         [
             "python",
@@ -188,11 +184,7 @@ def test_default_sampler_rule_caps_the_calls_falls_back_to_the_best_cheap_settin
 
     # 기본값 규칙 (quality_vs_nfe.summarize): 호출 25 번 이하에서 기준 FID 의 1.1배 안에 드는 가장 싼 설정. 기준은 DDPM 1000
     # 이고, 25 번 이하의 어느 설정도 그 1.1배 안에 못 들면 25 번 이하에서 가장 낮은 FID 다. 상한 밖의 설정은 답이 되지 않는다
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import quality_vs_nfe
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    quality_vs_nfe = import_benchmark("quality_vs_nfe")
 
     def row(sampler, steps, fid):
         spacing = "logsnr" if sampler == "dpm-solver++" else None
@@ -243,11 +235,7 @@ def test_long_benchmark_points_resume_from_saved_batches_of_the_same_model_only(
     from ddpm_ko.diffusion import GaussianDiffusion
     from ddpm_ko.schedules import beta_schedule
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import quality_vs_nfe
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    quality_vs_nfe = import_benchmark("quality_vs_nfe")
     diffusion = GaussianDiffusion(beta_schedule("linear", 8))
     shape = (tiny_unet.config.channels, 8, 8)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_TRAIN_UNET, tiny_train_config
+from conftest import TINY_TRAIN_UNET, import_benchmark, tiny_train_config
 from ddpm_ko.cli import build_parser
 from ddpm_ko.diffusion import GaussianDiffusion
 from ddpm_ko.train import TrainConfig, Trainer, resume_config
@@ -163,18 +163,11 @@ def test_default_recipe_follows_the_study():
 def test_recipe_study_eval_sampler_option():
     """처방 연구의 ``--eval-sampler``: 한 결과 파일의 행은 같은 샘플러로 잰다. ``default`` 는 책의 지금 기본 샘플러다."""
     import argparse
-    import sys
-    from pathlib import Path
 
     from ddpm_ko.sampling import DEFAULT_SAMPLER
     from ddpm_ko.solvers import DEFAULT_SPACING, DEFAULT_STEPS
 
-    benchmarks = str(Path(__file__).resolve().parents[1] / "benchmarks")
-    sys.path.insert(0, benchmarks)
-    try:
-        import recipe_study
-    finally:
-        sys.path.remove(benchmarks)
+    recipe_study = import_benchmark("recipe_study")
     parse = recipe_study.parse_eval_sampler
     assert parse("pinned") == recipe_study.EVAL_SAMPLER == {"sampler": "dpm-solver++", "steps": 10, "spacing": "logsnr"}
     assert parse("default") == {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "spacing": DEFAULT_SPACING}
@@ -185,7 +178,7 @@ def test_recipe_study_eval_sampler_option():
         with pytest.raises(argparse.ArgumentTypeError, match="/"):
             parse(bad)
     # 세 번째 연구의 파일은 책의 기본 샘플러로 쟀고, 그 사실이 파일에 적혀 있다
-    study = json.loads((Path(benchmarks) / "results/recipe_study_round3.json").read_text(encoding="utf-8"))
+    study = json.loads((recipe_study.RESULTS / "recipe_study_round3.json").read_text(encoding="utf-8"))
     assert study["eval_sampler"]["spacing"] == "karras" and study["eval_sampler"]["steps"] == 15
 
 

@@ -10,6 +10,7 @@ import re
 import pytest
 import torch
 
+from conftest import import_benchmark
 from ddpm_ko import sampling
 from ddpm_ko.diffusion import GaussianDiffusion
 from ddpm_ko.sampling import SAMPLERS, SamplerOptions, ddim_timesteps, sample, sample_trajectory
@@ -226,7 +227,6 @@ def test_defaults_follow_the_measured_rule():
     ``recommended`` 와 패키지의 상수가 그것과 같은지, 그 결과 파일이 지금 책이 싣는 모델로 잰 것인지 본다."""
     import copy
     import json
-    import sys
     from pathlib import Path
 
     from ddpm_ko import solvers
@@ -240,12 +240,7 @@ def test_defaults_follow_the_measured_rule():
     ddpm = [r for r in rows if r["sampler"] == "ddpm"]
     assert len(ddpm) == 1 and ddpm[0]["num"] >= 1000, "DDPM 1000 스텝의 점(N ≥ 1000)이 측정에 없다"
     assert all(r["num"] == ddpm[0]["num"] for r in rows), "모든 점이 같은 N 이어야 견줄 수 있다"
-    benchmarks = str(Path(__file__).resolve().parents[1] / "benchmarks")
-    sys.path.insert(0, benchmarks)
-    try:
-        import quality_vs_nfe
-    finally:
-        sys.path.remove(benchmarks)
+    quality_vs_nfe = import_benchmark("quality_vs_nfe")
     reruns = quality_vs_nfe.load_reruns("quality_vs_nfe", bench)  # 같은 모델·N 을 다른 시드로 다시 잰 점들
     assert all(b["checkpoint_sha256"] == bench["checkpoint_sha256"] and b["num"] == bench["num"] for b in reruns)
     best = quality_vs_nfe.summarize(copy.deepcopy(rows), reruns)  # summarize 는 행에 DDPM 대비 값을 채워 넣는다
