@@ -37,6 +37,9 @@ VARIANTS: dict[str, list[str]] = {
     "flip-min-snr-5": ["--flip", "--min-snr-gamma", "5"],
     "no-flip-min-snr-5": ["--no-flip", "--min-snr-gamma", "5"],
     "v-pred": ["--prediction", "v"],
+    # 노이즈 스케줄: 코사인은 거의 순수한 잡음인 타임스텝을 줄이고 그만큼을 가운데·낮은 잡음에 준다 (2장, 9장)
+    "cosine": ["--schedule", "cosine"],
+    "cosine-v": ["--schedule", "cosine", "--prediction", "v"],
     "lr-2e-3": ["--lr", "2e-3"],
     "batch-32": ["--batch-size", "32", "--lr", "7e-4"],
     "batch-128": ["--batch-size", "128", "--lr", "1.4e-3"],
