@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -487,6 +488,52 @@ def test_sample_defaults_to_the_pretrained_model(tmp_path, monkeypatch):
     out = tmp_path / "x.npy"
     assert main(["sample", "--num", "2", "--out", str(out), "--no-progress"]) == 0
     assert seen == ["pretrained"] and np.load(out).shape == (2, 28, 28, 1)
+
+
+def test_sample_passes_the_spacing_through(tmp_path, monkeypatch):
+    """``--spacing`` 은 ``sample_images`` 까지 가고, 주지 않으면 None (패키지 기본 간격)이다. 없는 간격은 argparse 가 막는다."""
+    import ddpm_ko.generate as generate
+
+    seen = []
+
+    def fake_sample_images(checkpoint, num, **kwargs):
+        seen.append(kwargs["spacing"])
+        return torch.zeros(num, 1, 28, 28), None, {}
+
+    monkeypatch.setattr(generate, "sample_images", fake_sample_images)
+    out = str(tmp_path / "x.npy")
+    assert main(["sample", "--num", "1", "--out", out, "--sampler", "sde-dpm-solver++", "--spacing", "time"]) == 0
+    assert main(["sample", "--num", "1", "--out", out]) == 0
+    assert seen == ["time", None]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sample", "--num", "1", "--out", out, "--spacing", "uniform"])
+
+
+def test_spacing_only_for_the_solvers_and_a_collapsed_grid_warns(tmp_path, capsys):
+    """간격은 DPM-Solver++ 에만 (모델을 읽기 전에 막는다). 코사인 스케줄에서 Karras 간격은 정수 타임스텝이 겹쳐
+    요청보다 적은 스텝만 남으므로 경고하고, 그 경고가 권하는 t 간격은 겹치지 않는다."""
+    from ddpm_ko.generate import sample_images
+
+    with pytest.raises(ValueError, match="spacing"):
+        sample_images(tmp_path / "missing.safetensors", 2, sampler="ddim", spacing="time")
+    cfg = tiny_train_config(tmp_path / "cos", schedule="cosine", timesteps=1000, max_steps=1)
+    Trainer(TINY_TRAIN_UNET, cfg, images=IMAGES, log=lambda m: None).run()
+    ckpt = tmp_path / "cos" / "checkpoint.safetensors"
+    with pytest.warns(UserWarning, match=r"karras.*cosine"):
+        images, _, _ = sample_images(ckpt, 2, sampler="dpm-solver++", steps=15, spacing="karras", device="cpu")
+    assert images.shape == (2, 1, 8, 8) and torch.isfinite(images).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # t 간격: 15 스텝이 그대로 15 번의 호출
+        sample_images(ckpt, 2, sampler="sde-dpm-solver++", steps=15, spacing="time", device="cpu")
+    # 명령줄은 같은 경고를 파일 위치 없이 한 줄로 보이고, 샘플은 그대로 저장한다
+    out = tmp_path / "x.npy"
+    assert (
+        main(["sample", "--checkpoint", str(ckpt), "--num", "2", "--steps", "15", "--out", str(out), "--no-progress"])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "ddpm-ko: warning: karras" in err and "cosine" in err and ".py:" not in err
+    assert np.load(out).shape == (2, 8, 8, 1)
 
 
 # ---------------------------------------------------------------------------------------------- 6. 멈춘 까닭

@@ -5,7 +5,7 @@
     ddpm-ko train  --conditional [--init-from PATH|pretrained] [--p-uncond P] ...   (클래스 조건부, 11장)
     ddpm-ko sample [--checkpoint PATH|pretrained|pretrained-conditional] --num N
                    [--sampler ddpm|ddim|dpm-solver++|sde-dpm-solver++] [--steps S] [--eta E]
-                   [--label K|NAME|all] [--guidance W] [--seed K] [--out FILE.npy] [--gif FILE.gif]
+                   [--spacing karras|logsnr|time] [--label K|NAME|all] [--guidance W] [--seed K] [--out FILE.npy] [--gif FILE.gif]
     ddpm-ko export --checkpoint PATH --out FILE.safetensors
     ddpm-ko export --checkpoint PATH|pretrained|pretrained-conditional --format onnx --out FILE.onnx
     ddpm-ko train-classifier [--out FILE.safetensors]      (평가용 특징 신경망, ddpm_ko.classifier)
@@ -30,6 +30,7 @@ import math
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .precision import PRECISIONS
     from .sampling import DEFAULT_SAMPLER, SAMPLERS
     from .schedules import SCHEDULES
+    from .solvers import DEFAULT_SPACING, SPACINGS
     from .unet import ATTENTION_TYPES, BLOCK_TYPES
 
     p = _Parser(prog="ddpm-ko", description="DDPM 한국어 해설서의 학습·샘플링 도구 / train and sample the ddpm_ko DDPM")
@@ -313,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
         "ddpm_ko.solvers.DEFAULT_STEPS; DDPM 은 언제나 T",
     )
     s.add_argument("--eta", type=float, default=0.0, help="DDIM 의 η, 0..1 (DDIM eta; 기본 0)")
+    s.add_argument(
+        "--spacing",
+        choices=SPACINGS,
+        help=f"(SDE-)DPM-Solver++ 의 타임스텝 간격 (timestep spacing): {', '.join(SPACINGS)} "
+        f"(기본 {DEFAULT_SPACING}, ddpm_ko.solvers.DEFAULT_SPACING)",
+    )
     s.add_argument(
         "--label",
         help="조건부 모델로 그릴 클래스: 번호 0-9, 이름(dress, 드레스 …), 또는 all (클래스를 돌아가며) "
@@ -485,22 +493,26 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     labels = _labels_from_arg(a.label, a.num)
     if a.guidance is not None and labels is None:
         raise ValueError("--guidance 에는 --label 이 필요하다 / --guidance needs --label (a conditional model)")
-    images, trajectory, _meta = sample_images(
-        a.checkpoint,
-        a.num,
-        sampler=a.sampler,
-        steps=a.steps,
-        eta=a.eta,
-        seed=a.seed,
-        clip_x0=not a.no_clip,
-        use_ema=not a.no_ema,
-        device=a.device,
-        batch_size=a.batch_size,
-        trajectory=bool(a.gif),
-        progress=not a.no_progress,
-        labels=labels,
-        guidance=a.guidance,
-    )
+    with warnings.catch_warnings():
+        # 경고(예: 간격이 겹쳐 스텝이 준다)는 파일 위치와 소스 줄 없이 한 줄로
+        warnings.showwarning = lambda message, *_args, **_kw: print(f"ddpm-ko: warning: {message}", file=sys.stderr)
+        images, trajectory, _meta = sample_images(
+            a.checkpoint,
+            a.num,
+            sampler=a.sampler,
+            steps=a.steps,
+            eta=a.eta,
+            spacing=a.spacing,
+            seed=a.seed,
+            clip_x0=not a.no_clip,
+            use_ema=not a.no_ema,
+            device=a.device,
+            batch_size=a.batch_size,
+            trajectory=bool(a.gif),
+            progress=not a.no_progress,
+            labels=labels,
+            guidance=a.guidance,
+        )
     if a.out:
         arr = to_uint8(images)
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ def sample_images(
     sampler: str = DEFAULT_SAMPLER,
     steps: int | None = None,
     eta: float = 0.0,
+    spacing: str | None = None,
     seed: int = 0,
     clip_x0: bool = True,
     use_ema: bool = True,
@@ -38,7 +40,9 @@ def sample_images(
     """체크포인트(``"pretrained"`` 이면 책의 사전 학습 모델)로 ``num`` 장을 만든다.
 
     조건부 모델(``"pretrained-conditional"`` 등)이면 ``labels`` (num,) 로 클래스를 고른다. 가이던스 w 는
-    ``guidance`` (레이블을 주고 비워 두면 ``guidance.DEFAULT_GUIDANCE``).
+    ``guidance`` (레이블을 주고 비워 두면 ``guidance.DEFAULT_GUIDANCE``). ``spacing`` 은 두 DPM-Solver++ 의 타임스텝
+    간격(``"time"``, ``"logsnr"``, ``"karras"``; 기본 ``solvers.DEFAULT_SPACING``)이다. 그 간격이 이 체크포인트의
+    스케줄에서 정수 타임스텝으로 겹쳐 ``steps`` 보다 적은 호출만 남으면 경고한다 (코사인 스케줄의 Karras 간격이 그렇다).
 
     ``(images [−1, 1] (N, C, H, W), 궤적 또는 None, 메타데이터)`` 를 돌려준다.
     """
@@ -49,7 +53,7 @@ def sample_images(
     # 모델을 불러오기 전에 값싼 검사부터 (잘못된 인자로 큰 체크포인트를 읽지 않게)
     if guidance is None:
         guidance = DEFAULT_GUIDANCE if labels is not None else 0.0
-    options = SamplerOptions(sampler, steps, eta, clip_x0=clip_x0, guidance=guidance)
+    options = SamplerOptions(sampler, steps, eta, spacing=spacing, clip_x0=clip_x0, guidance=guidance)
     require(
         labels is None or tuple(torch.as_tensor(labels).shape) == (num,),
         f"레이블은 이미지마다 하나, ({num},) / need one label per image, shape ({num},)",
@@ -63,7 +67,17 @@ def sample_images(
         f"모델을 주어라 / {checkpoint} is an unconditional model: --label needs a conditional one "
         "(e.g. --checkpoint pretrained-conditional)",
     )
-    options.timesteps(diffusion)  # 샘플링 스텝 수가 이 체크포인트의 T 를 넘지 않는지
+    ts = options.timesteps(diffusion)  # 샘플링 스텝 수가 이 체크포인트의 T 를 넘지 않는지
+    if sampler in SOLVER_SAMPLERS and len(ts) < steps:
+        used = spacing or solvers.DEFAULT_SPACING
+        schedule = (meta.get("diffusion") or {}).get("schedule", "?")
+        warnings.warn(
+            f"{used} 간격은 이 체크포인트의 스케줄({schedule})에서 타임스텝이 겹쳐, 요청한 {steps} 스텝 가운데 "
+            f"{len(ts)} 스텝만 남는다: 다른 간격(--spacing time 또는 logsnr)을 써 보라 / the {used} spacing "
+            f"collapses to {len(ts)} of the {steps} requested timesteps on this checkpoint's schedule; "
+            "try another spacing (--spacing time or logsnr)",
+            stacklevel=2,
+        )
     c = model.config
     g = torch.Generator().manual_seed(seed)
     images, traj = sample_with_oom_retry(
@@ -79,6 +93,7 @@ def sample_images(
         sampler=sampler,
         steps=steps,
         eta=eta,
+        spacing=spacing,
         clip_x0=clip_x0,
         guidance=guidance,
         labels=labels,
