@@ -45,6 +45,7 @@ VARIANTS: dict[str, list[str]] = {
     "batch-128": ["--batch-size", "128", "--lr", "1.4e-3"],
     "warmup-50": ["--warmup-steps", "50"],
     "ema-window-0.2": ["--ema-window", "0.2"],
+    "ema-window-0.05": ["--ema-window", "0.05"],
     "attention-none": ["--attention", "none"],
     "dim-24": ["--dim", "24"],
     "dim-40": ["--dim", "40"],

@@ -183,7 +183,7 @@ def test_recipe_study_eval_sampler_option():
 
 
 def test_recipe_study_rescored_files_are_the_same_runs():
-    """샘플러만 바꿔 다시 잰 처방 연구 파일의 행은 세 번째 연구의 같은 학습이다 (다시 학습하지 않았다).
+    """샘플러만 바꿔 다시 잰 처방 연구 파일의 행은 같은 연구의 같은 학습이다 (다시 학습하지 않았다).
 
     같은 (변형, 시드) 의 행끼리 학습 스텝, 학습 시간, 마지막 손실, 처방이 같아야 하고, 평가 샘플러만 다르다.
     """
@@ -195,15 +195,27 @@ def test_recipe_study_rescored_files_are_the_same_runs():
         data = json.loads((results / f"{name}.json").read_text(encoding="utf-8"))
         return data["eval_sampler"], {(r["variant"], r["seed"]): r for r in data["results"]}
 
-    base_sampler, base = rows("recipe_study_round3")
-    base.update(rows("recipe_study_round3_dim24")[1])
-    seen = 0
-    for name in ("recipe_study_round3_pinned", "recipe_study_round3_sde20"):
-        sampler, rescored = rows(name)
-        assert sampler != base_sampler
-        for key, r in rescored.items():
-            b = base[key]  # 세 번째 연구에 없는 (변형, 시드) 는 없다
-            fingerprint = ("steps", "train_seconds", "final_loss", "recipe", "precision", "unet")
-            assert {k: r[k] for k in fingerprint} == {k: b[k] for k in fingerprint}, key
-            seen += 1
-    assert seen >= 2
+    studies = {  # 기준 파일들 (책의 기본 샘플러로 잰 학습) → 그 학습을 다른 샘플러로 다시 잰 파일들
+        ("recipe_study_round3", "recipe_study_round3_dim24"): (
+            "recipe_study_round3_pinned",
+            "recipe_study_round3_sde20",
+        ),
+        ("recipe_study_round3_dim40",): ("recipe_study_round3_dim40_sde20",),
+        ("recipe_study_round4",): ("recipe_study_round4_sde20",),
+    }
+    fingerprint = ("steps", "train_seconds", "final_loss", "recipe", "precision", "unet")
+    for base_names, rescored_names in studies.items():
+        base_sampler, base = rows(base_names[0])
+        for extra in base_names[1:]:
+            base.update(rows(extra)[1])
+        seen = 0
+        for name in rescored_names:
+            sampler, rescored = rows(name)
+            assert sampler != base_sampler
+            for key, r in rescored.items():
+                b = base[key]  # 기준 파일에 없는 (변형, 시드) 는 없다
+                assert {k: r[k] for k in fingerprint} == {k: b[k] for k in fingerprint}, (name, key)
+                seen += 1
+        assert seen >= 1, rescored_names
+    # 세 번째 연구는 모든 학습을 두 샘플러로 쟀다 (10장의 표는 두 파일의 같은 행을 짝짓는다)
+    assert set(rows("recipe_study_round4_sde20")[1]) == set(rows("recipe_study_round4")[1])
