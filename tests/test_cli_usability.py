@@ -519,9 +519,14 @@ def test_spacing_only_for_the_solvers_and_a_collapsed_grid_warns(tmp_path, capsy
     cfg = tiny_train_config(tmp_path / "cos", schedule="cosine", timesteps=1000, max_steps=1)
     Trainer(TINY_TRAIN_UNET, cfg, images=IMAGES, log=lambda m: None).run()
     ckpt = tmp_path / "cos" / "checkpoint.safetensors"
-    with pytest.warns(UserWarning, match=r"karras.*cosine"):
+    with pytest.warns(UserWarning, match=r"karras.*cosine.*--spacing time"):
         images, _, _ = sample_images(ckpt, 2, sampler="dpm-solver++", steps=15, spacing="karras", device="cpu")
     assert images.shape == (2, 1, 8, 8) and torch.isfinite(images).all()
+    from ddpm_ko.diffusion import GaussianDiffusion
+
+    for name in ("linear", "cosine"):  # 경고가 권하는 t 간격은 어느 스케줄, 어느 스텝 수에서도 겹치지 않는다
+        d = GaussianDiffusion.from_schedule(name, 1000)
+        assert all(len(d.solver_timesteps(n, "time")) == n for n in (2, 15, 333, 999, 1000))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # t 간격: 15 스텝이 그대로 15 번의 호출
         sample_images(ckpt, 2, sampler="sde-dpm-solver++", steps=15, spacing="time", device="cpu")

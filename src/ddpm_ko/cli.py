@@ -5,7 +5,8 @@
     ddpm-ko train  --conditional [--init-from PATH|pretrained] [--p-uncond P] ...   (클래스 조건부, 11장)
     ddpm-ko sample [--checkpoint PATH|pretrained|pretrained-conditional] --num N
                    [--sampler ddpm|ddim|dpm-solver++|sde-dpm-solver++] [--steps S] [--eta E]
-                   [--spacing karras|logsnr|time] [--label K|NAME|all] [--guidance W] [--seed K] [--out FILE.npy] [--gif FILE.gif]
+                   [--spacing karras|logsnr|time] [--label K|NAME|all] [--guidance W] [--seed K]
+                   [--out FILE.npy] [--gif FILE.gif]
     ddpm-ko export --checkpoint PATH --out FILE.safetensors
     ddpm-ko export --checkpoint PATH|pretrained|pretrained-conditional --format onnx --out FILE.onnx
     ddpm-ko train-classifier [--out FILE.safetensors]      (평가용 특징 신경망, ddpm_ko.classifier)

@@ -73,9 +73,9 @@ def sample_images(
         schedule = (meta.get("diffusion") or {}).get("schedule", "?")
         warnings.warn(
             f"{used} 간격은 이 체크포인트의 스케줄({schedule})에서 타임스텝이 겹쳐, 요청한 {steps} 스텝 가운데 "
-            f"{len(ts)} 스텝만 남는다: 다른 간격(--spacing time 또는 logsnr)을 써 보라 / the {used} spacing "
-            f"collapses to {len(ts)} of the {steps} requested timesteps on this checkpoint's schedule; "
-            "try another spacing (--spacing time or logsnr)",
+            f"{len(ts)} 스텝만 남는다: 겹치지 않는 t 간격(--spacing time, spacing='time')을 써 보라 / the {used} "
+            f"spacing collapses to {len(ts)} of the {steps} requested timesteps on this checkpoint's schedule; "
+            "the t spacing never does (--spacing time, spacing='time')",
             stacklevel=2,
         )
     c = model.config
