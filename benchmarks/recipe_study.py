@@ -49,6 +49,12 @@ VARIANTS: dict[str, list[str]] = {
     "attention-none": ["--attention", "none"],
     "dim-24": ["--dim", "24"],
     "dim-40": ["--dim", "40"],
+    # 네 번째 연구: 스테이지 어텐션을 뺀 망(세 번째 연구에서 이김)에 손잡이를 하나 더 얹는다
+    "attention-none-ema-window-0.05": ["--attention", "none", "--ema-window", "0.05"],
+    "attention-none-dim-24": ["--attention", "none", "--dim", "24"],
+    "attention-none-batch-32": ["--attention", "none", "--batch-size", "32", "--lr", "7e-4"],
+    # 예산 끝의 학습률: 기본은 lr 의 10 % (time_budget.LR_FLOOR), 0 까지 내리면?
+    "attention-none-lr-floor-0": ["--attention", "none", "--lr-floor", "0"],
     # CPU 의 bf16 자동 혼합 정밀도 (bf16 커널이 있는 CPU 에서만: ddpm_ko.precision.cpu_bf16_supported)
     "bf16": ["--precision", "bf16"],
     "bf16-lr-2e-3": ["--precision", "bf16", "--lr", "2e-3"],

@@ -96,6 +96,7 @@ def test_budget_run_stops_when_the_trained_time_reaches_the_budget(straight):
         "seconds_per_step": DT,
         "ema_decay": budget_ema_decay(steps),
         "ema_window": EMA_WINDOW_FRACTION,
+        "lr_floor": LR_FLOOR,
         "reached": True,
     }
     assert not any("warm-up" in m for m in straight.logs)  # 워밍업 3 스텝은 60 스텝 예산에 짧다: 경고 없음
@@ -125,6 +126,27 @@ def test_ema_window_sets_the_budget_ema_and_is_recorded(tmp_path):
     record = sidecar(tmp_path)["time_budget"]
     assert record["ema_window"] == 0.5 and record["ema_decay"] == trainer.ema.decay
     assert budget_ema_decay(60, 1 / 60) == 0.0  # 창이 한 스텝이면 평균하지 않는다
+
+
+def test_lr_floor_sets_the_last_lr_and_is_recorded(tmp_path):
+    """``lr_floor`` (``--lr-floor``): 예산 끝의 학습률이 lr 의 그 몫이 되고 (0 이면 0), 사이드카에 남는다."""
+    trainer = budget_trainer(tmp_path, step_clock(), lr_floor=0.0)
+    trainer.run()
+    lrs = [trainer.lr_at(n) for n in range(trainer.step)]
+    assert trainer.step == 60 and lrs[-1] == 0.0  # 코사인의 끝 cos π = −1 은 정확하다
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:]))  # 워밍업 뒤에는 0 까지 줄기만 한다
+    # 같은 스텝의 학습률은 기본 바닥(0.1)의 것보다 낮고, 그 차이는 바닥이 그대로 올리는 몫 f·(1 − c)·lr 이다
+    default = [budget_lr(n, lr_at(n, LR, 3), LR, 60.0) for n in range(60)]
+    assert lrs[:2] == default[:2]  # 워밍업은 같다
+    assert all(d - x == pytest.approx(LR * LR_FLOOR * (1 - x / LR), rel=1e-9) for d, x in zip(default[2:], lrs[2:]))
+    assert sidecar(tmp_path)["time_budget"]["lr_floor"] == 0.0
+    assert budget_lr(9, LR, LR, 10.0, floor=0.5) == LR * 0.5  # 마지막 스텝 (n + 1 = N̂)
+
+
+@pytest.mark.parametrize("floor", [-0.1, 1.5, float("nan")])
+def test_impossible_lr_floor_is_refused(tmp_path, floor):
+    with pytest.raises(ValueError, match=r"lr_floor.*/"):
+        tiny_train_config(tmp_path, time_budget=BUDGET_MIN, lr_floor=floor)
 
 
 @pytest.mark.parametrize("window", [0.0, -0.1, 1.5])
@@ -284,9 +306,13 @@ def test_cli_passes_the_time_budget(tmp_path, monkeypatch):
     assert seen["cfg"].ema_window == EMA_WINDOW_FRACTION
     args = ["train", "--time-budget", "20", "--ema-window", "0.2", "--out-dir", str(tmp_path), "--no-progress"]
     assert cli.main(args) == 0 and seen["cfg"].ema_window == 0.2
+    assert seen["cfg"].lr_floor == LR_FLOOR
+    args = ["train", "--time-budget", "20", "--lr-floor", "0", "--out-dir", str(tmp_path), "--no-progress"]
+    assert cli.main(args) == 0 and seen["cfg"].lr_floor == 0.0
     # 예산 없이 주면 아무 일도 하지 않는 옵션이므로 학습을 시작하기 전에 거부한다
     seen.clear()
     assert cli.main(["train", "--max-steps", "3", "--ema-window", "0.2", "--out-dir", str(tmp_path)]) == 2
+    assert cli.main(["train", "--max-steps", "3", "--lr-floor", "0", "--out-dir", str(tmp_path)]) == 2
     assert not seen
 
 

@@ -233,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="--time-budget 에서 EMA 평균 창 1/(1-d) 를 추정 전체 스텝 수의 이 몫으로 (EMA window as a fraction of "
         "the run, 0 < f <= 1; 기본 0.1; --ema-decay 대신)",
     )
+    t.add_argument(
+        "--lr-floor",
+        type=_non_negative_float,
+        metavar="FRACTION",
+        help="--time-budget 에서 예산 끝의 학습률을 lr 의 이 몫으로 (LR at the end of the budget as a fraction of "
+        "--lr, 0 <= f <= 1; 기본 0.1)",
+    )
     t.add_argument("--schedule", choices=sorted(SCHEDULES), help="β 스케줄 (noise schedule; 기본 linear)")
     t.add_argument("--timesteps", type=positive_int, help="타임스텝 수 T (diffusion timesteps; 기본 1000)")
     t.add_argument("--prediction", choices=PREDICTION_TYPES, help="예측 대상 (prediction target; 기본 eps)")
@@ -426,6 +433,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         "warmup_steps": a.warmup_steps,
         "ema_decay": a.ema_decay,
         "ema_window": a.ema_window,
+        "lr_floor": a.lr_floor,
         "schedule": a.schedule,
         "timesteps": a.timesteps,
         "prediction_type": a.prediction,
@@ -461,6 +469,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
         raise ValueError(
             "--ema-window 은 --time-budget 과 함께 쓴다 (예산이 없으면 --ema-decay) / --ema-window only applies with "
             "--time-budget; without a budget set --ema-decay"
+        )
+    if a.lr_floor is not None and cfg.time_budget is None:
+        raise ValueError(
+            "--lr-floor 는 --time-budget 과 함께 쓴다 (예산이 없으면 학습률은 워밍업 뒤 일정하다) / --lr-floor only "
+            "applies with --time-budget; without a budget the LR is constant after warm-up"
         )
     result = train(unet_cfg, cfg, resume=a.resume)
     end = result.get("end") or {}

@@ -8,8 +8,8 @@
 - **재기**: 이 프로세스의 처음 ``SKIP_STEPS`` 스텝은 한 번만 드는 비용(메모리 할당, oneDNN·cuDNN 커널 고르기)이
   섞여 있어 건너뛴다. 그 뒤 ``MEASURE_STEPS`` 스텝을 잰 뒤에 처음 추정하고, 그다음부터는 스텝마다 (잰 구간 전체의
   평균 속도로) 다시 추정한다. 남은 시간이 줄수록 추정의 오차도 줄어, 속도가 도중에 바뀌어도 끝은 예산에 맞는다.
-- **학습률**: 워밍업은 예산이 없을 때와 같다. 그 위에 N̂ 까지 코사인으로 ``LR_FLOOR`` 배까지 줄이는 상한을 씌운다
-  (``budget_lr``). 추정이 나오기 전에는 예산이 없을 때와 같은 학습률이다.
+- **학습률**: 워밍업은 예산이 없을 때와 같다. 그 위에 N̂ 까지 코사인으로 ``lr_floor`` 배(학습 설정, 기본 ``LR_FLOOR``)까지
+  줄이는 상한을 씌운다 (``budget_lr``). 추정이 나오기 전에는 예산이 없을 때와 같은 학습률이다.
 - **EMA**: 평균하는 창 1/(1 − d) 가 N̂ 의 몫 ``ema_window`` (학습 설정, 기본 ``EMA_WINDOW_FRACTION``) 가 되게
   감쇠율 d 를 정한다 (``budget_ema_decay``). 학습 설정의 ``ema_decay`` 대신 이 값을 쓰고, ``ema_decay_at`` 의 워밍업은 그대로다.
 - **끝**: 학습에 쓴 벽시계 시간(``wall_time``, 체크포인트의 ``wall_time_s``)이 예산에 이른 스텝에서 끝난다.
@@ -48,8 +48,9 @@ __all__ = [
 SKIP_STEPS = 5
 #: 이만큼 잰 뒤에 처음으로 전체 스텝 수를 추정한다 (그 뒤로는 스텝마다 다시 추정한다)
 MEASURE_STEPS = 20
-#: 예산 끝의 학습률 = lr × LR_FLOOR. 0 까지 내리면 마지막 스텝들이 거의 배우지 못한다. 마지막 10 % 의 학습률로도
-#: 조금씩 배우고, 그 구간을 EMA 가 평균한다.
+#: 예산 끝의 학습률 = lr × LR_FLOOR (기본값; 학습 설정 ``lr_floor``, ``--lr-floor`` 로 바꾼다). 0 까지 내리면 마지막
+#: 스텝들이 거의 배우지 못한다고 보고, 마지막 10 % 의 학습률로도 조금씩 배우며 그 구간을 EMA 가 평균하게 했다.
+#: 20분 예산에서 0 과 견준 결과는 10장의 처방 연구에 있다.
 LR_FLOOR = 0.1
 #: EMA 가 평균하는 창 1/(1 − d) 를 추정한 전체 스텝 수의 이 몫으로 둔다 (기본값; 학습 설정 ``ema_window``,
 #: ``--ema-window`` 로 바꾼다). Karras 외(2024, EDM2)는 EMA 의 폭을 학습 길이에 대한 비율로 재어, 0.05~0.15 안팎이
@@ -57,10 +58,10 @@ LR_FLOOR = 0.1
 EMA_WINDOW_FRACTION = 0.1
 
 
-def budget_lr(step: int, warmup_lr: float, lr: float, estimated_total: float | None) -> float:
+def budget_lr(step: int, warmup_lr: float, lr: float, estimated_total: float | None, floor: float = LR_FLOOR) -> float:
     """시간 예산 아래 ``step`` 스텝(0 부터)의 학습률: min(워밍업 학습률, N̂ 까지의 코사인 감쇠).
 
-    감쇠는 η·(f + (1 − f)·(1 + cos πp)/2), p = min(1, (n + 1)/N̂), f = ``LR_FLOOR`` 이다. 마지막 스텝(n = N̂ − 1)이
+    감쇠는 η·(f + (1 − f)·(1 + cos πp)/2), p = min(1, (n + 1)/N̂), f = ``floor`` (기본 ``LR_FLOOR``) 이다. 마지막 스텝(n = N̂ − 1)이
     정확히 f·η 를 쓴다. 코사인을 고른 까닭: 양 끝에서 기울기가 0 이라, 추정한 N̂ 가 학습 중에 조금 바뀌어도
     처음(아직 추정이 거친 때)과 끝(추정이 고쳐지는 때)의 학습률이 거의 흔들리지 않는다. 선형 감쇠는 끝에서 N̂ 가
     바뀐 만큼 그대로 흔들린다. 워밍업 학습률과의 최솟값으로 두어, 예산이 워밍업보다 짧아도 끝에서 f·η 에 이른다.
@@ -69,7 +70,7 @@ def budget_lr(step: int, warmup_lr: float, lr: float, estimated_total: float | N
     if estimated_total is None:
         return warmup_lr
     p = min(1.0, (step + 1) / max(estimated_total, 1.0))
-    return min(warmup_lr, lr * (LR_FLOOR + (1.0 - LR_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * p))))
+    return min(warmup_lr, lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * p))))
 
 
 def budget_ema_decay(estimated_total: float, window: float = EMA_WINDOW_FRACTION) -> float:
@@ -88,6 +89,8 @@ class TimeBudget:
     minutes: float
     #: EMA 의 평균 창을 추정 전체 스텝 수 N̂ 의 이 몫으로 둔다 (학습 설정의 ``ema_window``)
     ema_window: float = EMA_WINDOW_FRACTION
+    #: 예산 끝의 학습률을 lr 의 이 몫으로 둔다 (학습 설정의 ``lr_floor``)
+    lr_floor: float = LR_FLOOR
     #: 잰 (또는 체크포인트에서 물려받은) 스텝당 시간(초)
     seconds_per_step: float | None = None
     #: 추정한 전체 스텝 수 N̂ (아직 추정 전이면 None)
@@ -107,7 +110,11 @@ class TimeBudget:
         """학습 설정의 ``time_budget`` (분) 으로 만든다. 예산이 없으면 ``None``."""
         if cfg.time_budget is None:
             return None
-        return cls(float(cfg.time_budget), ema_window=float(getattr(cfg, "ema_window", EMA_WINDOW_FRACTION)))
+        return cls(
+            float(cfg.time_budget),
+            ema_window=float(getattr(cfg, "ema_window", EMA_WINDOW_FRACTION)),
+            lr_floor=float(getattr(cfg, "lr_floor", LR_FLOOR)),
+        )
 
     # ------------------------------------------------------------------ 순수한 계산
     def restart(self, step: int, wall_time: float) -> None:
@@ -142,7 +149,7 @@ class TimeBudget:
 
     def lr_at(self, step: int, warmup_lr: float, lr: float) -> float:
         """``budget_lr`` 를 지금의 추정으로."""
-        return budget_lr(step, warmup_lr, lr, self.estimated_total)
+        return budget_lr(step, warmup_lr, lr, self.estimated_total, self.lr_floor)
 
     def record(self, step: int, wall_time: float) -> dict[str, Any]:
         """체크포인트(사이드카 JSON)에 적을 내용: 예산, 다다른 스텝, 추정 전체 스텝, 쓴 시간, 잰 속도."""
@@ -155,6 +162,7 @@ class TimeBudget:
             "seconds_per_step": self.seconds_per_step,
             "ema_decay": None if est is None else budget_ema_decay(est, self.ema_window),
             "ema_window": self.ema_window,
+            "lr_floor": self.lr_floor,
             "reached": self.reached,
         }
 

@@ -49,7 +49,7 @@ from .guidance import DEFAULT_GUIDANCE
 from .precision import PRECISIONS, autocast_for, resolve_precision
 from .schedules import SCHEDULES
 from .stop_on_signal import StopOnSignal
-from .time_budget import EMA_WINDOW_FRACTION, TimeBudget
+from .time_budget import EMA_WINDOW_FRACTION, LR_FLOOR, TimeBudget
 from .training_state import (
     MACHINE_KEYS,
     adopt_checkpoint_config,
@@ -101,6 +101,7 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.99)
     ema_decay: float = 0.999
     ema_window: float = EMA_WINDOW_FRACTION  # 시간 예산에서만: EMA 평균 창 = 추정 전체 스텝 × 이 몫 (ema_decay 대신)
+    lr_floor: float = LR_FLOOR  # 시간 예산에서만: 예산 끝의 학습률 = lr × 이 몫 (코사인 감쇠의 바닥)
     grad_clip: float = 1.0
     schedule: str = "linear"
     timesteps: int = 1000
@@ -183,6 +184,10 @@ class TrainConfig:
         require(
             0.0 < self.ema_window <= 1.0,
             f"ema_window 는 (0, 1] (전체 스텝의 몫) / ema_window is a fraction of the run in (0, 1], got {self.ema_window}",
+        )
+        require(
+            0.0 <= self.lr_floor <= 1.0,
+            f"lr_floor 는 [0, 1] (lr 의 몫) / lr_floor is a fraction of lr in [0, 1], got {self.lr_floor}",
         )
         require(self.grad_clip >= 0, "grad_clip 은 0 이상 / grad_clip must be >= 0")
         require(self.label_lr_mult > 0, f"label_lr_mult 는 양수 / label_lr_mult must be > 0, got {self.label_lr_mult}")
