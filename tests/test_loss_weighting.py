@@ -202,6 +202,8 @@ def test_recipe_study_rescored_files_are_the_same_runs():
         ),
         ("recipe_study_round3_dim40",): ("recipe_study_round3_dim40_sde20",),
         ("recipe_study_round4",): ("recipe_study_round4_sde20",),
+        ("recipe_study_round5",): ("recipe_study_round5_sde20",),
+        ("recipe_study_samesteps",): ("recipe_study_samesteps_sde20",),
     }
     fingerprint = ("steps", "train_seconds", "final_loss", "recipe", "precision", "unet")
     for base_names, rescored_names in studies.items():
@@ -217,5 +219,6 @@ def test_recipe_study_rescored_files_are_the_same_runs():
                 assert {k: r[k] for k in fingerprint} == {k: b[k] for k in fingerprint}, (name, key)
                 seen += 1
         assert seen >= 1, rescored_names
-    # 세 번째 연구는 모든 학습을 두 샘플러로 쟀다 (10장의 표는 두 파일의 같은 행을 짝짓는다)
-    assert set(rows("recipe_study_round4_sde20")[1]) == set(rows("recipe_study_round4")[1])
+    # 세 번째 연구와 그 뒤의 측정은 모든 학습을 두 샘플러로 쟀다 (10장의 표는 두 파일의 같은 행을 짝짓는다)
+    for name in ("recipe_study_round4", "recipe_study_round5", "recipe_study_samesteps"):
+        assert set(rows(f"{name}_sde20")[1]) == set(rows(name)[1]), name
