@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -92,6 +93,8 @@ def test_budget_run_stops_when_the_trained_time_reaches_the_budget(straight):
         "minutes": BUDGET_MIN,
         "steps_reached": steps,
         "estimated_total_steps": steps,
+        "cap_steps": None,
+        "schedule_steps": steps,
         "wall_time_s": 15.0,
         "seconds_per_step": DT,
         "ema_decay": budget_ema_decay(steps),
@@ -166,11 +169,30 @@ def test_without_a_budget_the_schedule_is_the_old_one(tmp_path):
 
 @pytest.mark.parametrize("cap,reason,steps", [({"max_steps": 30}, "max_steps", 30), ({"epochs": 7}, "epochs", 28)])
 def test_max_steps_or_epochs_cap_a_budget_run(tmp_path, cap, reason, steps):
-    result = budget_trainer(tmp_path, step_clock(), **cap).run()  # 예산은 60 스텝, 상한은 30 스텝 (또는 7 에폭 × 4)
+    """상한이 예산보다 먼저 오면 거기서 끝나고, 학습률 감쇠와 EMA 창도 예산이 아니라 그 상한에 맞춘다."""
+    trainer = budget_trainer(tmp_path, step_clock(), **cap)  # 예산은 60 스텝, 상한은 30 스텝 (또는 7 에폭 × 4)
+    result = trainer.run()
     assert result["end"] == {"step": steps, "reason": reason, "target_steps": steps}
     block = sidecar(tmp_path)["time_budget"]
     assert block["steps_reached"] == steps and block["wall_time_s"] == steps * DT and block["reached"] is False
     assert block["estimated_total_steps"] == 60  # 예산이 허락했을 스텝 수
+    assert block["cap_steps"] == block["schedule_steps"] == steps  # 학습률·EMA 가 맞춘 스텝 수
+    # 끝난 스텝이 코사인의 끝이다: 마지막 스텝이 바닥 학습률을 쓰고, 그 앞은 줄기만 한다
+    lrs = [trainer.lr_at(n) for n in range(steps)]
+    assert lrs[-1] == trainer.optimizer.param_groups[0]["lr"] == LR * LR_FLOOR
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:]))
+    assert trainer.ema.decay == block["ema_decay"] == budget_ema_decay(steps)
+
+
+def test_a_cap_beyond_the_budget_changes_nothing(tmp_path, straight):
+    """상한이 예산이 허락하는 스텝 수보다 크면 예산만 준 학습과 스텝·학습률·손실 기록·EMA 가 모두 같다."""
+    trainer = budget_trainer(tmp_path, step_clock(), max_steps=1000)
+    result = trainer.run()
+    assert result["end"] == straight.result["end"] and result["loss_history"] == straight.result["loss_history"]
+    assert [trainer.lr_at(n) for n in range(trainer.step)] == straight.lrs
+    assert trainer.ema.decay == straight.ema_decay
+    block = sidecar(tmp_path)["time_budget"]
+    assert (block["cap_steps"], block["schedule_steps"], block["estimated_total_steps"]) == (1000, 60, 60)
 
 
 def test_a_warmup_longer_than_half_the_budget_is_reported(tmp_path):
@@ -233,16 +255,26 @@ def test_budget_lr_is_the_warmup_lr_until_an_estimate_exists():
 def test_resume_trains_only_the_remaining_budget(tmp_path, straight, stop_at):
     """30 스텝 (7.5 초) 에서 끊은 뒤 이어 학습하면 남은 7.5 초만 학습해, 한 번에 한 학습과 같은 스텝에서 끝난다.
 
-    끊은 곳이 첫 추정 (25 스텝) 뒤면 물려받은 속도로 곧바로 같은 추정을 하므로 학습률·손실 기록까지 같다. 10 스텝에서
-    끊으면 새 프로세스가 다시 재는 동안 (스텝 35 까지) 학습률이 감쇠 없이 워밍업 값이라 손실은 다르지만, 끝나는
-    스텝은 시간만으로 정해지므로 같다.
+    끊기는 실제처럼 신호로 한다: 가짜 시계가 ``stop_at`` 번째 스텝을 잴 때 이 프로세스에 SIGTERM 을 보내면,
+    ``Trainer.run`` 은 그 스텝을 마치고 저장한 뒤 멈춘다 (상한 ``max_steps`` 로 끊으면 학습률이 그 상한에 맞춰
+    줄어 한 번에 한 학습과 달라진다). 끊은 곳이 첫 추정 (25 스텝) 뒤면 물려받은 속도로 곧바로 같은 추정을 하므로
+    학습률·손실 기록까지 같다. 10 스텝에서 끊으면 새 프로세스가 다시 재는 동안 (스텝 35 까지) 학습률이 감쇠 없이
+    워밍업 값이라 손실은 다르지만, 끝나는 스텝은 시간만으로 정해지므로 같다.
     """
-    budget_trainer(tmp_path / "run", step_clock(), max_steps=stop_at).run()
+    clock, calls = step_clock(), itertools.count()
+
+    def interrupting_clock() -> float:
+        if next(calls) == stop_at:  # 0 번째는 학습 고리 앞, n 번째는 n 번째 스텝 뒤
+            os.kill(os.getpid(), signal.SIGTERM)
+        return clock()
+
+    interrupted = budget_trainer(tmp_path / "run", interrupting_clock).run()
+    target = 60 if stop_at > SKIP_STEPS + MEASURE_STEPS else stop_at + 1  # 추정 전에는 목표가 다음 스텝이다
+    assert interrupted["end"] == {"step": stop_at, "reason": "signal", "signal": "SIGTERM", "target_steps": target}
     ckpt = tmp_path / "run" / "checkpoint.safetensors"
     assert sidecar(tmp_path / "run")["time_budget"]["wall_time_s"] == stop_at * DT
-    # 학습 길이를 하나라도 주면 저장된 나머지(max_steps 상한)는 지운다
-    cfg = resume_config(ckpt, {"time_budget": BUDGET_MIN, "progress": False, "num_threads": 1, "device": "cpu"})
-    assert cfg.max_steps is None and cfg.time_budget == BUDGET_MIN
+    cfg = resume_config(ckpt, {"progress": False, "num_threads": 1, "device": "cpu"})
+    assert cfg.time_budget == BUDGET_MIN and cfg.max_steps is None
     logs: list[str] = []
     resumed = Trainer(None, cfg, resume=ckpt, images=IMAGES, log=logs.append, clock=step_clock()).run()
     left = (15 - stop_at * DT) / 60

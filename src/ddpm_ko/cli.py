@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         metavar="MINUTES",
         help="시간 예산(분): 이 벽시계 시간 동안 학습하고, 학습률(코사인 감쇠)과 EMA 를 그 시간에 맞춘다. "
-        "--epochs·--max-steps 를 함께 주면 그것이 상한이다. 이어 학습은 남은 시간만 학습한다 "
+        "--epochs·--max-steps 를 함께 주면 그것이 상한이다 (학습률·EMA 도 둘 가운데 작은 쪽에 맞춘다). 이어 학습은 남은 시간만 학습한다 "
         "(training time budget in minutes)",
     )
     # 학습 설정의 기본값은 TrainConfig 가 정한다. 여기서 default 를 두지 않는 까닭은 --resume 때

@@ -20,8 +20,10 @@
 - **여러 프로세스**: 프로세스마다 시계가 다르므로 스텝마다 모든 프로세스의 ``wall_time`` 을 그 평균으로 맞춘다.
   그래야 모두가 같은 학습률을 쓰고 같은 스텝에서 함께 멈추며, 체크포인트의 ``wall_time_s`` 도 그 값이다.
 
-``max_steps``·``epochs`` 를 함께 주면 그것이 상한이다: 둘 중 먼저 이르는 쪽에서 끝나고, 체크포인트의
-``end["reason"]`` 이 어느 쪽인지 밝힌다 (``time_budget``, ``max_steps``, ``epochs``).
+``max_steps``·``epochs`` 를 함께 주면 그것이 상한(``cap``)이다: 둘 중 먼저 이르는 쪽에서 끝나고, 체크포인트의
+``end["reason"]`` 이 어느 쪽인지 밝힌다 (``time_budget``, ``max_steps``, ``epochs``). 학습률의 감쇠와 EMA 의 창도
+그 끝에 맞춘다: 둘은 N̂ 대신 min(N̂, 상한) (``schedule_total``) 을 쓴다. 그래서 ``--time-budget 60 --max-steps 2000`` 은
+예산 안에 2000 스텝을 다 못 하면 예산에서, 하면 2000 스텝에서 학습률이 바닥에 이르러 끝난다.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ class TimeBudget:
     """
 
     minutes: float
+    #: 스텝 수의 상한 (학습 설정의 ``max_steps``·``epochs`` 로 정한 것; 없으면 None). ``Trainer`` 가 채운다
+    cap: int | None = None
     #: EMA 의 평균 창을 추정 전체 스텝 수 N̂ 의 이 몫으로 둔다 (학습 설정의 ``ema_window``)
     ema_window: float = EMA_WINDOW_FRACTION
     #: 예산 끝의 학습률을 lr 의 이 몫으로 둔다 (학습 설정의 ``lr_floor``)
@@ -105,13 +109,21 @@ class TimeBudget:
     def seconds(self) -> float:
         return self.minutes * 60.0
 
+    @property
+    def schedule_total(self) -> float | None:
+        """학습률 감쇠와 EMA 창이 맞추는 전체 스텝 수: min(N̂, ``cap``). 아직 추정 전이면 None."""
+        if self.estimated_total is None:
+            return None
+        return self.estimated_total if self.cap is None else min(self.estimated_total, float(self.cap))
+
     @classmethod
-    def from_config(cls, cfg: Any) -> TimeBudget | None:
-        """학습 설정의 ``time_budget`` (분) 으로 만든다. 예산이 없으면 ``None``."""
+    def from_config(cls, cfg: Any, cap: int | None = None) -> TimeBudget | None:
+        """학습 설정의 ``time_budget`` (분) 과 스텝 상한 ``cap`` 으로 만든다. 예산이 없으면 ``None``."""
         if cfg.time_budget is None:
             return None
         return cls(
             float(cfg.time_budget),
+            cap=cap,
             ema_window=float(getattr(cfg, "ema_window", EMA_WINDOW_FRACTION)),
             lr_floor=float(getattr(cfg, "lr_floor", LR_FLOOR)),
         )
@@ -148,19 +160,25 @@ class TimeBudget:
         return want if cap is None else min(cap, want)
 
     def lr_at(self, step: int, warmup_lr: float, lr: float) -> float:
-        """``budget_lr`` 를 지금의 추정으로."""
-        return budget_lr(step, warmup_lr, lr, self.estimated_total, self.lr_floor)
+        """``budget_lr`` 를 지금의 추정(상한이 더 작으면 상한)으로."""
+        return budget_lr(step, warmup_lr, lr, self.schedule_total, self.lr_floor)
 
     def record(self, step: int, wall_time: float) -> dict[str, Any]:
-        """체크포인트(사이드카 JSON)에 적을 내용: 예산, 다다른 스텝, 추정 전체 스텝, 쓴 시간, 잰 속도."""
-        est = self.estimated_total
+        """체크포인트(사이드카 JSON)에 적을 내용: 예산, 다다른 스텝, 추정 전체 스텝, 쓴 시간, 잰 속도.
+
+        ``estimated_total_steps`` 는 예산이 허락하는 스텝 수 N̂ 이고, ``schedule_steps`` 는 학습률과 EMA 가 맞춘
+        min(N̂, 상한) 이다 (상한이 없으면 둘이 같다).
+        """
+        est, total = self.estimated_total, self.schedule_total
         return {
             "minutes": self.minutes,
             "steps_reached": step,
             "estimated_total_steps": None if est is None else round(est),
+            "cap_steps": self.cap,
+            "schedule_steps": None if total is None else round(total),
             "wall_time_s": round(wall_time, 2),
             "seconds_per_step": self.seconds_per_step,
-            "ema_decay": None if est is None else budget_ema_decay(est, self.ema_window),
+            "ema_decay": None if total is None else budget_ema_decay(total, self.ema_window),
             "ema_window": self.ema_window,
             "lr_floor": self.lr_floor,
             "reached": self.reached,
@@ -197,19 +215,21 @@ class TimeBudget:
         self.observe(trainer.step, trainer.wall_time)
         self._apply(trainer)
         warmup = trainer.cfg.warmup_steps
-        if self.estimated_total is not None and not self._warned and self.estimated_total < 2 * warmup:
-            self._warned = True  # 워밍업이 예산의 절반을 넘으면 최대 학습률에 거의 이르지 못한다
+        total = self.schedule_total
+        if total is not None and not self._warned and total < 2 * warmup:
+            self._warned = True  # 워밍업이 학습의 절반을 넘으면 최대 학습률에 거의 이르지 못한다
             trainer._info(
-                f"경고: 예산 안의 추정 스텝 수 {self.estimated_total:.0f} 가 워밍업 {warmup} 스텝의 2 배보다 적다: "
-                f"--warmup-steps 를 줄여라 / warning: the budget allows ~{self.estimated_total:.0f} steps, less than "
+                f"경고: 학습할 추정 스텝 수 {total:.0f} 가 워밍업 {warmup} 스텝의 2 배보다 적다: "
+                f"--warmup-steps 를 줄여라 / warning: this run will train ~{total:.0f} steps, less than "
                 f"twice the {warmup} warm-up steps: lower --warmup-steps"
             )
         trainer.target_steps = total = trainer.total_steps()
         return total
 
     def _apply(self, trainer: Any) -> None:
-        if self.estimated_total is not None:
-            trainer.ema.decay = budget_ema_decay(self.estimated_total, self.ema_window)
+        total = self.schedule_total
+        if total is not None:
+            trainer.ema.decay = budget_ema_decay(total, self.ema_window)
 
 
 def _shared_wall_time(trainer: Any) -> float:

@@ -453,13 +453,15 @@ class Trainer:
         self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
         self.batches = training_batches(images, cfg, self.unet_config, labels)
+        # 시간 예산: max_steps·epochs 가 있으면 그 스텝 수가 상한이고, 학습률·EMA 도 둘 가운데 작은 쪽에 맞춘다
+        self.clock = clock
+        self.budget = TimeBudget.from_config(cfg, cap=step_target(cfg, self.batches.batches_per_epoch))
         self.step = self.epoch = self.batch_index = 0
         self.history: list[list[float]] = []
         # 아직 기록(history)에 들어가지 않은 손실들. 체크포인트에 함께 저장해야 이어 학습한 기록이 같다.
         self.loss_window: list[float] = []
         self.history_partial = False  # history 의 마지막 항목이 창을 다 채우지 못한 중간 기록인가
         self.wall_time = 0.0  # 학습 고리에 쓴 시간(초), clock 으로 잰다. 이어 학습이면 체크포인트 값부터
-        self.clock, self.budget = clock, TimeBudget.from_config(cfg)
         # 학습이 끝난 까닭과 목표 스텝 (run 이 정한다; 그 전의 체크포인트는 "in_progress")
         self.end: dict[str, Any] | None = None
         self.target_steps: int | None = None
