@@ -12,7 +12,14 @@ EMA 를 정하므로(``ddpm_ko.time_budget``) 변형마다 학습 길이를 따�
     .venv/bin/python benchmarks/recipe_study.py --variants default,bf16 --eval-sampler default --bf16-check --out recipe_study_round3
 
 변형 하나가 끝날 때마다 ``benchmarks/results/<out>.json`` 을 저장하고, 다시 실행하면 이미 잰 변형은 건너뛴다
-(시간 예산·N·시드가 같을 때). 학습 디렉터리(``--runs``)에 끝난 학습이 있으면 평가만 한다.
+(시간 예산·N·시드·평가 시드가 같을 때). 학습 디렉터리(``--runs``)에 끝난 학습이 있으면 평가만 한다.
+
+평가 시드(``--eval-seeds``, 기본은 학습 시드 하나)는 x_T 와 샘플링 잡음, 바닥값과 견줄 진짜 이미지 N 장을 정한다.
+N = 1000 의 특징 FID 는 평가 시드만 바꿔도 0.3 안팎 흔들리므로, 학습 시드마다 같은 평가 시드 몇 개로 재어 평균하면
+학습의 차이와 평가의 흔들림을 나눠 볼 수 있다 (10장):
+
+    .venv/bin/python benchmarks/recipe_study.py --variants attention-none --seed 1 --eval-seeds 0,1,2,3 \
+        --eval-sampler sde-dpm-solver++:20:karras --out recipe_study_seed_grid
 """
 
 from __future__ import annotations
@@ -86,6 +93,18 @@ def parse_eval_sampler(text: str) -> dict[str, Any]:
         return parse_point(text)
     except SystemExit as err:  # argparse 가 사용법과 함께 알리도록
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(
+            f"평가 시드는 서로 다른 0 이상의 정수들 / eval seeds: distinct integers >= 0, got {text!r}"
+        )
+    return seeds
 
 
 def parse_variants(text: str) -> list[str]:
@@ -170,15 +189,18 @@ def main() -> None:
     import torch
 
     from ddpm_ko.checkpoint import load_model_from_checkpoint
-    from ddpm_ko.evaluation import evaluate
     from ddpm_ko.pretrained import load_classifier
-    from ddpm_ko.sampling import sample_with_oom_retry
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", type=parse_variants, default=["default"], help=f"쉼표로 나눈 변형: {list(VARIANTS)}")
     p.add_argument("--minutes", type=float, default=20.0, help="변형마다의 학습 시간 예산 (분)")
     p.add_argument("--num", type=int, default=1000, help="평가할 샘플 수 N (기본 1000)")
-    p.add_argument("--seed", type=int, default=0, help="학습과 샘플링의 시드")
+    p.add_argument("--seed", type=int, default=0, help="학습의 시드 (--eval-seeds 가 없으면 평가의 시드도)")
+    p.add_argument(
+        "--eval-seeds",
+        type=parse_seeds,
+        help="쉼표로 나눈 평가 시드 (x_T·샘플링 잡음·진짜 이미지 N 장). 기본은 --seed 하나 (evaluation seeds)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", default=str(ROOT / "runs" / "recipe_study"), help="학습 디렉터리를 둘 곳")
     p.add_argument("--out", default="recipe_study")
@@ -212,78 +234,103 @@ def main() -> None:
     machine = machine_info()  # 학습을 시작하기 전에: 부하 평균이 이 연구 자신의 학습을 세지 않게
     machine["context"] = "variants trained and evaluated one at a time on an otherwise idle machine"
 
-    def key(r: dict[str, Any]) -> tuple:
-        return (r["variant"], r["minutes"], r["num"], r["seed"])
+    def key(r: dict[str, Any]) -> tuple:  # 평가 시드가 없는 (예전) 행은 학습 시드로 평가했다
+        return (r["variant"], r["minutes"], r["num"], r["seed"], r.get("eval_seed", r["seed"]))
 
+    eval_seeds = a.eval_seeds or [a.seed]
     for name in a.variants:
-        if any(key(r) == (name, a.minutes, a.num, a.seed) for r in rows):
+        todo = [e for e in eval_seeds if not any(key(r) == (name, a.minutes, a.num, a.seed, e) for r in rows)]
+        if not todo:
             print(f"[study] {name}: 이미 잼 / already measured, skipping", flush=True)
             continue
         run_dir = Path(a.runs) / f"{name}-{a.minutes:g}min-s{a.seed}"
         meta = train_variant(name, run_dir, a)
         model, diffusion, _ = load_model_from_checkpoint(run_dir / "checkpoint.safetensors", use_ema=True)
-        shape = (model.config.channels, model.config.image_size, model.config.image_size)
-        g = torch.Generator().manual_seed(a.seed)
-        t0 = time.perf_counter()
-        x, _ = sample_with_oom_retry(
-            diffusion, model, a.num, shape, 250, g, torch.device("cpu"),
-            **eval_sampler,
-        )  # fmt: skip
-        sample_seconds = time.perf_counter() - t0
-        r = evaluate(x, seed=a.seed, classifier=clf, kid_subsets=50, kid_subset_size=min(1000, a.num))
-        budget = meta.get("time_budget") or {}
-        train_cfg = meta.get("train") or {}
-        history = meta.get("loss_history") or []
-        row = {
-            "variant": name,
-            "flags": VARIANTS[name],
-            "minutes": a.minutes,
-            "num": a.num,
-            "seed": a.seed,
-            "steps": meta.get("step"),
-            "train_seconds": budget.get("wall_time_s"),
-            "batch_size": train_cfg.get("batch_size"),
-            "images_per_s": None,
-            "final_loss": history[-1][-1] if history else None,
-            "fid": r["fid"],
-            "fid_floor": r["floor"]["fid"],
-            "fid_floor_std": r["floor"]["fid_std"],
-            "fid_over_floor": r["fid_over_floor"],
-            "kid": r["kid"]["mean"],
-            "histogram": r["histogram"]["fractions"],
-            "sample_seconds": round(sample_seconds, 1),
-            "parameters": model.num_parameters(),
-            "recipe": {k: train_cfg.get(k) for k in RECIPE_KEYS},
-            "precision": meta.get("precision"),  # 실제로 쓴 정밀도 (recipe 의 precision 은 요청한 값)
-            "unet": {k: (meta.get("unet") or {}).get(k) for k in ("dim", "dim_mults", "stage_attention")},
-            "time_budget": budget,
-        }
-        if row["steps"] and row["train_seconds"] and row["batch_size"]:
-            row["images_per_s"] = round(row["steps"] * row["batch_size"] / row["train_seconds"], 1)
-        rows.append(row)
-        save_atomic(
-            a.out,
-            {
-                **old,  # 손으로 더한 항목(버린 실행과 그 까닭, 채택한 기본값)은 그대로 둔다
-                "benchmark": a.out,
-                "what": "train each recipe variant for the same wall-clock budget with ddpm-ko train --time-budget, "
-                "one at a time on an otherwise idle machine, then feature-FID of N EMA samples (sampler in "
-                "eval_sampler, same seed) vs the test split, with the real-vs-real floor at the same N",
-                "eval_sampler": eval_sampler,
-                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": portable_command([Path(sys.executable).name, *sys.argv]),
-                "machine": machine,
-                "cpu_bf16": bf16,
-                "results": rows,
-            },
-        )
-        print(
-            f"[study] {name}: steps {row['steps']} ({row['images_per_s']} img/s) FID {row['fid']:.2f} "
-            f"floor {row['fid_floor']:.2f} -> {row['fid_over_floor']:.2f}x",
-            flush=True,
-        )
-    cols = ["variant", "seed", "steps", "images_per_s", "fid", "fid_floor", "fid_over_floor"]
-    print(fmt_table([{c: r.get(c) for c in cols} for r in rows], cols))
+        for eval_seed in todo:
+            rows.append(score_variant(name, meta, model, diffusion, eval_sampler, eval_seed, clf, a))
+            save_results(a, old, eval_sampler, machine, bf16, rows)
+    cols = ["variant", "seed", "eval_seed", "steps", "images_per_s", "fid", "fid_floor", "fid_over_floor"]
+    print(fmt_table([{c: r.get(c, r["seed"] if c == "eval_seed" else None) for c in cols} for r in rows], cols))
+
+
+def score_variant(
+    name: str, meta: dict[str, Any], model: Any, diffusion: Any, eval_sampler: dict[str, Any], eval_seed: int,
+    clf: Any, a: argparse.Namespace,
+) -> dict[str, Any]:  # fmt: skip
+    """학습을 마친 변형 하나를 평가 시드 ``eval_seed`` 로 잰 결과 행 (x_T·샘플링 잡음·진짜 이미지 N 장이 그 시드)."""
+    import torch
+
+    from ddpm_ko.evaluation import evaluate
+    from ddpm_ko.sampling import sample_with_oom_retry
+
+    shape = (model.config.channels, model.config.image_size, model.config.image_size)
+    g = torch.Generator().manual_seed(eval_seed)
+    t0 = time.perf_counter()
+    x, _ = sample_with_oom_retry(
+        diffusion, model, a.num, shape, 250, g, torch.device("cpu"),
+        **eval_sampler,
+    )  # fmt: skip
+    sample_seconds = time.perf_counter() - t0
+    r = evaluate(x, seed=eval_seed, classifier=clf, kid_subsets=50, kid_subset_size=min(1000, a.num))
+    budget = meta.get("time_budget") or {}
+    train_cfg = meta.get("train") or {}
+    history = meta.get("loss_history") or []
+    row = {
+        "variant": name,
+        "flags": VARIANTS[name],
+        "minutes": a.minutes,
+        "num": a.num,
+        "seed": a.seed,
+        "eval_seed": eval_seed,
+        "steps": meta.get("step"),
+        "train_seconds": budget.get("wall_time_s"),
+        "batch_size": train_cfg.get("batch_size"),
+        "images_per_s": None,
+        "final_loss": history[-1][-1] if history else None,
+        "fid": r["fid"],
+        "fid_floor": r["floor"]["fid"],
+        "fid_floor_std": r["floor"]["fid_std"],
+        "fid_over_floor": r["fid_over_floor"],
+        "kid": r["kid"]["mean"],
+        "histogram": r["histogram"]["fractions"],
+        "sample_seconds": round(sample_seconds, 1),
+        "parameters": model.num_parameters(),
+        "recipe": {k: train_cfg.get(k) for k in RECIPE_KEYS},
+        "precision": meta.get("precision"),  # 실제로 쓴 정밀도 (recipe 의 precision 은 요청한 값)
+        "unet": {k: (meta.get("unet") or {}).get(k) for k in ("dim", "dim_mults", "stage_attention")},
+        "time_budget": budget,
+    }
+    if row["steps"] and row["train_seconds"] and row["batch_size"]:
+        row["images_per_s"] = round(row["steps"] * row["batch_size"] / row["train_seconds"], 1)
+    print(
+        f"[study] {name} (seed {a.seed}, eval seed {eval_seed}): steps {row['steps']} ({row['images_per_s']} img/s) "
+        f"FID {row['fid']:.2f} floor {row['fid_floor']:.2f} -> {row['fid_over_floor']:.2f}x",
+        flush=True,
+    )
+    return row
+
+
+def save_results(
+    a: argparse.Namespace, old: dict[str, Any], eval_sampler: dict[str, Any], machine: dict[str, Any], bf16: Any,
+    rows: list[dict[str, Any]],
+) -> None:  # fmt: skip
+    save_atomic(
+        a.out,
+        {
+            **old,  # 손으로 더한 항목(버린 실행과 그 까닭, 채택한 기본값)은 그대로 둔다
+            "benchmark": a.out,
+            "what": "train each recipe variant for the same wall-clock budget with ddpm-ko train --time-budget, "
+            "one at a time on an otherwise idle machine, then feature-FID of N EMA samples (sampler in "
+            "eval_sampler; x_T, sampling noise and the N real images from eval_seed, which is the training "
+            "seed where a row has none) vs the test split, with the real-vs-real floor at the same N",
+            "eval_sampler": eval_sampler,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": portable_command([Path(sys.executable).name, *sys.argv]),
+            "machine": machine,
+            "cpu_bf16": bf16,
+            "results": rows,
+        },
+    )
 
 
 if __name__ == "__main__":
