@@ -222,3 +222,55 @@ def test_recipe_study_rescored_files_are_the_same_runs():
     # 세 번째 연구와 그 뒤의 측정은 모든 학습을 두 샘플러로 쟀다 (10장의 표는 두 파일의 같은 행을 짝짓는다)
     for name in ("recipe_study_round4", "recipe_study_round5", "recipe_study_samesteps"):
         assert set(rows(f"{name}_sde20")[1]) == set(rows(name)[1]), name
+
+
+def test_recipe_study_eval_seeds_option():
+    """처방 연구의 ``--eval-seeds``: 서로 다른 0 이상의 정수들만 받는다."""
+    import argparse
+
+    parse = import_benchmark("recipe_study").parse_seeds
+    assert parse("0,1,2,3") == [0, 1, 2, 3] and parse("5") == [5]
+    for bad in ("", "1,1", "-1", "a", "0,,x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="/"):
+            parse(bad)
+
+
+def test_recipe_study_seed_grid_rescores_the_same_runs():
+    """평가 시드 격자(``recipe_study_seed_grid``): 끝난 학습을 다시 학습하지 않고 같은 평가 시드들로 다시 쟀다.
+
+    - 행마다 그 학습이 기준 파일(기본 처방은 ``recipe_study_round3``, 어텐션 없음은 ``recipe_study_round4``)에 있고
+      학습 스텝·시간·마지막 손실·처방이 같다.
+    - 학습 시드마다 평가 시드가 모두 같다 (그래야 평가 시드로 짝지어 견준다). 바닥값은 평가 시드만의 값이라 변형과
+      학습 시드에 상관없이 같다.
+    - 평가 시드가 학습 시드와 같은 행은 같은 계산이다: 같은 체크포인트, 같은 샘플러, 같은 시드로 SDE 판 파일
+      (``_sde20``)이 잰 FID 와 같다 (두 번 다 이 종류의 기계에서 쟀다; 네 자리로 반올림한 값을 견준다).
+    """
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    load = lambda name: json.loads((results / f"{name}.json").read_text(encoding="utf-8"))  # noqa: E731
+    grid = load("recipe_study_seed_grid")
+    base = {
+        (r["variant"], r["seed"]): r
+        for name in ("recipe_study_round3", "recipe_study_round4")
+        for r in load(name)["results"]
+    }
+    sde = {
+        (r["variant"], r["seed"]): r
+        for name in ("recipe_study_round3_sde20", "recipe_study_round4_sde20")
+        for r in load(name)["results"]
+    }
+    assert grid["eval_sampler"] == load("recipe_study_round4_sde20")["eval_sampler"]
+    fingerprint = ("steps", "train_seconds", "final_loss", "recipe", "precision", "unet")
+    eval_seeds: dict[tuple, set] = {}
+    floors: dict[int, set] = {}
+    for r in grid["results"]:
+        key = (r["variant"], r["seed"])
+        assert {k: r[k] for k in fingerprint} == {k: base[key][k] for k in fingerprint}, key
+        eval_seeds.setdefault(key, set()).add(r["eval_seed"])
+        floors.setdefault(r["eval_seed"], set()).add(r["fid_floor"])
+        if r["eval_seed"] == r["seed"]:
+            assert r["fid"] == sde[key]["fid"] and r["fid_floor"] == sde[key]["fid_floor"], key
+    assert {"default", "attention-none"} <= {k[0] for k in eval_seeds}
+    assert len({frozenset(v) for v in eval_seeds.values()}) == 1 and len(next(iter(eval_seeds.values()))) >= 3
+    assert all(len(v) == 1 for v in floors.values()), floors
