@@ -149,15 +149,15 @@ class TimeBudget:
         if self.seconds_per_step is not None:
             self.estimated_total = step + max(0.0, self.seconds - wall_time) / self.seconds_per_step
 
-    def target(self, step: int, cap: int | None) -> int:
+    def target(self, step: int) -> int:
         """지금의 목표 스텝: 예산에 이르렀으면 지금 스텝, 아니면 추정 N̂ (적어도 다음 스텝), ``cap`` 이 상한."""
         if self.reached:
             want = step
         elif self.estimated_total is not None:
             want = max(step + 1, math.ceil(self.estimated_total))
         else:
-            want = cap if cap is not None else step + 1
-        return want if cap is None else min(cap, want)
+            want = self.cap if self.cap is not None else step + 1
+        return want if self.cap is None else min(self.cap, want)
 
     def lr_at(self, step: int, warmup_lr: float, lr: float) -> float:
         """``budget_lr`` 를 지금의 추정(상한이 더 작으면 상한)으로."""
@@ -215,12 +215,12 @@ class TimeBudget:
         self.observe(trainer.step, trainer.wall_time)
         self._apply(trainer)
         warmup = trainer.cfg.warmup_steps
-        total = self.schedule_total
-        if total is not None and not self._warned and total < 2 * warmup:
+        scheduled = self.schedule_total
+        if scheduled is not None and not self._warned and scheduled < 2 * warmup:
             self._warned = True  # 워밍업이 학습의 절반을 넘으면 최대 학습률에 거의 이르지 못한다
             trainer._info(
-                f"경고: 학습할 추정 스텝 수 {total:.0f} 가 워밍업 {warmup} 스텝의 2 배보다 적다: "
-                f"--warmup-steps 를 줄여라 / warning: this run will train ~{total:.0f} steps, less than "
+                f"경고: 학습할 추정 스텝 수 {scheduled:.0f} 가 워밍업 {warmup} 스텝의 2 배보다 적다: "
+                f"--warmup-steps 를 줄여라 / warning: this run will train ~{scheduled:.0f} steps, less than "
                 f"twice the {warmup} warm-up steps: lower --warmup-steps"
             )
         trainer.target_steps = total = trainer.total_steps()

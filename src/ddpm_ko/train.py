@@ -490,8 +490,9 @@ class Trainer:
 
     def total_steps(self) -> int:
         """목표 스텝 (``step_target``). 시간 예산이 있으면 예산이 정하고 (추정) ``max_steps``·``epochs`` 는 상한이다."""
-        cap = step_target(self.cfg, self.batches.batches_per_epoch)
-        return cap if self.budget is None else self.budget.target(self.step, cap)
+        if self.budget is None:
+            return step_target(self.cfg, self.batches.batches_per_epoch)
+        return self.budget.target(self.step)  # 상한(max_steps·epochs)은 예산이 만들 때 받아 두었다
 
     def lr_at(self, step: int) -> float:
         """선형 워밍업 후 일정한 학습률 (모듈의 ``lr_at``). 시간 예산이 있으면 예산 끝까지 코사인으로 줄인다."""
