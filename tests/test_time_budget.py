@@ -320,7 +320,7 @@ def test_run_length_on_resume(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ 명령줄
-def test_cli_passes_the_time_budget(tmp_path, monkeypatch):
+def test_cli_passes_the_time_budget(tmp_path, monkeypatch, capsys):
     import importlib
 
     from ddpm_ko import cli
@@ -345,6 +345,10 @@ def test_cli_passes_the_time_budget(tmp_path, monkeypatch):
     seen.clear()
     assert cli.main(["train", "--max-steps", "3", "--ema-window", "0.2", "--out-dir", str(tmp_path)]) == 2
     assert cli.main(["train", "--max-steps", "3", "--lr-floor", "0", "--out-dir", str(tmp_path)]) == 2
+    both = ["train", "--max-steps", "3", "--ema-window", "0.2", "--lr-floor", "0", "--out-dir", str(tmp_path)]
+    assert cli.main(both) == 2
+    err = capsys.readouterr().err
+    assert "--ema-window, --lr-floor" in err and "--time-budget" in err
     assert not seen
 
 

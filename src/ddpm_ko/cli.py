@@ -465,15 +465,16 @@ def _cmd_train(a: argparse.Namespace) -> int:
             unet_cfg = None  # 신경망 설정도 체크포인트 것 (주었으면 Trainer 가 무시한다고 알린다)
     else:
         cfg = TrainConfig(**given)
-    if a.ema_window is not None and cfg.time_budget is None:
+    # 시간 예산에 맞춰 EMA 와 학습률을 정하는 옵션: 예산 없이 주면 아무 일도 하지 않으므로 학습 전에 거부한다
+    budget_only = [
+        flag for flag, value in (("--ema-window", a.ema_window), ("--lr-floor", a.lr_floor)) if value is not None
+    ]
+    if budget_only and cfg.time_budget is None:
+        flags = ", ".join(budget_only)
         raise ValueError(
-            "--ema-window 은 --time-budget 과 함께 쓴다 (예산이 없으면 --ema-decay) / --ema-window only applies with "
-            "--time-budget; without a budget set --ema-decay"
-        )
-    if a.lr_floor is not None and cfg.time_budget is None:
-        raise ValueError(
-            "--lr-floor 는 --time-budget 과 함께 쓴다 (예산이 없으면 학습률은 워밍업 뒤 일정하다) / --lr-floor only "
-            "applies with --time-budget; without a budget the LR is constant after warm-up"
+            f"{flags}: --time-budget 과 함께 쓰는 옵션이다. 예산이 없으면 EMA 는 --ema-decay 로 정하고, 학습률은 워밍업 뒤 "
+            f"일정하다 / {flags} only apply with --time-budget; without a budget set --ema-decay, and the LR is "
+            "constant after warm-up"
         )
     result = train(unet_cfg, cfg, resume=a.resume)
     end = result.get("end") or {}
