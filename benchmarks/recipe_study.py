@@ -60,6 +60,8 @@ VARIANTS: dict[str, list[str]] = {
     "attention-none-ema-window-0.05": ["--attention", "none", "--ema-window", "0.05"],
     "attention-none-dim-24": ["--attention", "none", "--dim", "24"],
     "attention-none-batch-32": ["--attention", "none", "--batch-size", "32", "--lr", "7e-4"],
+    # 학습 타임스텝의 분포: 절반을 EDM 의 로그 정규 분포에서 (노이즈가 작은 t 를 더 자주; ddpm_ko.timestep_sampling)
+    "attention-none-t-lognormal": ["--attention", "none", "--timestep-sampling", "lognormal"],
     # 예산 끝의 학습률: 기본은 lr 의 10 % (time_budget.LR_FLOOR), 0 까지 내리면?
     "attention-none-lr-floor-0": ["--attention", "none", "--lr-floor", "0"],
     # CPU 의 bf16 자동 혼합 정밀도 (bf16 커널이 있는 CPU 에서만: ddpm_ko.precision.cpu_bf16_supported)
@@ -72,6 +74,7 @@ VARIANTS: dict[str, list[str]] = {
 #: 결과에 적는 학습 설정: 기본값이 바뀌어도 각 행이 무엇을 학습했는지 스스로 말하게 한다
 RECIPE_KEYS = (
     "batch_size", "lr", "warmup_steps", "prediction_type", "loss_type", "min_snr_gamma", "flip", "schedule", "precision",
+    "timestep_sampling",
 )  # fmt: skip
 
 # 연구의 평가 샘플러. 책의 기본 샘플러(ddpm_ko.sampling / solvers 의 상수)는 측정에 따라 바뀔 수 있지만, 한 결과 파일의 행들은

@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .sampling import DEFAULT_SAMPLER, SAMPLERS
     from .schedules import SCHEDULES
     from .solvers import DEFAULT_SPACING, SPACINGS
+    from .timestep_sampling import TIMESTEP_SAMPLINGS
     from .unet import ATTENTION_TYPES, BLOCK_TYPES
 
     p = _Parser(prog="ddpm-ko", description="DDPM 한국어 해설서의 학습·샘플링 도구 / train and sample the ddpm_ko DDPM")
@@ -249,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         metavar="GAMMA",
         help="Min-SNR-γ 손실 가중치의 γ, 0 이면 끈다 (loss weighting min(SNR, γ); 0 = plain L_simple)",
+    )
+    t.add_argument(
+        "--timestep-sampling",
+        choices=TIMESTEP_SAMPLINGS,
+        help="학습 타임스텝 t 의 분포: uniform (DDPM) 또는 lognormal (절반을 EDM 의 로그 정규 분포에서 뽑아 노이즈가 "
+        "작은 t 를 더 자주 본다), 10장 (training timestep distribution; 기본 uniform)",
     )
     t.add_argument(
         "--flip",
@@ -438,6 +445,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         "timesteps": a.timesteps,
         "prediction_type": a.prediction,
         "loss_type": a.loss,
+        "timestep_sampling": a.timestep_sampling,
         "seed": a.seed,
         "checkpoint_every": a.checkpoint_every,
         "sample_every": a.sample_every,

@@ -27,6 +27,7 @@ from . import sampling, solvers
 from .configs import require
 from .sampling import SamplerOptions, Trajectory
 from .schedules import beta_schedule
+from .timestep_sampling import TIMESTEP_SAMPLINGS, timestep_probabilities
 
 __all__ = ["GaussianDiffusion", "PREDICTION_TYPES", "LOSS_TYPES"]
 
@@ -66,6 +67,8 @@ class GaussianDiffusion(nn.Module):
         loss_type: ``"l2"`` (MSE, 논문의 L_simple), ``"l1"``, ``"huber"`` (smooth L1).
         min_snr_gamma: 주면 Min-SNR-γ 가중치 (Hang et al., 2023) 로 타임스텝마다 손실에 무게를 준다
             (``loss_weight``; l2 손실에만). ``None`` 이면 논문의 L_simple 그대로 모든 t 에 같은 무게.
+        timestep_sampling: 학습 타임스텝의 분포 (``timestep_sampling`` 모듈, 10장). ``"uniform"`` 은 논문대로
+            고르게, ``"lognormal"`` 은 절반을 EDM 의 로그 정규 분포에서 뽑아 노이즈가 작은 t 를 더 자주 본다.
         dtype: 버퍼를 저장할 자료형. 기본 float32. 다른 구현과 float64 로 견줄 때는 ``torch.float64``
             (float64 로 계산한 값을 float32 로 줄였다가 되돌리면 잃은 자릿수는 돌아오지 않는다).
     """
@@ -90,6 +93,7 @@ class GaussianDiffusion(nn.Module):
         loss_type: LossType = "l2",
         dtype: torch.dtype = torch.float32,
         min_snr_gamma: float | None = None,
+        timestep_sampling: str = "uniform",
     ) -> None:
         super().__init__()
         betas = torch.as_tensor(betas, dtype=torch.float64)
@@ -116,9 +120,15 @@ class GaussianDiffusion(nn.Module):
             min_snr_gamma is None or loss_type == "l2",
             f"Min-SNR 가중치는 l2 손실에만 쓴다 / min_snr_gamma needs loss_type 'l2', got '{loss_type}'",
         )
+        require(
+            timestep_sampling in TIMESTEP_SAMPLINGS,
+            f"알 수 없는 타임스텝 분포 '{timestep_sampling}' / unknown timestep_sampling: choose one of "
+            f"{TIMESTEP_SAMPLINGS}",
+        )
         self.prediction_type = prediction_type
         self.loss_type = loss_type
         self.min_snr_gamma = min_snr_gamma
+        self.timestep_sampling = timestep_sampling
 
         alphas = 1.0 - betas  # α_t = 1 − β_t  (식 ch2-eq-alphas)
         alphas_cumprod = torch.cumprod(alphas, 0)  # ᾱ_t = ∏_{s≤t} α_s
@@ -143,6 +153,8 @@ class GaussianDiffusion(nn.Module):
         }
         for name, value in buffers.items():
             self.register_buffer(name, value.to(dtype), persistent=False)
+        #: 학습 타임스텝의 분포 p(t) (float64, CPU; 뽑는 난수 생성기의 장치로 옮겨 쓴다)
+        self.timestep_probs = timestep_probabilities(alphas_cumprod, timestep_sampling)
 
     # ------------------------------------------------------------------ 기본 정보
     @classmethod
@@ -181,9 +193,15 @@ class GaussianDiffusion(nn.Module):
     def sample_timesteps(
         self, batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """학습용 타임스텝 t ~ Uniform{0, …, T−1} 를 ``batch`` 개 뽑는다."""
+        """학습용 타임스텝 t ~ p(t) 를 ``batch`` 개 뽑는다 (``timestep_probs``; 기본은 Uniform{0, …, T−1}).
+
+        고른 분포는 예전과 같은 ``randint`` 로 뽑으므로 같은 시드의 학습이 예전과 비트 단위로 같다.
+        """
         gen_device = generator.device if generator is not None else device
-        return torch.randint(0, self.num_timesteps, (batch,), generator=generator, device=gen_device).to(device)
+        if self.timestep_sampling == "uniform":
+            return torch.randint(0, self.num_timesteps, (batch,), generator=generator, device=gen_device).to(device)
+        probs = self.timestep_probs.to(gen_device)
+        return torch.multinomial(probs, batch, replacement=True, generator=generator).to(device)
 
     def sample_prior(
         self, shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str | None = None

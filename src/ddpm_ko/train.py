@@ -50,6 +50,7 @@ from .precision import PRECISIONS, autocast_for, resolve_precision
 from .schedules import SCHEDULES
 from .stop_on_signal import StopOnSignal
 from .time_budget import EMA_WINDOW_FRACTION, LR_FLOOR, TimeBudget
+from .timestep_sampling import TIMESTEP_SAMPLINGS
 from .training_state import (
     MACHINE_KEYS,
     adopt_checkpoint_config,
@@ -108,6 +109,7 @@ class TrainConfig:
     prediction_type: str = "eps"
     loss_type: str = "l2"
     min_snr_gamma: float | None = None  # Min-SNR-γ 손실 가중치 (10장); None 이면 L_simple 그대로
+    timestep_sampling: str = "uniform"  # 학습 타임스텝의 분포 (timestep_sampling 모듈, 10장)
     seed: int = 0
     checkpoint_every: int = 500
     sample_every: int = 0
@@ -147,6 +149,11 @@ class TrainConfig:
             self.min_snr_gamma is None or (self.min_snr_gamma > 0 and self.loss_type == "l2"),
             f"min_snr_gamma 는 양수이고 l2 손실과 함께 쓴다 / min_snr_gamma must be > 0 with loss 'l2', "
             f"got {self.min_snr_gamma} with '{self.loss_type}'",
+        )
+        require(
+            self.timestep_sampling in TIMESTEP_SAMPLINGS,
+            f"알 수 없는 타임스텝 분포 '{self.timestep_sampling}' / unknown timestep sampling: choose one of "
+            f"{list(TIMESTEP_SAMPLINGS)}",
         )
         require(self.timesteps >= 2, f"timesteps 는 2 이상 / timesteps must be >= 2, got {self.timesteps}")
         require(self.batch_size >= 1, f"batch_size 는 1 이상 / batch_size must be >= 1, got {self.batch_size}")
@@ -250,6 +257,7 @@ def resume_config(
     # 기본값이 바뀐 설정: 그 항목이 없는 체크포인트는 그때의 기본값(가중치 없음, 좌우 반전 켬)으로 학습했다
     base.setdefault("min_snr_gamma", None)
     base.setdefault("flip", True)
+    base.setdefault("timestep_sampling", "uniform")
     base["out_dir"] = str(path.parent)
     overrides = dict(overrides or {})
     if any(overrides.get(k) is not None for k in _LENGTH_KEYS):
@@ -441,6 +449,7 @@ class Trainer:
             prediction_type=cfg.prediction_type,
             loss_type=cfg.loss_type,
             min_snr_gamma=cfg.min_snr_gamma,
+            timestep_sampling=cfg.timestep_sampling,
         ).to(self.device)
         self.ema = EMA(self.model, cfg.ema_decay)
         self.optimizer = torch.optim.AdamW(
