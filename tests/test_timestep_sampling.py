@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_TRAIN_UNET, tiny_train_config
+from conftest import TINY_TRAIN_UNET, import_benchmark, tiny_train_config
 from ddpm_ko.cli import build_parser
 from ddpm_ko.diffusion import GaussianDiffusion
 from ddpm_ko.schedules import beta_schedule
@@ -138,3 +140,65 @@ def test_trainer_uses_the_sampling_records_it_and_resumes_with_it(tmp_path):
     # 이 설정이 생기기 전의 체크포인트는 고른 분포로 학습했다: 이어 학습도 그대로
     del meta["train"]["timestep_sampling"]
     assert resume_config(trainer.checkpoint_path, meta=meta).timestep_sampling == "uniform"
+
+
+# ------------------------------------------------------------------ 10장의 측정 결과 파일
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def result(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def test_t_sampling_study_is_scored_like_the_seed_grid():
+    """``recipe_study_t_sampling.json`` 은 평가 시드 격자와 같은 샘플러·평가 시드로 쟀다: 그래서 바닥값도 같고, 10장이 두 파일의
+    학습 시드 평균을 바로 견줄 수 있다. 행마다 실제로 lognormal 로 학습했다."""
+    study, grid = result("recipe_study_t_sampling"), result("recipe_study_seed_grid")
+    assert study["eval_sampler"] == grid["eval_sampler"]
+    grid_floor = {r["eval_seed"]: r["fid_floor"] for r in grid["results"]}
+    eval_seeds: dict[int, set] = {}
+    for r in study["results"]:
+        assert r["recipe"]["timestep_sampling"] == "lognormal" and r["unet"]["stage_attention"] == "none"
+        assert r["fid_floor"] == grid_floor[r["eval_seed"]] and r["num"] == 1000 and r["minutes"] == 20
+        eval_seeds.setdefault(r["seed"], set()).add(r["eval_seed"])
+    assert eval_seeds == {s: set(grid_floor) for s in (0, 1, 2)}  # 미리 정한 학습 시드 셋, 모두 평가 시드 넷
+
+
+def test_swap_diagnostic_reproduces_the_unswapped_runs():
+    """진단의 '바꾸지 않음' 행은 그 체크포인트를 같은 샘플러·평가 시드로 잰 처방 연구의 행과 같은 계산이다 (같은 FID)."""
+    grid = {(r["variant"], r["seed"], r["eval_seed"]): r for r in result("recipe_study_seed_grid")["results"]}
+    study = {(r["variant"], r["seed"], r["eval_seed"]): r for r in result("recipe_study_t_sampling")["results"]}
+    for name, row in (
+        ("t_range_swap", grid[("attention-none", 0, 0)]),
+        ("t_range_swap_lognormal", study[("attention-none-t-lognormal", 0, 0)]),
+    ):
+        swap = result(name)
+        none = next(r for r in swap["results"] if r["swap"] == "none")
+        assert swap["eval_seed"] == 0 and swap["weak_steps"] == row["steps"]
+        assert abs(none["fid"] - row["fid"]) < 1e-4 and none["strong_calls"] == 0  # 결과 파일은 소수 넷째 자리까지
+        assert swap["strong"] == "pretrained"
+
+
+def test_swap_model_calls_the_strong_network_only_in_its_range():
+    """``benchmarks/t_range_swap.py`` 의 ``SwapModel``: t < lo 또는 t ≥ hi 에서만 강한 신경망을 부르고, 배치의 t 가 섞이면 거부한다."""
+    swap = import_benchmark("t_range_swap")
+
+    class Const(torch.nn.Module):
+        def __init__(self, value: float) -> None:
+            super().__init__()
+            self.value = value
+            self.config = "weak" if value == 0 else "strong"
+
+        def forward(self, x, t):
+            return torch.full_like(x, self.value)
+
+    model = swap.SwapModel(Const(0.0), Const(1.0), *swap.SWAPS["below-300"])
+    assert model.config == "weak"  # 샘플러는 약한 모델의 설정(모양)을 읽는다
+    x = torch.zeros(2, 1, 4, 4)
+    for t, expected in ((0, 1.0), (299, 1.0), (300, 0.0), (999, 0.0)):
+        assert float(model(x, torch.full((2,), t))[0, 0, 0, 0]) == expected, t
+    assert [model.uses_strong(t) for t in (0, 999)] == [True, False]
+    high = swap.SwapModel(Const(0.0), Const(1.0), *swap.SWAPS["from-600"])
+    assert [high.uses_strong(t) for t in (0, 599, 600, 999)] == [False, False, True, True]
+    with pytest.raises(ValueError, match="one timestep"):
+        model(x, torch.tensor([0, 500]))
