@@ -254,7 +254,8 @@ def resume_config(
     if not isinstance(saved, dict):
         raise CheckpointError(f"체크포인트에 학습 설정이 없다 / no training config in checkpoint: {path}")
     base = {k: v for k, v in saved.items() if k not in MACHINE_KEYS}
-    # 기본값이 바뀐 설정: 그 항목이 없는 체크포인트는 그때의 기본값(가중치 없음, 좌우 반전 켬)으로 학습했다
+    # 기본값이 바뀌었거나 새로 생긴 설정: 그 항목이 없는 체크포인트는 그때의 기본값(가중치 없음, 좌우 반전 켬, 고른 타임스텝)으로
+    # 학습했다
     base.setdefault("min_snr_gamma", None)
     base.setdefault("flip", True)
     base.setdefault("timestep_sampling", "uniform")
