@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from _common import machine_info, portable_command, portable_path, save_atomic
+from _common import machine_info, portable_command, portable_path, save_atomic, shipped_or_provisional_checkpoint
 
 #: 이름 → (lo, hi): 샘플러의 타임스텝 t 가 t < lo 이거나 t ≥ hi 면 강한 모델의 ε̂ 를 쓴다
 SWAPS: dict[str, tuple[int, int]] = {
@@ -54,7 +54,7 @@ class SwapModel(nn.Module):
 def main() -> None:
     from ddpm_ko.checkpoint import load_model_from_checkpoint
     from ddpm_ko.evaluation import evaluate
-    from ddpm_ko.pretrained import load_classifier, pretrained_path
+    from ddpm_ko.pretrained import load_classifier
     from ddpm_ko.sampling import sample_with_oom_retry
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,7 +75,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"알 수 없는 구간 / unknown swaps {unknown}: choose from {list(SWAPS)}")
 
-    strong_path = pretrained_path() if a.strong == "pretrained" else a.strong
+    strong_path, _ = shipped_or_provisional_checkpoint(a.strong)  # "pretrained" → 패키지에 든 책의 모델
     weak, diffusion, weak_meta = load_model_from_checkpoint(a.weak, use_ema=True)
     strong, _, strong_meta = load_model_from_checkpoint(strong_path, use_ema=True)
     for key in ("schedule", "timesteps", "prediction_type"):
