@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import json
 import os
 import struct
 import sys
@@ -219,6 +220,14 @@ def tiny_train_config(out_dir: str | os.PathLike, **overrides: Any) -> TrainConf
 TINY_TRAIN_FLAGS = (
     "--batch-size 8 --dim 8 --dim-mults 1-2 --attention none --timesteps 50 --threads 1 --device cpu".split()
 )
+
+
+BENCHMARK_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def benchmark_result(name: str) -> dict:
+    """커밋된 벤치마크 결과 ``benchmarks/results/<name>.json`` 을 읽는다."""
+    return json.loads((BENCHMARK_RESULTS / f"{name}.json").read_text(encoding="utf-8"))
 
 
 def import_benchmark(name: str) -> Any:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_TRAIN_UNET, import_benchmark, tiny_train_config
+from conftest import TINY_TRAIN_UNET, benchmark_result, import_benchmark, tiny_train_config
 from ddpm_ko.cli import build_parser
 from ddpm_ko.diffusion import GaussianDiffusion
 from ddpm_ko.train import TrainConfig, Trainer, resume_config
@@ -18,14 +15,8 @@ from ddpm_ko.training_state import checkpoint_contents
 T = 1000
 GAMMA = 5.0
 IMAGES = np.random.default_rng(0).integers(0, 256, (16, 8, 8), dtype=np.uint8)
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 #: 같은 학습임을 가리는 처방 연구 행의 항목 (다른 샘플러·평가 시드로 다시 재도 그대로다)
 RUN_FINGERPRINT = ("steps", "train_seconds", "final_loss", "recipe", "precision", "unet")
-
-
-def study(name: str) -> dict:
-    """``benchmarks/results/<name>.json`` 의 처방 연구 결과."""
-    return json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
 
 
 def diffusion(prediction_type: str, gamma: float | None = GAMMA) -> GaussianDiffusion:
@@ -150,7 +141,7 @@ def test_a_checkpoint_from_before_the_weighting_resumes_without_it(tmp_path):
 def test_default_recipe_follows_the_study():
     """기본 처방은 측정이 정한다 (issue 15, 10장): ``benchmarks/results/recipe_study.json`` 에서 같은 20분 시간 예산으로
     학습한 변형 가운데 특징 FID (N ≥ 1000) 가 가장 낮은 것의 좌우 반전·Min-SNR 설정이 ``TrainConfig()`` 의 기본값이다."""
-    rows = [r for r in study("recipe_study")["results"] if r["minutes"] == 20]
+    rows = [r for r in benchmark_result("recipe_study")["results"] if r["minutes"] == 20]
     assert len(rows) >= 4 and all(r["num"] >= 1000 for r in rows)
     assert len({r["seed"] for r in rows}) == 1  # 같은 시드끼리 견준다
     best = min(rows, key=lambda r: r["fid"])
@@ -184,7 +175,7 @@ def test_recipe_study_eval_sampler_option():
         with pytest.raises(argparse.ArgumentTypeError, match="/"):
             parse(bad)
     # 세 번째 연구의 파일은 책의 기본 샘플러로 쟀고, 그 사실이 파일에 적혀 있다
-    round3 = study("recipe_study_round3")
+    round3 = benchmark_result("recipe_study_round3")
     assert round3["eval_sampler"]["spacing"] == "karras" and round3["eval_sampler"]["steps"] == 15
 
 
@@ -195,7 +186,7 @@ def test_recipe_study_rescored_files_are_the_same_runs():
     """
 
     def rows(name: str) -> tuple[dict, dict]:
-        data = study(name)
+        data = benchmark_result(name)
         return data["eval_sampler"], {(r["variant"], r["seed"]): r for r in data["results"]}
 
     studies = {  # 기준 파일들 (책의 기본 샘플러로 잰 학습) → 그 학습을 다른 샘플러로 다시 잰 파일들
@@ -247,18 +238,18 @@ def test_recipe_study_seed_grid_rescores_the_same_runs():
     - 평가 시드가 학습 시드와 같은 행은 같은 계산이다: 같은 체크포인트, 같은 샘플러, 같은 시드로 SDE 판 파일
       (``_sde20``)이 잰 FID 와 같다 (두 번 다 이 종류의 기계에서 쟀다; 네 자리로 반올림한 값을 견준다).
     """
-    grid = study("recipe_study_seed_grid")
+    grid = benchmark_result("recipe_study_seed_grid")
     base = {
         (r["variant"], r["seed"]): r
         for name in ("recipe_study_round3", "recipe_study_round4")
-        for r in study(name)["results"]
+        for r in benchmark_result(name)["results"]
     }
     sde = {
         (r["variant"], r["seed"]): r
         for name in ("recipe_study_round3_sde20", "recipe_study_round4_sde20")
-        for r in study(name)["results"]
+        for r in benchmark_result(name)["results"]
     }
-    assert grid["eval_sampler"] == study("recipe_study_round4_sde20")["eval_sampler"]
+    assert grid["eval_sampler"] == benchmark_result("recipe_study_round4_sde20")["eval_sampler"]
     eval_seeds: dict[tuple, set] = {}
     floors: dict[int, set] = {}
     for r in grid["results"]:

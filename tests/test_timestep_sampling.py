@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_TRAIN_UNET, import_benchmark, tiny_train_config
+from conftest import TINY_TRAIN_UNET, benchmark_result, import_benchmark, tiny_train_config
 from ddpm_ko.cli import build_parser
 from ddpm_ko.diffusion import GaussianDiffusion
 from ddpm_ko.schedules import beta_schedule
@@ -143,17 +141,10 @@ def test_trainer_uses_the_sampling_records_it_and_resumes_with_it(tmp_path):
 
 
 # ------------------------------------------------------------------ 10장의 측정 결과 파일
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-
-
-def result(name: str) -> dict:
-    return json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
-
-
 def test_t_sampling_study_is_scored_like_the_seed_grid():
     """``recipe_study_t_sampling.json`` 은 평가 시드 격자와 같은 샘플러·평가 시드로 쟀다: 그래서 바닥값도 같고, 10장이 두 파일의
     학습 시드 평균을 바로 견줄 수 있다. 행마다 실제로 lognormal 로 학습했다."""
-    study, grid = result("recipe_study_t_sampling"), result("recipe_study_seed_grid")
+    study, grid = benchmark_result("recipe_study_t_sampling"), benchmark_result("recipe_study_seed_grid")
     assert study["eval_sampler"] == grid["eval_sampler"]
     grid_floor = {r["eval_seed"]: r["fid_floor"] for r in grid["results"]}
     eval_seeds: dict[int, set] = {}
@@ -166,13 +157,15 @@ def test_t_sampling_study_is_scored_like_the_seed_grid():
 
 def test_swap_diagnostic_reproduces_the_unswapped_runs():
     """진단의 '바꾸지 않음' 행은 그 체크포인트를 같은 샘플러·평가 시드로 잰 처방 연구의 행과 같은 계산이다 (같은 FID)."""
-    grid = {(r["variant"], r["seed"], r["eval_seed"]): r for r in result("recipe_study_seed_grid")["results"]}
-    study = {(r["variant"], r["seed"], r["eval_seed"]): r for r in result("recipe_study_t_sampling")["results"]}
+    grid = {(r["variant"], r["seed"], r["eval_seed"]): r for r in benchmark_result("recipe_study_seed_grid")["results"]}
+    study = {
+        (r["variant"], r["seed"], r["eval_seed"]): r for r in benchmark_result("recipe_study_t_sampling")["results"]
+    }
     for name, row in (
         ("t_range_swap", grid[("attention-none", 0, 0)]),
         ("t_range_swap_lognormal", study[("attention-none-t-lognormal", 0, 0)]),
     ):
-        swap = result(name)
+        swap = benchmark_result(name)
         none = next(r for r in swap["results"] if r["swap"] == "none")
         assert swap["eval_seed"] == 0 and swap["weak_steps"] == row["steps"]
         assert abs(none["fid"] - row["fid"]) < 1e-4 and none["strong_calls"] == 0  # 결과 파일은 소수 넷째 자리까지
