@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -262,3 +265,32 @@ def test_recipe_study_seed_grid_rescores_the_same_runs():
     assert {"default", "attention-none"} <= {k[0] for k in eval_seeds}
     assert len({frozenset(v) for v in eval_seeds.values()}) == 1 and len(next(iter(eval_seeds.values()))) >= 3
     assert all(len(v) == 1 for v in floors.values()), floors
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_third_fine_tune_is_scored_like_the_shipped_model():
+    """``fine_tune_3_quality.json`` (10장): 책이 싣는 모델에서 출발했고, 평가 시드마다 그 모델의 측정과 같은 N·바닥값(같은 진짜
+    이미지)으로 쟀다. 후보 가중치 파일이 그 측정의 파일이다."""
+    from ddpm_ko.checkpoint import file_sha256
+
+    ft3 = benchmark_result("fine_tune_3_quality")
+    shipped = json.loads((ROOT / "src/ddpm_ko/weights/fashion_mnist_ema.json").read_text(encoding="utf-8"))
+    assert ft3["model"]["init_from_sha256"] == file_sha256(ROOT / "src/ddpm_ko/weights/fashion_mnist_ema.safetensors")
+    assert ft3["model"]["total_steps"] == shipped["training_cost"]["total_steps"] + ft3["model"]["steps"]
+    assert sorted(e["seed"] for e in ft3["evaluations"]) == [0, 1, 2, 3]
+    candidate = ROOT / "benchmarks/candidates/fashion_mnist_ema_ft3.safetensors"
+    for e in ft3["evaluations"]:
+        ref = benchmark_result("quality_vs_nfe" if e["seed"] == 0 else f"quality_vs_nfe_seed{e['seed']}")
+        assert (e["num"], e["fid_floor"]) == (ref["num"], ref["fid_floor"])
+        assert e["checkpoint_step"] == ft3["model"]["steps"]
+        labels = {r["label"] for r in e["results"]}
+        assert (
+            labels == {"SDE-DPM-Solver++-20-karras", "DPM-Solver++-15-karras"} <= {r["label"] for r in ref["results"]}
+        )
+    assert ft3["model"]["checkpoint_sha256"] == ft3["evaluations"][0]["checkpoint_sha256"]
+    meta = json.loads(candidate.with_suffix(".json").read_text(encoding="utf-8"))
+    assert (
+        meta["step"] == ft3["model"]["steps"] and meta["init_from_model"]["sha256"] == ft3["model"]["init_from_sha256"]
+    )
