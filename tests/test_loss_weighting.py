@@ -273,12 +273,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_third_fine_tune_is_scored_like_the_shipped_model():
     """``fine_tune_3_quality.json`` (10장): 책이 싣는 모델에서 출발했고, 평가 시드마다 그 모델의 측정과 같은 N·바닥값(같은 진짜
     이미지)으로 쟀다. 후보 가중치 파일이 그 측정의 파일이다."""
-    from ddpm_ko.checkpoint import file_sha256
+    from ddpm_ko.pretrained import pretrained_stages
 
     ft3 = benchmark_result("fine_tune_3_quality")
-    shipped = json.loads((ROOT / "src/ddpm_ko/weights/fashion_mnist_ema.json").read_text(encoding="utf-8"))
-    assert ft3["model"]["init_from_sha256"] == file_sha256(ROOT / "src/ddpm_ko/weights/fashion_mnist_ema.safetensors")
-    assert ft3["model"]["total_steps"] == shipped["training_cost"]["total_steps"] + ft3["model"]["steps"]
+    shipped = pretrained_stages()[-1]  # 책이 싣는 파일 (SHA-256, 그 파일까지의 전체 스텝)
+    assert ft3["model"]["init_from_sha256"] == shipped["sha256"]
+    assert ft3["model"]["total_steps"] == shipped["total_steps"] + ft3["model"]["steps"]
     assert sorted(e["seed"] for e in ft3["evaluations"]) == [0, 1, 2, 3]
     candidate = ROOT / "benchmarks/candidates/fashion_mnist_ema_ft3.safetensors"
     for e in ft3["evaluations"]:
